@@ -1,0 +1,31 @@
+// OpenBLAS calls (see blas.h).
+#include "blas.h"
+
+#include <initializer_list>
+#include <limits>
+
+#include "cblas.h"
+
+namespace jaxcps {
+
+void Sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+           int64_t ldb, float* c, int64_t ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m),
+                    static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a,
+                    static_cast<blasint>(lda), b, static_cast<blasint>(ldb), 0.0f, c,
+                    static_cast<blasint>(ldc));
+}
+
+std::string CheckBlasSizes(std::initializer_list<int64_t> sizes, const char* algorithm) {
+  for (int64_t s : sizes) {
+    if (s > std::numeric_limits<blasint>::max()) {
+      return std::string(algorithm) + ": a GEMM dimension of " + std::to_string(s) +
+             " exceeds the 32-bit BLAS interface";
+    }
+  }
+  return {};
+}
+
+void SetBlasSingleThreaded() { scipy_openblas_set_num_threads(1); }
+
+}  // namespace jaxcps

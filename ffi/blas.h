@@ -1,0 +1,23 @@
+// The one place that calls BLAS: single-precision GEMM from OpenBLAS (scipy-openblas32 wheel).
+// Parallelism comes from XLA's pool, so OpenBLAS itself runs single-threaded (module.cc).
+#ifndef JAXCPS_BLAS_H_
+#define JAXCPS_BLAS_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+namespace jaxcps {
+
+// C[m x n] = A[m x k] * B[k x n], row-major with leading dimensions lda, ldb, ldc.
+void Sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+           int64_t ldb, float* c, int64_t ldc);
+
+// Checks that every size handed to Sgemm fits BLAS's 32-bit integers. "" or the reason.
+std::string CheckBlasSizes(std::initializer_list<int64_t> sizes, const char* algorithm);
+
+void SetBlasSingleThreaded();
+
+}  // namespace jaxcps
+
+#endif  // JAXCPS_BLAS_H_

@@ -1,0 +1,154 @@
+// XLA FFI handlers: decode buffers and attributes into a ConvGeometry, check them again (the
+// Python side validated first), and run the algorithm on XLA's intra-op thread pool. Every
+// failure is returned as an ffi::Error; nothing throws or aborts across the FFI boundary.
+//
+// Operands: x f32[N,H,W,C], w f32[KH,KW,Ci,O]; result y f32[N,OH,OW,O]. Attributes:
+//   window_strides int64[2], padding int64[4] (top, bottom, left, right),
+//   rhs_dilation int64[2], feature_group_count int64.
+// Shapes come from the buffers, never from attributes (attributes go stale under vmap).
+#include "handlers.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+
+#include "algorithms.h"
+
+namespace ffi = xla::ffi;
+
+namespace jaxcps {
+
+namespace {
+
+using F32Rank4 = ffi::Buffer<ffi::F32, 4>;
+using F32Rank4Result = ffi::ResultBuffer<ffi::F32, 4>;
+using Int64Span = ffi::Span<const int64_t>;
+
+// Parallel on XLA's FFI thread pool. The caller schedules n-1 helpers and then works too;
+// it waits only for tasks that some thread has already started, so it finishes even if the
+// pool runs nothing, runs tasks inline, or runs them late.
+class PoolParallel final : public Parallel {
+ public:
+  explicit PoolParallel(ffi::ThreadPool pool) : pool_(pool) {}
+
+  int64_t NumThreads() const override { return std::max<int64_t>(1, pool_.num_threads()); }
+
+  void For(int64_t n, const std::function<void(int64_t)>& task) override {
+    if (n <= 1 || pool_.num_threads() <= 1) {
+      for (int64_t i = 0; i < n; ++i) task(i);
+      return;
+    }
+    struct State {
+      std::atomic<int64_t> next{0};
+      std::atomic<int64_t> done{0};
+      int64_t n = 0;
+      const std::function<void(int64_t)>* task = nullptr;
+      std::mutex mu;
+      std::condition_variable cv;
+    };
+    auto state = std::make_shared<State>();
+    state->n = n;
+    state->task = &task;
+    // Runs tasks until none is left. A task index is taken only while some are left, so
+    // `task` (owned by the caller, who waits for every taken index) is still alive.
+    auto drain = [](State& s) {
+      for (int64_t i = s.next.fetch_add(1); i < s.n; i = s.next.fetch_add(1)) {
+        (*s.task)(i);
+        if (s.done.fetch_add(1) + 1 == s.n) {
+          std::lock_guard<std::mutex> lock(s.mu);
+          s.cv.notify_all();
+        }
+      }
+    };
+    const int64_t helpers = std::min<int64_t>(n, pool_.num_threads()) - 1;
+    try {
+      for (int64_t h = 0; h < helpers; ++h) pool_.Schedule([state, drain] { drain(*state); });
+    } catch (...) {
+      // Could not queue a helper (out of memory): the tasks still run, on fewer threads.
+    }
+    drain(*state);
+    std::unique_lock<std::mutex> lock(state->mu);
+    state->cv.wait(lock, [&] { return state->done.load() == n; });
+  }
+
+ private:
+  ffi::ThreadPool pool_;
+};
+
+ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span strides,
+                          Int64Span padding, Int64Span dilation, int64_t groups,
+                          F32Rank4Result& y, ConvGeometry* g) {
+  if (strides.size() != 2) return ffi::Error::InvalidArgument("window_strides must have 2 entries");
+  if (padding.size() != 4) return ffi::Error::InvalidArgument("padding must have 4 entries");
+  if (dilation.size() != 2) return ffi::Error::InvalidArgument("rhs_dilation must have 2 entries");
+  const auto xd = x.dimensions();
+  const auto wd = w.dimensions();
+  g->n = xd[0], g->h = xd[1], g->w = xd[2], g->c = xd[3];
+  g->kh = wd[0], g->kw = wd[1], g->ci = wd[2], g->o = wd[3];
+  g->sh = strides[0], g->sw = strides[1];
+  g->pad_top = padding[0], g->pad_bottom = padding[1];
+  g->pad_left = padding[2], g->pad_right = padding[3];
+  g->dh = dilation[0], g->dw = dilation[1];
+  g->groups = groups;
+  const std::string err = g->Derive();
+  if (!err.empty()) return ffi::Error::InvalidArgument(err);
+  const auto yd = y->dimensions();
+  if (yd[0] != g->n || yd[1] != g->oh || yd[2] != g->ow || yd[3] != g->o) {
+    return ffi::Error::InvalidArgument(
+        "output buffer shape (" + std::to_string(yd[0]) + ", " + std::to_string(yd[1]) + ", " +
+        std::to_string(yd[2]) + ", " + std::to_string(yd[3]) + ") does not match the convolution (" +
+        std::to_string(g->n) + ", " + std::to_string(g->oh) + ", " + std::to_string(g->ow) +
+        ", " + std::to_string(g->o) + ")");
+  }
+  return ffi::Error::Success();
+}
+
+using SupportsFn = std::string (*)(const ConvGeometry&);
+using RunFn = std::string (*)(const ConvGeometry&, const float*, const float*, float*, Parallel&);
+
+ffi::Error Convolve(const char* name, SupportsFn supports, RunFn run, ffi::ThreadPool pool,
+                    F32Rank4 x, F32Rank4 w, Int64Span strides, Int64Span padding,
+                    Int64Span dilation, int64_t groups, F32Rank4Result y) {
+  ConvGeometry g;
+  ffi::Error status = DecodeGeometry(x, w, strides, padding, dilation, groups, y, &g);
+  if (status.failure()) return status;
+  std::string err = supports(g);
+  if (!err.empty()) return ffi::Error::InvalidArgument(err);
+  try {
+    PoolParallel parallel(pool);
+    err = run(g, x.typed_data(), w.typed_data(), y->typed_data(), parallel);
+  } catch (const std::bad_alloc&) {
+    err = "out of memory";
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (!err.empty()) return ffi::Error::Internal(std::string(name) + ": " + err);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define X(name, Name)                                                                     \
+  static ffi::Error Name##Impl(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w,               \
+                               Int64Span strides, Int64Span padding, Int64Span dilation,   \
+                               int64_t groups, F32Rank4Result y) {                         \
+    return Convolve(#name, Name##Supports, Run##Name, pool, x, w, strides, padding,        \
+                    dilation, groups, y);                                                  \
+  }                                                                                        \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(Ffi##Name, Name##Impl,                                     \
+                                ffi::Ffi::Bind()                                           \
+                                    .Ctx<ffi::ThreadPool>()                                \
+                                    .Arg<F32Rank4>()  /* x */                              \
+                                    .Arg<F32Rank4>()  /* w */                              \
+                                    .Attr<Int64Span>("window_strides")                     \
+                                    .Attr<Int64Span>("padding")                            \
+                                    .Attr<Int64Span>("rhs_dilation")                       \
+                                    .Attr<int64_t>("feature_group_count")                  \
+                                    .Ret<F32Rank4>() /* y */);
+#include "kernels.inc"
+#undef X
+
+}  // namespace jaxcps

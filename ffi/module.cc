@@ -1,0 +1,75 @@
+// The nanobind module jaxcps._ffi: FFI handler capsules for jaxcps/_targets.py, the exact
+// footprint of the CPO/CPS compressed forms, and the run-time instruction-set switch.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <type_traits>
+
+#include "blas.h"
+#include "handlers.h"
+#include "isa.h"
+#include "sparse_format.h"
+
+namespace nb = nanobind;
+
+namespace jaxcps {
+namespace {
+
+template <typename T>
+nb::capsule EncapsulateHandler(T* fn) {
+  static_assert(std::is_invocable_r_v<XLA_FFI_Error*, T, XLA_FFI_CallFrame*>,
+                "an XLA FFI handler must take an XLA_FFI_CallFrame*");
+  return nb::capsule(reinterpret_cast<void*>(fn));
+}
+
+nb::dict Registrations() {
+  nb::dict d;
+#define X(name, Name) d[#name] = EncapsulateHandler(Ffi##Name);
+#include "kernels.inc"
+#undef X
+  return d;
+}
+
+using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+
+// Bytes of the compressed form that `algorithm` ("cpo" or "cps") builds for x (NHWC).
+uint64_t CompressedBytes(const std::string& algorithm, Activation x) {
+  SparseKind kind;
+  if (algorithm == "cpo") {
+    kind = SparseKind::kCpo;
+  } else if (algorithm == "cps") {
+    kind = SparseKind::kCps;
+  } else {
+    throw nb::value_error(("compressed_bytes: algorithm must be 'cpo' or 'cps', got '" +
+                           algorithm + "'").c_str());
+  }
+  SparseActivation act;
+  SerialParallel serial;
+  const std::string err = BuildSparseActivation(
+      kind, x.data(), static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)),
+      static_cast<int64_t>(x.shape(2)), static_cast<int64_t>(x.shape(3)), serial, &act);
+  if (!err.empty()) throw nb::value_error(err.c_str());
+  return act.FootprintBytes();
+}
+
+}  // namespace
+}  // namespace jaxcps
+
+NB_MODULE(_ffi, m) {
+  m.doc() = "jaxcps C++ kernels: XLA FFI handlers for im2col, MEC, CPO, CPS and a reference.";
+  jaxcps::SetBlasSingleThreaded();
+  m.def("registrations", &jaxcps::Registrations,
+        "Algorithm name -> XLA FFI handler capsule, one per entry of ffi/kernels.inc.");
+  m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
+        "Bytes (values, indices, pointers) of the CPO or CPS form of x (float32 NHWC).");
+  m.def("supported_isas", &jaxcps::SupportedIsas,
+        "Instruction sets for the sparse kernels that this CPU supports.");
+  m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },
+        "Instruction set the sparse kernels use now.");
+  m.def("set_isa", [](const std::string& isa) {
+        const std::string err = jaxcps::SetSparseIsa(isa);
+        if (!err.empty()) throw nb::value_error(err.c_str());
+      }, nb::arg("isa"), "Force the sparse kernels onto one instruction set (for tests).");
+}

@@ -1,0 +1,11 @@
+// CPO/CPS tile kernels built for the avx512 instruction set (flags set in CMakeLists.txt).
+// Generated from one template, sparse_kernels_impl.h; edit that file, not this one.
+#include "sparse_kernels.h"
+
+namespace jaxcps {
+namespace avx512 {
+#define JAXCPS_ISA_NAME "avx512"
+#include "sparse_kernels_impl.h"
+#undef JAXCPS_ISA_NAME
+}  // namespace avx512
+}  // namespace jaxcps

@@ -1,0 +1,12 @@
+"""jaxcps: sparse-activation convolution (CPO/CPS) for JAX on CPU.
+
+`conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` that can run the
+convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom calls.
+"""
+
+from jaxcps.algorithms import ALGORITHMS
+from jaxcps.conv import conv_general_dilated
+from jaxcps.footprint import footprint
+
+__all__ = ["ALGORITHMS", "conv_general_dilated", "footprint"]
+__version__ = "0.1.0"

@@ -1,0 +1,26 @@
+"""Registers the C++ convolution kernels (ffi/) with XLA, once, at import.
+
+The one rule for target names lives here: `jaxcps_<algorithm>_f32`. The registry of FFI
+targets is global to the process, hence the prefix.
+"""
+
+from jaxcps._blas import load_openblas
+
+load_openblas()
+
+import jax  # noqa: E402
+
+from jaxcps import _ffi  # noqa: E402
+
+#: Algorithms with a C++ kernel, in the order of ffi/kernels.inc ("reference" is the naive
+#: direct convolution used by the tests).
+KERNELS: tuple[str, ...] = tuple(_ffi.registrations())
+
+
+def target_name(algorithm: str) -> str:
+    """Name of the FFI target that runs `algorithm` on float32."""
+    return f"jaxcps_{algorithm}_f32"
+
+
+for _name, _capsule in _ffi.registrations().items():
+    jax.ffi.register_ffi_target(target_name(_name), _capsule, platform="cpu")

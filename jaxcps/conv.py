@@ -1,0 +1,143 @@
+"""`jaxcps.conv_general_dilated`: `jax.lax.conv_general_dilated` with a choice of algorithm."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxcps.algorithms import check_algorithm, choose_auto, unsupported_reason
+from jaxcps.geometry import ConvSpec, resolve_conv
+from jaxcps.rules import native_conv
+
+
+def conv_general_dilated(
+    lhs: jax.typing.ArrayLike,
+    rhs: jax.typing.ArrayLike,
+    window_strides: Any,
+    padding: Any,
+    lhs_dilation: Any = None,
+    rhs_dilation: Any = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    *,
+    algorithm: str = "auto",
+    name: str | None = None,
+    **unused: Any,
+) -> jax.Array:
+    """General dilated convolution, computed by the chosen algorithm.
+
+    A drop-in for `jax.lax.conv_general_dilated`: the same arguments, semantics and result,
+    plus the keyword-only `algorithm`. Works under `jax.jit`, `jax.vmap` and `jax.grad` (the
+    backward pass always runs on XLA's dense convolution).
+
+    Example::
+
+      >>> import jax.numpy as jnp, jaxcps
+      >>> x = jnp.maximum(jnp.arange(2 * 8 * 8 * 4.0).reshape(2, 8, 8, 4) % 7 - 4, 0)
+      >>> w = jnp.ones((3, 3, 4, 16))
+      >>> y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME",
+      ...         dimension_numbers=("NHWC", "HWIO", "NHWC"), algorithm="cpo")
+      >>> y.shape
+      (2, 8, 8, 16)
+
+    Args:
+      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+      feature_group_count, batch_group_count, precision, preferred_element_type: as in
+        `jax.lax.conv_general_dilated`. The jaxcps kernels compute in float32 whatever
+        `precision` says; float16/bfloat16 inputs are converted to float32 and the result back.
+      algorithm: one of `jaxcps.ALGORITHMS` (default: "auto").
+        "xla" is `lax.conv_general_dilated` itself; "im2col", "mec", "cpo" and "cps" run the
+        jaxcps kernel of that name; "auto" runs what the active plan names for this layer,
+        and XLA when no plan covers it (and for any configuration a kernel cannot run).
+      name: the layer's name, looked up in the active plan under "auto" (default: None).
+      **unused: accepted and ignored, e.g. `out_sharding` that `flax.nnx.Conv` passes.
+
+    Returns:
+      The convolution, with the shape, layout and dtype that `lax.conv_general_dilated` gives.
+
+    Raises:
+      ValueError: for invalid arguments (naming the parameter), for an unknown `algorithm`,
+        and for a configuration that the named kernel cannot run (e.g. `lhs_dilation` != 1,
+        `batch_group_count` > 1, 1-D/3-D convolutions, float64 or integer inputs).
+      TypeError: if lhs and rhs have different dtypes, as lax does.
+    """
+    del unused
+    check_algorithm(algorithm)
+    lhs = jnp.asarray(lhs)
+    rhs = jnp.asarray(rhs)
+    lax_args = dict(
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    if algorithm == "xla":
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **lax_args)
+    if lhs.dtype != rhs.dtype:
+        raise TypeError(
+            f"conv_general_dilated requires lhs and rhs to have the same dtype, got "
+            f"{lhs.dtype} and {rhs.dtype}"
+        )
+    conv = resolve_conv(
+        lhs.shape,
+        rhs.shape,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+    )
+    if algorithm == "auto":
+        algorithm = choose_auto(name)
+        check_algorithm(algorithm)
+        if algorithm in ("xla", "auto") or unsupported_reason(algorithm, conv, lhs.dtype):
+            return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **lax_args)
+    else:
+        reason = unsupported_reason(algorithm, conv, lhs.dtype)
+        if reason is not None:
+            raise ValueError(reason)
+    out_dtype = np.dtype(preferred_element_type) if preferred_element_type is not None else lhs.dtype
+    return _run_kernel(
+        lhs,
+        rhs,
+        algorithm=algorithm,
+        spec=conv.spec(),
+        lhs_perm=conv.lhs_perm,
+        rhs_perm=conv.rhs_perm,
+        out_perm=conv.out_perm,
+        out_dtype=out_dtype,
+    )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("algorithm", "spec", "lhs_perm", "rhs_perm", "out_perm", "out_dtype")
+)
+def _run_kernel(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    *,
+    algorithm: str,
+    spec: ConvSpec,
+    lhs_perm: tuple[int, ...],
+    rhs_perm: tuple[int, ...],
+    out_perm: tuple[int, ...],
+    out_dtype: np.dtype,
+) -> jax.Array:
+    """Moves the operands to NHWC/HWIO float32, runs the kernel, and moves the result back."""
+    x = jnp.transpose(lhs, lhs_perm).astype(jnp.float32)
+    w = jnp.transpose(rhs, rhs_perm).astype(jnp.float32)
+    y = native_conv(algorithm, spec)(x, w)
+    return jnp.transpose(y, out_perm).astype(out_dtype)
