@@ -1,0 +1,50 @@
+"""Timing by the benchmark protocol (DESIGN.md §5): contenders in one process, interleaved
+round by round, after warm-up, reported as medians. Used by `jaxcps bench` and by selection.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+import jax
+
+
+def time_interleaved(
+    contenders: Mapping[str, Callable[[], object]],
+    *,
+    repeats: int = 7,
+    warmup: int = 2,
+    on_round: Callable[[int], None] | None = None,
+) -> dict[str, list[float]]:
+    """Times each zero-argument callable `repeats` times, interleaved, in seconds.
+
+    Each round calls every contender once, in a rotating order so that none always runs
+    first (after another's cache traffic) or last. Results are blocked on, so the time is
+    the computation's, not the dispatch's.
+
+    Returns:
+      name -> list of `repeats` wall-clock times in seconds.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    names = list(contenders)
+    for _ in range(warmup):
+        for name in names:
+            jax.block_until_ready(contenders[name]())
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)] if names else []
+        for name in order:
+            start = time.perf_counter()
+            jax.block_until_ready(contenders[name]())
+            times[name].append(time.perf_counter() - start)
+        if on_round is not None:
+            on_round(r)
+    return times
+
+
+def medians(times: Mapping[str, list[float]]) -> dict[str, float]:
+    """name -> median of its times."""
+    return {name: statistics.median(ts) for name, ts in times.items()}
