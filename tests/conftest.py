@@ -1,0 +1,177 @@
+"""Shared helpers for the jaxcps tests: sparse activations, the oracles, the tolerance check.
+
+Oracles: `lax.conv_general_dilated` with `precision=HIGHEST` (`lax_conv`) and the naive C++
+direct convolution, the FFI target "reference" (`reference_conv`).
+
+Tolerance (`assert_close`): max |actual - expected| <= rtol * max(max |expected|, floor),
+rtol = 1e-5 for float32 by default. Every kernel accumulates KH*KW*Ci float32 products (at
+most a few hundred here), whose rounding error stays well below 1e-5 of the largest output;
+the floor makes an all-zero expected output demand an absolute error below rtol * floor.
+
+CI sets JAXCPS_REQUIRE_ALL_TESTS=1: `skip_unless_allowed` then fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxcps import _targets
+from jaxcps.geometry import ConvSpec
+
+#: The algorithms that run a jaxcps C++ kernel.
+FFI_ALGORITHMS: tuple[str, ...] = ("im2col", "mec", "cpo", "cps")
+#: Instruction sets of the sparse (CPO/CPS) tile kernels, portable first.
+ISAS: tuple[str, ...] = ("scalar", "avx2", "avx512")
+NATIVE_DN = ("NHWC", "HWIO", "NHWC")
+REQUIRE_ALL_TESTS = os.environ.get("JAXCPS_REQUIRE_ALL_TESTS", "") not in ("", "0")
+
+
+def skip_unless_allowed(reason: str) -> None:
+    """Skips the test, or fails it when CI asks that nothing be skipped."""
+    if REQUIRE_ALL_TESTS:
+        pytest.fail(f"JAXCPS_REQUIRE_ALL_TESTS is set, refusing to skip: {reason}")
+    pytest.skip(reason)
+
+
+def sparse_activation(
+    rng: np.random.Generator,
+    shape: Sequence[int],
+    zero_fraction: float,
+    *,
+    dead_channels: int = 0,
+    channel_axis: int = -1,
+    clustered: bool = False,
+) -> np.ndarray:
+    """A float32 ReLU-like activation (non-zeros in [0.1, 2)) with exact zeros.
+
+    Exactly `round(zero_fraction * size)` entries are zero, or more if the `dead_channels`
+    all-zero channels (the first ones along `channel_axis`) already hold more. The other zeros
+    are placed uniformly at random, or, with `clustered`, as one contiguous stretch of each
+    channel's map in raster order, which gives the long horizontal runs CPS compresses.
+    """
+    shape = tuple(shape)
+    x = rng.uniform(0.1, 2.0, size=shape).astype(np.float32)
+    size = x.size
+    if size == 0:
+        return x
+    dead = np.zeros(shape, bool)
+    if dead_channels:
+        index = [slice(None)] * len(shape)
+        index[channel_axis] = slice(0, dead_channels)
+        dead[tuple(index)] = True
+    target = max(int(round(zero_fraction * size)), int(dead.sum()))
+    live = np.flatnonzero(~dead.ravel())
+    extra = target - (size - live.size)
+    if clustered:
+        # Zero the first `extra` live entries in channel-major raster order (each channel's
+        # map row by row), starting at a random channel: long horizontal runs of zeros.
+        moved = np.moveaxis(np.arange(size).reshape(shape), channel_axis, 0).ravel()
+        order = moved[~dead.ravel()[moved]]
+        order = np.roll(order, -int(rng.integers(order.size)))
+        chosen = order[:extra]
+    else:
+        chosen = rng.choice(live, size=extra, replace=False)
+    flat = x.ravel()
+    flat[dead.ravel()] = 0.0
+    flat[chosen] = 0.0
+    return flat.reshape(shape)
+
+
+def weights(rng: np.random.Generator, shape: Sequence[int]) -> np.ndarray:
+    """Standard-normal float32 weights."""
+    return rng.standard_normal(tuple(shape)).astype(np.float32)
+
+
+def lax_conv(lhs: Any, rhs: Any, window_strides: Any, padding: Any, **kwargs: Any) -> jax.Array:
+    """The oracle: `lax.conv_general_dilated` at HIGHEST precision."""
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, precision=lax.Precision.HIGHEST, **kwargs
+    )
+
+
+def ffi_conv(
+    algorithm: str, x: Any, w: Any, spec: ConvSpec, out_shape: Sequence[int] | None = None
+) -> jax.Array:
+    """Calls the FFI target of `algorithm` directly on NHWC x and HWIO w (float32)."""
+    x = np.asarray(x, np.float32)
+    w = np.asarray(w, np.float32)
+    if out_shape is None:
+        out_shape = spec.output_shape(x.shape, w.shape)
+    call = jax.ffi.ffi_call(
+        _targets.target_name(algorithm), jax.ShapeDtypeStruct(tuple(out_shape), np.float32)
+    )
+    return call(x, w, **spec.ffi_attributes())
+
+
+def reference_conv(x: Any, w: Any, spec: ConvSpec) -> jax.Array:
+    """The second oracle: the C++ naive direct convolution (double accumulation)."""
+    return ffi_conv("reference", x, w, spec)
+
+
+def assert_close(
+    actual: Any,
+    expected: Any,
+    context: str,
+    *,
+    rtol: float = 1e-5,
+    floor: float = 1.0,
+) -> None:
+    """Asserts max |actual - expected| <= rtol * max(max |expected|, floor), same shapes.
+
+    On failure the message holds `context` (shapes and configuration), the worst index and
+    both values there.
+    """
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (
+        f"shape {actual.shape} != expected {expected.shape}; {context}"
+    )
+    if expected.size == 0:
+        return
+    assert np.all(np.isfinite(actual)), f"non-finite output; {context}"
+    err = np.abs(actual - expected)
+    scale = max(float(np.max(np.abs(expected))), floor)
+    worst = np.unravel_index(int(np.argmax(err)), err.shape)
+    bound = rtol * scale
+    assert err[worst] <= bound, (
+        f"max abs error {err[worst]:.3g} > {bound:.3g} (rtol {rtol} x scale {scale:.3g}) at "
+        f"index {tuple(int(i) for i in worst)}: got {actual[worst]!r}, expected "
+        f"{expected[worst]!r}; {context}"
+    )
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    """A generator seeded from the test's id, so each test is reproducible on its own."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def restore_isa() -> Iterator[None]:
+    """Restores the sparse kernels' instruction set after a test that changes it."""
+    original = _targets._ffi.active_isa()
+    try:
+        yield
+    finally:
+        _targets._ffi.set_isa(original)
+
+
+def use_isa(isa: str) -> None:
+    """Switches the sparse kernels to `isa`, skipping if this CPU lacks it.
+
+    The skip stays a skip under JAXCPS_REQUIRE_ALL_TESTS: which ISAs exist is a property of
+    the hardware, not a missing feature.
+    """
+    if isa not in _targets._ffi.supported_isas():
+        pytest.skip(f"this CPU does not support {isa}")  # hardware-dependent, allowed in CI
+    _targets._ffi.set_isa(isa)
+    assert _targets._ffi.active_isa() == isa
+

@@ -1,0 +1,327 @@
+"""Parity of every FFI kernel (im2col, MEC, CPO, CPS) with lax and with the C++ reference.
+
+The full product of the axes (algorithm x strides x padding x kernel x layout x zero fraction
+x dead channels x shapes x batch) is far too big, so `GRID` is a balanced covering design:
+each axis is a column holding each of its values equally often, shuffled independently with
+a fixed seed, so every value of every axis appears in several cases and in varied company.
+Every case runs all four algorithms (and the reference) on the same inputs. `EDGE_CASES` adds
+hand-picked configurations at the sparse kernels' tile boundaries (16 output columns, 64
+output channels) and at the edges of padding. Dilation and groups have their own grid, and a
+subset of cases runs under each instruction set of the sparse kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import (
+    FFI_ALGORITHMS,
+    ISAS,
+    NATIVE_DN,
+    assert_close,
+    lax_conv,
+    reference_conv,
+    sparse_activation,
+    use_isa,
+    weights,
+)
+
+import jaxcps
+from jaxcps import _targets
+from jaxcps.geometry import resolve_conv
+
+#: Layout name -> dimension_numbers; "mixed" checks that each operand is moved on its own.
+LAYOUTS = {
+    "NHWC": ("NHWC", "HWIO", "NHWC"),
+    "NCHW": ("NCHW", "OIHW", "NCHW"),
+    "mixed": ("NCHW", "HWIO", "NHWC"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One convolution: NHWC input shape, kernel size, output channels and the rest."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    kernel: tuple[int, int]
+    o: int
+    strides: tuple[int, int] = (1, 1)
+    padding: Any = "SAME"
+    layout: str = "NHWC"
+    zero_fraction: float = 0.5
+    dead_channels: int = 0
+    rhs_dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    clustered: bool = False
+
+    def __str__(self) -> str:
+        pad = self.padding if isinstance(self.padding, str) else "x".join(
+            f"{lo}_{hi}" for lo, hi in self.padding
+        )
+        return (
+            f"x{self.n}x{self.h}x{self.w}x{self.c}-k{self.kernel[0]}x{self.kernel[1]}-o{self.o}"
+            f"-s{self.strides[0]}{self.strides[1]}-p{pad}-{self.layout}-z{self.zero_fraction}"
+            f"-d{self.dead_channels}-r{self.rhs_dilation[0]}{self.rhs_dilation[1]}"
+            f"-g{self.groups}{'-runs' if self.clustered else ''}"
+        )
+
+
+def covering(axes: dict[str, Sequence[Any]], count: int, seed: int) -> list[dict[str, Any]]:
+    """`count` combinations in which each value of each axis appears equally often (+-1),
+    the columns shuffled independently (a balanced random covering design)."""
+    rng = np.random.default_rng(seed)
+    columns = {
+        name: [values[i] for i in rng.permutation(np.arange(count) % len(values))]
+        for name, values in axes.items()
+    }
+    return [{name: column[i] for name, column in columns.items()} for i in range(count)]
+
+
+def _grid() -> list[Case]:
+    axes = {
+        "kernel": [(1, 1), (3, 3), (5, 5), (1, 7), (7, 1), (2, 4)],
+        "strides": [(1, 1), (2, 2), (3, 3), (1, 3), (2, 1)],
+        "padding": [
+            "SAME",
+            "VALID",
+            "SAME_LOWER",
+            ((1, 0), (0, 2)),  # asymmetric
+            ((4, 6), (7, 5)),  # larger than every kernel
+            ((-1, 1), (0, -1)),  # negative (crops the input)
+        ],
+        "layout": list(LAYOUTS),
+        "zero_fraction": [0.0, 0.5, 0.9, 1.0],
+        "dead": [False, True],
+        "spatial": [(1, 1), (2, 3), (5, 16), (7, 17), (6, 33), (11, 9), (4, 47)],
+        "c": [1, 3, 8, 17],
+        "o": [1, 8, 63, 64, 65, 130],
+        "n": [1, 3, 0, 1, 3],  # batch 0 in a fifth of the cases
+    }
+    cases = []
+    for combo in covering(axes, 72, seed=2):
+        c = combo["c"]
+        cases.append(
+            Case(
+                n=combo["n"],
+                h=combo["spatial"][0],
+                w=combo["spatial"][1],
+                c=c,
+                kernel=combo["kernel"],
+                o=combo["o"],
+                strides=combo["strides"],
+                padding=combo["padding"],
+                layout=combo["layout"],
+                zero_fraction=combo["zero_fraction"],
+                dead_channels=max(1, c // 2) if combo["dead"] else 0,
+            )
+        )
+    return cases
+
+
+GRID = _grid()
+
+EDGE_CASES = [
+    # Output widths below, at and above the 16-column tile and its multiples, and output
+    # channels below, at and above the 64-channel block.
+    *(Case(1, 3, w, 4, (3, 3), o) for w, o in [(15, 63), (16, 64), (17, 65), (32, 1), (33, 130)]),
+    Case(2, 4, 49, 5, (1, 1), 128, strides=(1, 3), padding="VALID"),
+    # 1x1 spatial: the 3x3 window sees one pixel, or (VALID) no output at all.
+    Case(3, 1, 1, 6, (3, 3), 65, padding="SAME", zero_fraction=0.0),
+    Case(3, 1, 1, 6, (3, 3), 8, padding="VALID"),
+    Case(1, 1, 1, 1, (1, 1), 1, zero_fraction=0.0),
+    # Padding larger than the kernel: whole output rows and columns see only padding.
+    Case(2, 3, 5, 4, (1, 1), 9, padding=((5, 0), (0, 6)), zero_fraction=0.0),
+    Case(1, 4, 4, 3, (2, 4), 9, strides=(3, 2), padding=((9, 9), (9, 9))),
+    # Negative padding: crop both sides, or crop so far that one output remains.
+    Case(2, 6, 9, 3, (3, 3), 16, padding=((-2, 0), (1, -3))),
+    Case(1, 5, 5, 2, (3, 3), 4, padding=((-1, -1), (-1, -1)), zero_fraction=0.0),
+    # Padded size exactly the kernel extent, and one less (empty output).
+    Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 1), (1, 1))),
+    Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 0), (1, 1))),
+    # Stride larger than the kernel: inputs between windows are never read.
+    Case(2, 10, 11, 3, (1, 1), 5, strides=(3, 3), padding="VALID", zero_fraction=0.0),
+    Case(1, 8, 40, 3, (2, 2), 17, strides=(3, 3), padding="SAME"),
+    # All channels dead; all but one dead; clustered zeros (long runs, the CPS case).
+    Case(2, 6, 20, 4, (3, 3), 64, dead_channels=4, zero_fraction=1.0),
+    Case(1, 6, 20, 4, (3, 3), 65, dead_channels=3, zero_fraction=0.75),
+    Case(2, 7, 37, 8, (3, 3), 70, zero_fraction=0.9, clustered=True),
+    Case(1, 9, 18, 5, (5, 5), 33, strides=(2, 2), zero_fraction=0.5, clustered=True, layout="NCHW"),
+    # Largest kernel of the issue (11x11) and a bigger channel count.
+    Case(1, 13, 14, 3, (11, 11), 20, padding="SAME"),
+    Case(1, 6, 6, 64, (3, 3), 64, zero_fraction=0.9),
+]
+
+
+def _dilation_grid() -> list[Case]:
+    axes = {
+        "rhs_dilation": [(1, 1), (1, 2), (2, 1), (2, 2), (3, 2)],
+        # (groups, input channels, output channels): grouped and depthwise (x1, x2).
+        "grouping": [(2, 4, 6), (4, 8, 8), (3, 3, 3), (6, 6, 12), (1, 5, 7), (8, 8, 72)],
+        "kernel": [(3, 3), (2, 4), (1, 7), (5, 5)],
+        "strides": [(1, 1), (2, 2), (1, 3)],
+        "padding": ["SAME", "VALID", ((2, 0), (1, 3)), ((-1, 2), (3, -1))],
+        "layout": list(LAYOUTS),
+        "zero_fraction": [0.0, 0.5, 0.9, 1.0],
+        "spatial": [(9, 17), (6, 33), (12, 7)],
+        "n": [1, 3, 2, 1, 3, 0],
+    }
+    cases = []
+    for combo in covering(axes, 30, seed=3):
+        groups, c, o = combo["grouping"]
+        cases.append(
+            Case(
+                n=combo["n"],
+                h=combo["spatial"][0],
+                w=combo["spatial"][1],
+                c=c,
+                kernel=combo["kernel"],
+                o=o,
+                strides=combo["strides"],
+                padding=combo["padding"],
+                layout=combo["layout"],
+                zero_fraction=combo["zero_fraction"],
+                rhs_dilation=combo["rhs_dilation"],
+                groups=groups,
+            )
+        )
+    return cases
+
+
+DILATION_GRID = _dilation_grid()
+
+
+def _inputs(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """NHWC activation and HWIO weights of `case`."""
+    x = sparse_activation(
+        rng,
+        (case.n, case.h, case.w, case.c),
+        case.zero_fraction,
+        dead_channels=case.dead_channels,
+        clustered=case.clustered,
+    )
+    w = weights(rng, (*case.kernel, case.c // case.groups, case.o))
+    return x, w
+
+
+def _to_layout(x: np.ndarray, w: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    lhs, rhs, _ = LAYOUTS[layout]
+    return (
+        np.ascontiguousarray(np.transpose(x, ["NHWC".index(d) for d in lhs])),
+        np.ascontiguousarray(np.transpose(w, ["HWIO".index(d) for d in rhs])),
+    )
+
+
+def _from_native_output(y: np.ndarray, layout: str) -> np.ndarray:
+    return np.transpose(y, ["NHWC".index(d) for d in LAYOUTS[layout][2]])
+
+
+def check_case(case: Case, rng: np.random.Generator, algorithms: Sequence[str]) -> None:
+    """Runs `algorithms` on `case` and compares each with lax (and lax with the reference)."""
+    x, w = _inputs(case, rng)
+    lhs, rhs = _to_layout(x, w, case.layout)
+    kwargs = dict(
+        rhs_dilation=case.rhs_dilation,
+        dimension_numbers=LAYOUTS[case.layout],
+        feature_group_count=case.groups,
+    )
+    expected = np.asarray(lax_conv(lhs, rhs, case.strides, case.padding, **kwargs))
+    spec = resolve_conv(
+        x.shape,
+        w.shape,
+        case.strides,
+        case.padding,
+        rhs_dilation=case.rhs_dilation,
+        dimension_numbers=NATIVE_DN,
+        feature_group_count=case.groups,
+    ).spec()
+    context = f"case {case}: lhs {lhs.shape}, rhs {rhs.shape}, out {expected.shape}"
+    reference = _from_native_output(np.asarray(reference_conv(x, w, spec)), case.layout)
+    assert_close(reference, expected, f"reference vs lax; {context}")
+    for algorithm in algorithms:
+        got = jaxcps.conv_general_dilated(lhs, rhs, case.strides, case.padding, **kwargs, algorithm=algorithm)
+        assert got.dtype == np.float32
+        assert_close(got, expected, f"{algorithm} vs lax; {context}")
+        assert_close(got, reference, f"{algorithm} vs reference; {context}")
+
+
+def test_grid_covers_every_value() -> None:
+    """The covering design holds every value of the issue's axes, each several times."""
+    def counts(values: list[Any]) -> dict[Any, int]:
+        return {str(v): values.count(v) for v in values}
+
+    cases = GRID
+    for name, want in [
+        ("strides", {"(1, 1)", "(2, 2)", "(3, 3)"}),
+        ("kernel", {"(1, 1)", "(3, 3)", "(5, 5)", "(1, 7)", "(7, 1)", "(2, 4)"}),
+        ("layout", {"NHWC", "NCHW"}),
+        ("zero_fraction", {"0.0", "0.5", "0.9", "1.0"}),
+        ("n", {"0", "1", "3"}),
+        ("o", {"1", "63", "64", "65", "130"}),
+    ]:
+        seen = counts([getattr(c, name) for c in cases])
+        assert want <= seen.keys(), (name, seen)
+        assert min(seen[v] for v in want) >= 4, (name, seen)
+    paddings = {c.padding if isinstance(c.padding, str) else "explicit" for c in cases}
+    assert paddings == {"SAME", "VALID", "SAME_LOWER", "explicit"}
+    assert sum(c.dead_channels > 0 for c in cases) >= 20
+
+
+@pytest.mark.parametrize("case", GRID, ids=str)
+def test_grid(case: Case, rng: np.random.Generator) -> None:
+    check_case(case, rng, FFI_ALGORITHMS)
+
+
+@pytest.mark.parametrize("case", EDGE_CASES, ids=str)
+def test_edges(case: Case, rng: np.random.Generator) -> None:
+    check_case(case, rng, FFI_ALGORITHMS)
+
+
+@pytest.mark.parametrize("case", DILATION_GRID, ids=str)
+def test_dilation_and_groups(case: Case, rng: np.random.Generator) -> None:
+    """Kernel dilation and grouped/depthwise convolutions; MEC refuses height dilation."""
+    runnable = [a for a in FFI_ALGORITHMS if not (a == "mec" and case.rhs_dilation[0] != 1)]
+    check_case(case, rng, runnable)
+    if "mec" not in runnable:
+        x, w = _inputs(case, rng)
+        with pytest.raises(ValueError, match="rhs_dilation"):
+            jaxcps.conv_general_dilated(
+                x,
+                w,
+                case.strides,
+                case.padding,
+                rhs_dilation=case.rhs_dilation,
+                dimension_numbers=NATIVE_DN,
+                feature_group_count=case.groups,
+                algorithm="mec",
+            )
+
+
+def test_supported_isas() -> None:
+    supported = _targets._ffi.supported_isas()
+    assert supported[0] == "scalar"
+    assert set(supported) <= set(ISAS)
+    assert _targets._ffi.active_isa() in supported
+
+
+def test_set_isa_rejects_unknown(restore_isa: None) -> None:
+    with pytest.raises(ValueError, match="unknown instruction set"):
+        _targets._ffi.set_isa("sse9")
+
+
+#: Cases run under every instruction set: the tile edges and a slice of the grids.
+ISA_CASES = EDGE_CASES[:6] + EDGE_CASES[16:19] + GRID[::8] + DILATION_GRID[::6]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_isa_parity(isa: str, restore_isa: None, rng: np.random.Generator) -> None:
+    """CPO and CPS under each instruction set of their tile kernels."""
+    use_isa(isa)
+    for case in ISA_CASES:
+        check_case(case, rng, ("cpo", "cps"))
