@@ -7,6 +7,7 @@ convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom 
 from jaxcps.algorithms import ALGORITHMS
 from jaxcps.conv import conv_general_dilated
 from jaxcps.footprint import footprint
+from jaxcps.plan import Plan
 
-__all__ = ["ALGORITHMS", "conv_general_dilated", "footprint"]
+__all__ = ["ALGORITHMS", "Plan", "conv_general_dilated", "footprint"]
 __version__ = "0.1.0"
