@@ -1,0 +1,142 @@
+"""Bad inputs to `jaxcps.conv_general_dilated` fail in Python, before any kernel runs, with a
+`ValueError` (a `TypeError` where lax raises one) whose message names the parameter.
+
+Every bad input here is also refused by `lax.conv_general_dilated` (checked), so jaxcps is
+no stricter than the function it replaces, except for configurations that a named kernel
+cannot run (lhs_dilation, batch_group_count, dtypes, 1-D), which "auto" and "xla" run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+from conftest import FFI_ALGORITHMS, NATIVE_DN
+from jax import lax
+
+import jaxcps
+
+X = np.ones((2, 5, 6, 4), np.float32)
+W = np.ones((3, 3, 4, 8), np.float32)
+
+#: (id, arguments that replace the defaults, message pattern). Defaults: X, W, (1, 1),
+#: "SAME", dimension_numbers NHWC/HWIO/NHWC.
+BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
+    ("rank-lhs", dict(lhs=np.ones((2, 5, 4), np.float32)), "rank"),
+    ("rank-both", dict(lhs=np.ones((2, 5, 6, 4, 1)), rhs=W), "rank"),
+    ("rank-too-small", dict(lhs=np.ones((2, 4), np.float32), rhs=np.ones((4, 8), np.float32)), "rank"),
+    ("channels", dict(rhs=np.ones((3, 3, 3, 8), np.float32)), "channels"),
+    ("channels-groups", dict(rhs=np.ones((3, 3, 4, 8), np.float32), feature_group_count=2), "channels"),
+    ("groups-divide-out", dict(rhs=np.ones((3, 3, 2, 7), np.float32), feature_group_count=2), "feature_group_count"),
+    ("groups-zero", dict(feature_group_count=0), "feature_group_count"),
+    ("batch-groups-zero", dict(batch_group_count=0), "batch_group_count"),
+    ("stride-zero", dict(window_strides=(0, 1)), "window_strides"),
+    ("stride-negative", dict(window_strides=(1, -2)), "window_strides"),
+    ("stride-short", dict(window_strides=(1,)), "window_strides"),
+    ("stride-long", dict(window_strides=(1, 1, 1)), "window_strides"),
+    ("stride-not-int", dict(window_strides=(1.5, 1)), "window_strides"),
+    ("rhs-dilation-zero", dict(rhs_dilation=(1, 0)), "rhs_dilation"),
+    ("rhs-dilation-long", dict(rhs_dilation=(1, 1, 1)), "rhs_dilation"),
+    ("padding-short", dict(padding=((1, 1),)), "padding"),
+    ("padding-long", dict(padding=((1, 1), (1, 1), (1, 1))), "padding"),
+    ("padding-pair-of-3", dict(padding=((1, 1, 1), (0, 0))), "padding"),
+    ("padding-string", dict(padding="FULL"), "padding"),
+    ("padding-not-int", dict(padding=((0.5, 1), (0, 0))), "padding"),
+    ("padding-negative-height", dict(padding=((-3, -3), (0, 0))), "padding"),
+    ("padding-negative-width", dict(padding=((0, 0), (-7, 0))), "padding"),
+    ("dimension-numbers", dict(dimension_numbers=("NHWC", "HWIO", "NHW")), "dimension_numbers"),
+]
+
+
+def _call(fn: Any, changes: dict[str, Any], **extra: Any) -> Any:
+    args = dict(lhs=X, rhs=W, window_strides=(1, 1), padding="SAME", dimension_numbers=NATIVE_DN)
+    args.update(changes)
+    lhs, rhs = args.pop("lhs"), args.pop("rhs")
+    if lhs.ndim != 4 and "dimension_numbers" not in changes:
+        args["dimension_numbers"] = None
+    return fn(lhs, rhs, **args, **extra)
+
+
+@pytest.mark.parametrize("name,changes,pattern", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input(name: str, changes: dict[str, Any], pattern: str) -> None:
+    with pytest.raises((TypeError, ValueError, RuntimeError)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # lax divides by a zero stride
+        _call(lax.conv_general_dilated, changes)  # lax refuses it too ("FULL": RuntimeError)
+    for algorithm in (*FFI_ALGORITHMS, "auto"):
+        with pytest.raises(ValueError, match=pattern):
+            _call(jaxcps.conv_general_dilated, changes, algorithm=algorithm)
+
+
+@pytest.mark.parametrize("name,changes,pattern", BAD_INPUTS[:10:3], ids=[b[0] for b in BAD_INPUTS[:10:3]])
+def test_bad_input_under_jit(name: str, changes: dict[str, Any], pattern: str) -> None:
+    """Under jit the same ValueError comes at trace time."""
+    lhs = changes.get("lhs", X)
+    rhs = changes.get("rhs", W)
+    rest = {k: v for k, v in changes.items() if k not in ("lhs", "rhs")}
+
+    @jax.jit
+    def f(a: jax.Array, b: jax.Array) -> jax.Array:
+        return _call(jaxcps.conv_general_dilated, dict(rest, lhs=a, rhs=b), algorithm="cpo")
+
+    with pytest.raises(ValueError, match=pattern):
+        f(lhs, rhs)
+
+
+@pytest.mark.parametrize("algorithm", ["fast", "CPO", "", None, "reference"])
+def test_unknown_algorithm(algorithm: Any) -> None:
+    with pytest.raises(ValueError, match="algorithm"):
+        jaxcps.conv_general_dilated(X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm)
+
+
+def test_dtype_mismatch_is_a_type_error_as_in_lax() -> None:
+    w16 = W.astype(np.float16)
+    with pytest.raises(TypeError):
+        lax.conv_general_dilated(X, w16, (1, 1), "SAME", dimension_numbers=NATIVE_DN)
+    for algorithm in (*FFI_ALGORITHMS, "auto"):
+        with pytest.raises(TypeError, match="dtype"):
+            jaxcps.conv_general_dilated(X, w16, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm)
+
+
+#: Configurations that lax runs but that the named kernels refuse; "auto" runs them on XLA
+#: (tests/test_transforms.py checks the values).
+UNSUPPORTED: list[tuple[str, tuple[Any, Any], dict[str, Any], str]] = [
+    ("int32", (X.astype(np.int32), W.astype(np.int32)), {}, "dtype"),
+    ("int8", (X.astype(np.int8), W.astype(np.int8)), {}, "dtype"),
+    ("lhs-dilation", (X, W), dict(lhs_dilation=(2, 1), padding=((1, 1), (1, 1))), "lhs_dilation"),
+    ("batch-group-count", (X, np.ones((3, 3, 4, 8), np.float32)), dict(batch_group_count=2), "batch_group_count"),
+    ("1-d", (np.ones((2, 4, 9), np.float32), np.ones((8, 4, 3), np.float32)), dict(dimension_numbers=None), "spatial"),
+    ("3-d", (np.ones((1, 2, 4, 5, 6), np.float32), np.ones((3, 2, 2, 2, 2), np.float32)), dict(dimension_numbers=None), "spatial"),
+]
+
+
+@pytest.mark.parametrize("name,operands,extra,pattern", UNSUPPORTED, ids=[u[0] for u in UNSUPPORTED])
+def test_unsupported_for_named_kernel(name: str, operands: tuple[Any, Any], extra: dict[str, Any], pattern: str) -> None:
+    kwargs = dict(dimension_numbers=NATIVE_DN)
+    kwargs.update(extra)
+    padding = kwargs.pop("padding", "SAME")
+    strides = (1,) * (operands[0].ndim - 2)
+    lax.conv_general_dilated(*operands, strides, padding, **kwargs)  # lax runs it
+    for algorithm in FFI_ALGORITHMS:
+        with pytest.raises(ValueError, match=pattern):
+            jaxcps.conv_general_dilated(*operands, strides, padding, **kwargs, algorithm=algorithm)
+
+
+def test_mec_refuses_height_dilation_only() -> None:
+    with pytest.raises(ValueError, match="rhs_dilation"):
+        jaxcps.conv_general_dilated(X, W, (1, 1), "SAME", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec")
+    y = jaxcps.conv_general_dilated(X, W, (1, 1), "SAME", rhs_dilation=(1, 2), dimension_numbers=NATIVE_DN, algorithm="mec")
+    assert y.shape == (2, 5, 6, 8)
+
+
+def test_footprint_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="algorithm"):
+        jaxcps.footprint(X, W.shape, (1, 1), "SAME", "xla")
+    with pytest.raises(ValueError, match="window_strides"):
+        jaxcps.footprint(X, W.shape, (0, 1), "SAME", "cpo")
+    with pytest.raises(ValueError, match="channels"):
+        jaxcps.footprint(X, (3, 3, 5, 8), (1, 1), "SAME", "im2col")
+    with pytest.raises(ValueError, match="padding"):
+        jaxcps.footprint(X, W.shape, (1, 1), "FULL", "mec")
