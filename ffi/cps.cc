@@ -1,5 +1,5 @@
-// CPO and CPS drivers: build the compressed activation (sparse_format.h), split the output
-// into tiles, compute each tile's overlap patterns, and run the ISA tile kernel on it.
+// CPS driver: build the run-compressed activation (sparse_format.h), split the output into
+// tiles, compute each tile's row overlap patterns, and run the ISA tile kernel (CpsTile).
 //
 // Parallel work is one tile (image, output-row band, output-column block, group, block of
 // kTileO output channels): tiles write disjoint outputs, so threads never conflict.
@@ -22,7 +22,7 @@ namespace {
 constexpr int64_t kTilePixels = 64;  // output pixels per tile: 64 * kTileO floats = 16 KiB
 constexpr int64_t kMaxTileW = 16;
 
-// Overlap patterns of one axis: for each input index i in [begin, end), the taps k whose
+// Row overlap patterns: for each input row i in [begin, end), the taps k whose
 // output index (i + pad - k*dil) / stride is an integer in [out_begin, out_end).
 // Stores tap and output (relative to out_begin) at [(i-begin)*taps + t]; returns the range.
 void AxisPatterns(int64_t out_begin, int64_t out_end, int64_t size, int64_t pad,
@@ -50,8 +50,7 @@ void AxisPatterns(int64_t out_begin, int64_t out_end, int64_t size, int64_t pad,
 
 struct Tiling {
   int64_t tile_h, tile_w, bands, col_blocks, o_blocks, count;
-  // Largest input window of a tile along each axis (sizes the pattern tables).
-  int64_t window_h, window_w;
+  int64_t window_h;  // largest input-row window of a tile (sizes the pattern tables)
 };
 
 Tiling MakeTiling(const ConvGeometry& g) {
@@ -63,15 +62,18 @@ Tiling MakeTiling(const ConvGeometry& g) {
   t.o_blocks = (g.OutPerGroup() + kTileO - 1) / kTileO;
   t.count = g.n * t.bands * t.col_blocks * g.groups * t.o_blocks;
   t.window_h = std::min(g.h, (t.tile_h - 1) * g.sh + (g.kh - 1) * g.dh + 1);
-  t.window_w = std::min(g.w, (t.tile_w - 1) * g.sw + (g.kw - 1) * g.dw + 1);
   return t;
 }
 
-std::string RunSparse(SparseKind kind, const ConvGeometry& g, const float* x, const float* w,
-                      float* y, Parallel& parallel) {
+}  // namespace
+
+std::string CpsSupports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
+
+std::string RunCps(const ConvGeometry& g, const float* x, const float* w, float* y,
+                   Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
-  SparseActivation act;
-  std::string err = BuildSparseActivation(kind, x, g.n, g.h, g.w, g.c, parallel, &act);
+  CpsActivation act;
+  std::string err = BuildCps(x, g.n, g.h, g.w, g.c, parallel, &act);
   if (!err.empty()) return err;
 
   const Tiling tiling = MakeTiling(g);
@@ -79,17 +81,15 @@ std::string RunSparse(SparseKind kind, const ConvGeometry& g, const float* x, co
   // Per worker: the accumulator, then row and column pattern tables.
   const int64_t acc_floats = tiling.tile_h * tiling.tile_w * kTileO;
   const int64_t row_ints = tiling.window_h * (1 + 2 * g.kh);
-  const int64_t col_ints = tiling.window_w * (1 + 2 * g.kw);
   Workspace<float> acc;
   Workspace<int32_t> tables;
   err = acc.Allocate(CheckedBytes(workers, acc_floats), "the tile accumulators");
   if (err.empty()) {
-    err = tables.Allocate(CheckedBytes(workers, row_ints + col_ints), "the pattern tables");
+    err = tables.Allocate(CheckedBytes(workers, row_ints), "the pattern tables");
   }
   if (!err.empty()) return err;
 
-  const TileKernel kernel = kind == SparseKind::kCpo ? ActiveSparseKernels().cpo_tile
-                                                     : ActiveSparseKernels().cps_tile;
+  const auto kernel = ActiveSparseKernels().cps_tile;
   const int64_t og = g.OutPerGroup();
   ForEachChunk(parallel, tiling.count, workers, [&](int64_t tile, int64_t worker) {
     int64_t rest = tile;
@@ -107,26 +107,20 @@ std::string RunSparse(SparseKind kind, const ConvGeometry& g, const float* x, co
     const int64_t o_begin = grp * og + ob * kTileO;
     const int64_t o_len = std::min(kTileO, og - ob * kTileO);
 
-    int32_t* row_tables = tables.data() + worker * (row_ints + col_ints);
-    int32_t* col_tables = row_tables + row_ints;
-    TileJob job;
+    int32_t* row_tables = tables.data() + worker * row_ints;
+    CpsJob job;
     AxisPatterns(oh0, oh1, g.h, g.pad_top, g.sh, g.dh, g.kh, &job.r_begin, &job.r_end,
                  row_tables, row_tables + tiling.window_h,
                  row_tables + tiling.window_h * (1 + g.kh));
-    AxisPatterns(ow0, ow1, g.w, g.pad_left, g.sw, g.dw, g.kw, &job.q_begin, &job.q_end,
-                 col_tables, col_tables + tiling.window_w,
-                 col_tables + tiling.window_w * (1 + g.kw));
+    job.q_begin = std::max<int64_t>(0, ow0 * g.sw - g.pad_left);
+    job.q_end = std::min<int64_t>(g.w, (ow1 - 1) * g.sw + (g.kw - 1) * g.dw - g.pad_left + 1);
     job.row_taps = row_tables;
     job.row_kh = row_tables + tiling.window_h;
     job.row_oh = row_tables + tiling.window_h * (1 + g.kh);
-    job.col_taps = col_tables;
-    job.col_kw = col_tables + tiling.window_w;
-    job.col_ow = col_tables + tiling.window_w * (1 + g.kw);
     job.kh_count = g.kh;
     job.kw_count = g.kw;
 
     job.values = act.values.data();
-    job.cols = act.cols.data();
     job.run_start = act.run_start.data();
     job.run_len = act.run_len.data();
     job.ptr = act.ptr.data();
@@ -160,28 +154,6 @@ std::string RunSparse(SparseKind kind, const ConvGeometry& g, const float* x, co
     }
   });
   return {};
-}
-
-std::string SparseSupports(const ConvGeometry& g, const char* name) {
-  if (g.w > kMaxSparseWidth) {
-    return std::string(name) + " supports input widths up to " + std::to_string(kMaxSparseWidth);
-  }
-  return {};
-}
-
-}  // namespace
-
-std::string CpoSupports(const ConvGeometry& g) { return SparseSupports(g, "cpo"); }
-std::string CpsSupports(const ConvGeometry& g) { return SparseSupports(g, "cps"); }
-
-std::string RunCpo(const ConvGeometry& g, const float* x, const float* w, float* y,
-                   Parallel& parallel) {
-  return RunSparse(SparseKind::kCpo, g, x, w, y, parallel);
-}
-
-std::string RunCps(const ConvGeometry& g, const float* x, const float* w, float* y,
-                   Parallel& parallel) {
-  return RunSparse(SparseKind::kCps, g, x, w, y, parallel);
 }
 
 }  // namespace jaxcps

@@ -34,24 +34,30 @@ nb::dict Registrations() {
 
 using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
 
-// Bytes of the compressed form that `algorithm` ("cpo" or "cps") builds for x (NHWC).
-uint64_t CompressedBytes(const std::string& algorithm, Activation x) {
-  SparseKind kind;
-  if (algorithm == "cpo") {
-    kind = SparseKind::kCpo;
-  } else if (algorithm == "cps") {
-    kind = SparseKind::kCps;
-  } else {
-    throw nb::value_error(("compressed_bytes: algorithm must be 'cpo' or 'cps', got '" +
-                           algorithm + "'").c_str());
+// Bytes of the compressed form that `algorithm` ("cpo" or "cps") builds for x (NHWC) in a
+// convolution with `groups` feature groups, by building it with the kernels' own builder.
+uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups) {
+  const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
+  const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
+  if (groups < 1 || c % groups != 0) {
+    throw nb::value_error("compressed_bytes: groups must be >= 1 and divide the channels");
   }
-  SparseActivation act;
   SerialParallel serial;
-  const std::string err = BuildSparseActivation(
-      kind, x.data(), static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)),
-      static_cast<int64_t>(x.shape(2)), static_cast<int64_t>(x.shape(3)), serial, &act);
+  std::string err;
+  uint64_t bytes = 0;
+  if (algorithm == "cpo") {
+    CpoActivation act;
+    err = BuildCpo(x.data(), n, h, w, c, CpoBlockSize(c, groups), serial, &act);
+    bytes = act.FootprintBytes();
+  } else if (algorithm == "cps") {
+    CpsActivation act;
+    err = BuildCps(x.data(), n, h, w, c, serial, &act);
+    bytes = act.FootprintBytes();
+  } else {
+    err = "compressed_bytes: algorithm must be 'cpo' or 'cps', got '" + algorithm + "'";
+  }
   if (!err.empty()) throw nb::value_error(err.c_str());
-  return act.FootprintBytes();
+  return bytes;
 }
 
 }  // namespace
@@ -63,6 +69,7 @@ NB_MODULE(_ffi, m) {
   m.def("registrations", &jaxcps::Registrations,
         "Algorithm name -> XLA FFI handler capsule, one per entry of ffi/kernels.inc.");
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
+        nb::arg("groups") = 1,
         "Bytes (values, indices, pointers) of the CPO or CPS form of x (float32 NHWC).");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");

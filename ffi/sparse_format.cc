@@ -1,6 +1,4 @@
-// Builds the CPO/CPS compressed activation (see sparse_format.h): per row slot, one pass
-// counts non-zeros (and run starts) per channel, a second pass, over the same row while it is
-// still in cache, scatters them channel-major.
+// Builders of the CPO and CPS compressed activations (see sparse_format.h).
 #include "sparse_format.h"
 
 #include <algorithm>
@@ -9,37 +7,61 @@ namespace jaxcps {
 
 namespace {
 
-// Slots handled by one task: enough work per task to amortise scheduling.
+constexpr int64_t kMaxBlock = 64;
+
+}  // namespace
+
+std::string CheckSparseShape(int64_t w, int64_t c) {
+  if (w > kMaxSparseWidth || c > kMaxSparseWidth) {
+    return "input width " + std::to_string(w) + " or channels " + std::to_string(c) +
+           " exceed " + std::to_string(kMaxSparseWidth) +
+           ", the largest that the 16-bit CPO/CPS indices address";
+  }
+  if (w * c >= (int64_t{1} << 32)) {
+    return "input width x channels = " + std::to_string(w * c) +
+           " does not fit the 32-bit offsets of a CPO/CPS row";
+  }
+  return {};
+}
+
+namespace {
+
+// Rows built by one task: enough work per task to amortise scheduling, enough tasks to balance.
 int64_t SlotsPerTask(int64_t slots, int64_t slot_elems, int64_t threads) {
   const int64_t by_threads = std::max<int64_t>(1, slots / (8 * threads));
   const int64_t by_size = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, slot_elems));
   return std::min(by_threads, by_size);
 }
 
-void BuildCpoSlot(const float* row, int64_t w, int64_t c, float* values, uint16_t* cols,
-                  uint32_t* ptr, uint32_t* cursor) {
-  std::fill(cursor, cursor + c, 0u);
+template <typename BuildSlot>
+void ForEachSlot(int64_t slots, int64_t slot_elems, Parallel& parallel, BuildSlot&& build) {
+  const int64_t per_task = SlotsPerTask(slots, slot_elems, parallel.NumThreads());
+  const int64_t tasks = (slots + per_task - 1) / per_task;
+  ForEachChunk(parallel, tasks, WorkerCount(parallel, tasks), [&](int64_t t, int64_t worker) {
+    const int64_t end = std::min(slots, (t + 1) * per_task);
+    for (int64_t s = t * per_task; s < end; ++s) build(s, worker);
+  });
+}
+
+// One row: every pixel's non-zeros in channel order, written branch-free (a zero is written
+// and then overwritten, which is safe: the write position never passes the element's own).
+void BuildCpoSlot(const float* row, int64_t w, int64_t c, int64_t block, int64_t blocks,
+                  float* values, uint16_t* chans, uint32_t* ptr) {
+  uint32_t k = 0;
   for (int64_t q = 0; q < w; ++q) {
     const float* px = row + q * c;
-    for (int64_t ch = 0; ch < c; ++ch) cursor[ch] += px[ch] != 0.0f;
-  }
-  uint32_t total = 0;
-  for (int64_t ch = 0; ch < c; ++ch) {
-    ptr[ch] = total;
-    total += cursor[ch];
-    cursor[ch] = ptr[ch];
-  }
-  ptr[c] = total;
-  for (int64_t q = 0; q < w; ++q) {
-    const float* px = row + q * c;
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const float v = px[ch];
-      if (v != 0.0f) {
-        const uint32_t k = cursor[ch]++;
+    uint32_t* p = ptr + q * (blocks + 1);
+    for (int64_t b = 0; b < blocks; ++b) {
+      p[b] = k;
+      const int64_t end = std::min(c, (b + 1) * block);
+      for (int64_t ch = b * block; ch < end; ++ch) {
+        const float v = px[ch];
         values[k] = v;
-        cols[k] = static_cast<uint16_t>(q);
+        chans[k] = static_cast<uint16_t>(ch);
+        k += v != 0.0f;
       }
     }
+    p[blocks] = k;
   }
 }
 
@@ -87,82 +109,92 @@ void BuildCpsSlot(const float* row, int64_t w, int64_t c, float* values, uint16_
 
 }  // namespace
 
-uint64_t SparseActivation::NonZeros() const {
-  const uint32_t* counts = kind == SparseKind::kCpo ? ptr.data() : vptr.data();
+int64_t CpoBlockSize(int64_t channels, int64_t groups) {
+  const int64_t per_group = channels / std::max<int64_t>(1, groups);
+  if (groups <= 1) return std::max<int64_t>(1, std::min(channels, kMaxBlock));
+  for (int64_t b = std::min(per_group, kMaxBlock); b > 1; --b) {
+    if (per_group % b == 0) return b;
+  }
+  return 1;
+}
+
+uint64_t CpoActivation::NonZeros() const {
   uint64_t total = 0;
-  for (int64_t s = 0; s < n * h; ++s) total += counts[s * (c + 1) + c];
+  for (int64_t s = 0; s < n * h; ++s) {
+    if (w > 0) total += ptr.data()[(s * w + w - 1) * (blocks + 1) + blocks];
+  }
   return total;
 }
 
-uint64_t SparseActivation::Runs() const {
-  if (kind == SparseKind::kCpo) return NonZeros();
+uint64_t CpoActivation::FootprintBytes() const {
+  const uint64_t pointers = static_cast<uint64_t>(n * h * w * (blocks + 1));
+  return NonZeros() * (sizeof(float) + sizeof(uint16_t)) + pointers * sizeof(uint32_t);
+}
+
+uint64_t CpsActivation::NonZeros() const {
+  uint64_t total = 0;
+  for (int64_t s = 0; s < n * h; ++s) total += vptr.data()[s * (c + 1) + c];
+  return total;
+}
+
+uint64_t CpsActivation::Runs() const {
   uint64_t total = 0;
   for (int64_t s = 0; s < n * h; ++s) total += ptr.data()[s * (c + 1) + c];
   return total;
 }
 
-uint64_t SparseActivation::FootprintBytes() const {
+uint64_t CpsActivation::FootprintBytes() const {
   const uint64_t pointers = static_cast<uint64_t>(n * h * (c + 1));
-  if (kind == SparseKind::kCpo) {
-    return NonZeros() * (sizeof(float) + sizeof(uint16_t)) + pointers * sizeof(uint32_t);
-  }
   return NonZeros() * sizeof(float) + Runs() * 2 * sizeof(uint16_t) +
          pointers * 2 * sizeof(uint32_t);
 }
 
-std::string BuildSparseActivation(SparseKind kind, const float* x, int64_t n, int64_t h,
-                                  int64_t w, int64_t c, Parallel& parallel,
-                                  SparseActivation* out) {
-  if (w > kMaxSparseWidth) {
-    return "input width " + std::to_string(w) + " exceeds " + std::to_string(kMaxSparseWidth) +
-           ", the largest that CPO/CPS column indices address";
-  }
-  if (w * c >= (int64_t{1} << 32)) {
-    return "input width x channels = " + std::to_string(w * c) +
-           " does not fit the 32-bit offsets of a CPO/CPS row";
-  }
-  out->kind = kind;
-  out->n = n;
-  out->h = h;
-  out->w = w;
-  out->c = c;
+std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t block,
+                     Parallel& parallel, CpoActivation* out) {
+  std::string err = CheckSparseShape(w, c);
+  if (!err.empty()) return err;
+  out->n = n, out->h = h, out->w = w, out->c = c;
+  out->block = std::max<int64_t>(1, block);
+  out->blocks = (c + out->block - 1) / out->block;
   const uint64_t slots = static_cast<uint64_t>(n * h);
-  const uint64_t capacity = CheckedBytes(slots, static_cast<uint64_t>(w * c));
-  const uint64_t pointers = CheckedBytes(slots, static_cast<uint64_t>(c + 1));
-  std::string err = out->values.Allocate(capacity, "the compressed values");
-  if (err.empty()) err = out->ptr.Allocate(pointers, "the compressed pointers");
-  if (err.empty() && kind == SparseKind::kCpo) {
-    err = out->cols.Allocate(capacity, "the compressed column indices");
-  }
-  if (err.empty() && kind == SparseKind::kCps) {
-    err = out->vptr.Allocate(pointers, "the compressed value pointers");
-    if (err.empty()) err = out->run_start.Allocate(capacity, "the run starts");
-    if (err.empty()) err = out->run_len.Allocate(capacity, "the run lengths");
+  err = out->values.Allocate(CheckedBytes(slots, w * c), "the CPO values");
+  if (err.empty()) err = out->chans.Allocate(CheckedBytes(slots, w * c), "the CPO channels");
+  if (err.empty()) {
+    err = out->ptr.Allocate(CheckedBytes(slots, w * (out->blocks + 1)), "the CPO pointers");
   }
   if (!err.empty()) return err;
-  if (slots == 0) return {};
+  const int64_t blocks = out->blocks;
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
+    const int64_t base = s * w * c;
+    BuildCpoSlot(x + base, w, c, out->block, blocks, out->values.data() + base,
+                 out->chans.data() + base, out->ptr.data() + s * w * (blocks + 1));
+  });
+  return {};
+}
 
-  const int64_t per_task = SlotsPerTask(n * h, w * c, parallel.NumThreads());
-  const int64_t tasks = (n * h + per_task - 1) / per_task;
-  Workspace<uint32_t> cursors;  // per task: 2*c per-channel counters
-  err = cursors.Allocate(CheckedBytes(static_cast<uint64_t>(tasks), 2 * static_cast<uint64_t>(c)),
-                         "the build counters");
+std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                     Parallel& parallel, CpsActivation* out) {
+  std::string err = CheckSparseShape(w, c);
   if (!err.empty()) return err;
-  parallel.For(tasks, [&](int64_t t) {
-    uint32_t* scratch = cursors.data() + t * 2 * c;
-    const int64_t end = std::min(n * h, (t + 1) * per_task);
-    for (int64_t s = t * per_task; s < end; ++s) {
-      const int64_t base = s * w * c;
-      uint32_t* ptr = out->ptr.data() + s * (c + 1);
-      if (kind == SparseKind::kCpo) {
-        BuildCpoSlot(x + base, w, c, out->values.data() + base, out->cols.data() + base, ptr,
-                     scratch);
-      } else {
-        BuildCpsSlot(x + base, w, c, out->values.data() + base, out->run_start.data() + base,
-                     out->run_len.data() + base, ptr, out->vptr.data() + s * (c + 1),
-                     scratch, scratch + c);
-      }
-    }
+  out->n = n, out->h = h, out->w = w, out->c = c;
+  const uint64_t slots = static_cast<uint64_t>(n * h);
+  const uint64_t capacity = CheckedBytes(slots, w * c);
+  const uint64_t pointers = CheckedBytes(slots, c + 1);
+  err = out->values.Allocate(capacity, "the CPS values");
+  if (err.empty()) err = out->run_start.Allocate(capacity, "the CPS run starts");
+  if (err.empty()) err = out->run_len.Allocate(capacity, "the CPS run lengths");
+  if (err.empty()) err = out->ptr.Allocate(pointers, "the CPS run pointers");
+  if (err.empty()) err = out->vptr.Allocate(pointers, "the CPS value pointers");
+  Workspace<uint32_t> cursors;  // per worker: 2*c per-channel counters
+  const int64_t workers = parallel.NumThreads();
+  if (err.empty()) err = cursors.Allocate(CheckedBytes(workers, 2 * c), "the CPS counters");
+  if (!err.empty()) return err;
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
+    const int64_t base = s * w * c;
+    uint32_t* scratch = cursors.data() + worker * 2 * c;
+    BuildCpsSlot(x + base, w, c, out->values.data() + base, out->run_start.data() + base,
+                 out->run_len.data() + base, out->ptr.data() + s * (c + 1),
+                 out->vptr.data() + s * (c + 1), scratch, scratch + c);
   });
   return {};
 }

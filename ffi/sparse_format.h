@@ -1,55 +1,72 @@
-// The compressed activation forms of CPO and CPS (DESIGN.md §3), built in one streaming pass.
+// The compressed activation forms of CPO and CPS (DESIGN.md §3). Both keep every non-zero
+// exactly once and no zero, padding included; the overlap pattern of an element (which
+// outputs and taps it feeds) follows from its position and is never stored. Both are built in
+// one streaming pass over the NHWC input, in parallel over input rows ("slots" = image n,
+// row r). Each slot has a fixed capacity of W*C entries so slots build independently;
+// footprints count only what is used.
 //
-// Both keep every non-zero exactly once and no zero, padding included. The unit of storage is
-// a "row slot": one input row (image n, row r) with its W*C values regrouped channel-major, so
-// that a channel's non-zeros in that row are contiguous and sorted by column. Per slot, ptr
-// holds C+1 offsets; an all-zero channel (or row) has equal offsets and is skipped without
-// touching its weights.
+// CPO, pixel-major: a slot lists, pixel by pixel (column q), the non-zeros of that pixel in
+//   channel order: values[k] and their channels chans[k] (uint16). Channels are cut into
+//   blocks of `block` channels; ptr[(slot*W + q)*(blocks+1) + b] is the offset (in the slot)
+//   of block b's first non-zero at pixel q. An all-zero block, pixel or row is an empty range:
+//   skipped without touching its weights. Dead channels never appear at all.
 //
-//   CPO: values[k], cols[k] (uint16 column of value k); ptr indexes values.
-//   CPS: values[k]; runs of horizontally adjacent non-zeros as run_start[j], run_len[j]
-//        (uint16); ptr indexes runs and vptr the first value of each channel's runs.
-//
-// Each slot has a fixed capacity of W*C entries, so slots are built independently (in
-// parallel); footprint counts only what is used.
+// CPS, channel-major runs: a slot groups, channel by channel, the maximal runs of horizontally
+//   adjacent non-zeros: run_start[j], run_len[j] (uint16) and their values contiguous;
+//   ptr[slot*(C+1) + c] indexes channel c's first run and vptr its first value.
 #ifndef JAXCPS_SPARSE_FORMAT_H_
 #define JAXCPS_SPARSE_FORMAT_H_
 
 #include <cstdint>
 #include <string>
 
-#include "geometry.h"
 #include "parallel.h"
 #include "workspace.h"
 
 namespace jaxcps {
 
-enum class SparseKind { kCpo, kCps };
-
-// Largest input width that the uint16 column/run indices can address.
+// Largest input width (and channel count) that the uint16 indices address.
 constexpr int64_t kMaxSparseWidth = 65535;
 
-struct SparseActivation {
-  SparseKind kind = SparseKind::kCpo;
+struct CpoActivation {
   int64_t n = 0, h = 0, w = 0, c = 0;
+  int64_t block = 1;   // channels per block
+  int64_t blocks = 0;  // ceil(c / block)
   Workspace<float> values;
-  Workspace<uint16_t> cols;       // CPO only
-  Workspace<uint16_t> run_start;  // CPS only
-  Workspace<uint16_t> run_len;    // CPS only
-  Workspace<uint32_t> ptr;        // (n*h) slots x (c+1)
-  Workspace<uint32_t> vptr;       // CPS only, same shape as ptr
+  Workspace<uint16_t> chans;
+  Workspace<uint32_t> ptr;  // per pixel: blocks + 1 offsets into its slot
 
   int64_t SlotCapacity() const { return w * c; }
-  // Bytes of the representation actually in use: values, indices and pointers.
-  uint64_t FootprintBytes() const;
   uint64_t NonZeros() const;
-  uint64_t Runs() const;
+  uint64_t FootprintBytes() const;
 };
 
-// Builds the compressed form of x (NHWC, shape n,h,w,c). Returns an error message or "".
-std::string BuildSparseActivation(SparseKind kind, const float* x, int64_t n, int64_t h,
-                                  int64_t w, int64_t c, Parallel& parallel,
-                                  SparseActivation* out);
+struct CpsActivation {
+  int64_t n = 0, h = 0, w = 0, c = 0;
+  Workspace<float> values;
+  Workspace<uint16_t> run_start;
+  Workspace<uint16_t> run_len;
+  Workspace<uint32_t> ptr;   // per slot: c + 1 run offsets
+  Workspace<uint32_t> vptr;  // per slot: c + 1 value offsets
+
+  int64_t SlotCapacity() const { return w * c; }
+  uint64_t NonZeros() const;
+  uint64_t Runs() const;
+  uint64_t FootprintBytes() const;
+};
+
+// "" if CPO/CPS can index an input of this width and channel count, else the reason.
+std::string CheckSparseShape(int64_t w, int64_t c);
+
+// Channel block size for CPO: at most 64 channels, and never straddling a group of
+// `channels_per_group` (so a block's channels share one group's weights).
+int64_t CpoBlockSize(int64_t channels, int64_t groups);
+
+// Build the compressed forms of x (NHWC, shape n,h,w,c). Return an error message or "".
+std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t block,
+                     Parallel& parallel, CpoActivation* out);
+std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                     Parallel& parallel, CpsActivation* out);
 
 }  // namespace jaxcps
 

@@ -1,10 +1,6 @@
-// The inner tile kernels of CPO and CPS, compiled once per instruction set
-// (sparse_kernels_<isa>.cc) and chosen at run time (isa.cc).
-//
-// A tile is a block of output rows x output columns x output channels (at most kTileO) of one
-// image and one group. Its accumulator lives in L1. The driver (sparse_conv.cc) precomputes
-// each input row's and column's overlap pattern for the tile (which taps reach which tile
-// outputs), so the kernels do no division and no bounds checks.
+// The inner kernels of CPO and CPS, compiled once per instruction set
+// (sparse_kernels_<isa>.cc, from the template sparse_kernels_impl.h) and chosen at run time
+// (isa.cc). The drivers (cpo.cc, cps.cc) split the work and prepare these jobs.
 //
 // This header holds only plain data: ISA files must not share inline code with other files,
 // or the linker could pick an AVX-512 copy for the scalar path.
@@ -15,16 +11,42 @@
 
 namespace jaxcps {
 
-constexpr int64_t kTileO = 64;  // output channels per tile (accumulator row stride)
+// CPO: one output-row band of one image for one block of output channels (o_len of them),
+// gathered pixel by pixel: the accumulators of an output pixel stay in registers while the
+// non-zeros of every input pixel in its window, times the matching weight rows, are added.
+// Channel blocks run outermost, so one block's weights (taps x block x o_len) stay in L2.
+struct CpoJob {
+  const float* values;    // compressed activation of this image (sparse_format.h)
+  const uint16_t* chans;
+  const uint32_t* ptr;
+  int64_t h, w, blocks;
+  int64_t slot_capacity;  // w * c: entries between consecutive input rows
+  int64_t block_begin, block_end;  // channel blocks of this group
+  int64_t c_begin;        // first input channel of this group
 
-struct TileJob {
-  // Compressed activation (sparse_format.h) of the current image, as raw arrays.
+  const float* weights;   // &W[0][0][0][o_begin], HWIO
+  int64_t tap_stride;     // ci * O: floats between consecutive taps
+  int64_t o_stride;       // O: floats between consecutive input channels
+  int64_t kh, kw, sh, sw, dh, dw, pad_top, pad_left;
+
+  float* out;             // &y[n][0][0][o_begin], NHWC
+  int64_t oh_begin, oh_end, ow;
+  int64_t out_stride;     // O: floats between consecutive output pixels
+  int64_t o_len;          // output channels in this block: a multiple of 16, or < 16
+};
+
+constexpr int64_t kTileO = 64;  // CPS: output channels per tile (accumulator row stride)
+
+// CPS: a tile of output rows x output columns x output channels (<= kTileO) of one image and
+// one group, accumulated in L1 by scattering runs. The driver precomputes each input row's and
+// column's overlap pattern for the tile, so the kernel does no division and no bounds checks.
+struct CpsJob {
+  // Compressed activation (sparse_format.h), as raw arrays.
   const float* values;
-  const uint16_t* cols;       // CPO
-  const uint16_t* run_start;  // CPS
-  const uint16_t* run_len;    // CPS
+  const uint16_t* run_start;
+  const uint16_t* run_len;
   const uint32_t* ptr;        // slot-major, c_total+1 per slot
-  const uint32_t* vptr;       // CPS
+  const uint32_t* vptr;
   int64_t slot_capacity;      // w * c_total
   int64_t c_total;
   int64_t first_slot;         // slot of input row 0 of this image
@@ -37,7 +59,7 @@ struct TileJob {
   int64_t kw_count;
   int64_t o_len;              // <= kTileO
 
-  // Geometry along the width (CPS computes column patterns per run from these).
+  // Geometry along the width (column patterns are computed per run from these).
   int64_t pad_left, sw, dw, ow_begin, ow_end;
 
   // Overlap patterns. Rows: input rows [r_begin, r_end); row i has row_taps[i] taps,
@@ -46,24 +68,19 @@ struct TileJob {
   const int32_t* row_taps;
   const int32_t* row_kh;
   const int32_t* row_oh;
-  // Columns: input columns [q_begin, q_end); column j has col_taps[j] taps at
-  // col_kw/col_ow[j * kw_count + t] (col_ow relative to the tile).
+  // Input columns that reach the tile.
   int64_t q_begin, q_end;
-  const int32_t* col_taps;
-  const int32_t* col_kw;
-  const int32_t* col_ow;
 
   // Accumulator: tile_h x tile_w pixels, kTileO floats each, zeroed by the driver.
   float* acc;
   int64_t tile_w;
 };
 
-using TileKernel = void (*)(const TileJob&);
-
 struct SparseKernelSet {
   const char* isa;
-  TileKernel cpo_tile;
-  TileKernel cps_tile;
+  int64_t cpo_max_o_block;  // widest CPO output-channel block that fits the registers
+  void (*cpo_band)(const CpoJob&);
+  void (*cps_tile)(const CpsJob&);
 };
 
 // Defined in sparse_kernels_<isa>.cc.

@@ -1,93 +1,143 @@
-// CPO and CPS tile kernels. Included once per instruction set by sparse_kernels_<isa>.cc,
-// inside namespace jaxcps::<isa>, and compiled with that file's ISA flags: the inner loops
-// run along output channels with compile-time length kTileO, which the compiler vectorizes
-// (AVX-512: four 16-float FMAs per weight row). Everything here is static so that no
-// ISA-specific copy can leak to another file through the linker.
+// CPO and CPS inner kernels. Included once per instruction set by sparse_kernels_<isa>.cc,
+// inside namespace jaxcps::<isa>, and compiled with that file's ISA flags. Arithmetic runs on
+// GCC vector types of 16 floats, which each ISA lowers to its own registers (one zmm, two
+// ymm, four xmm). Everything here has internal linkage, so no ISA-specific copy can leak to
+// another file through the linker.
 
 namespace {
 
-// acc[0:kTileO] += v * w[0:kTileO]
-inline void AxpyFull(float* __restrict acc, float v, const float* __restrict w) {
-  for (int64_t i = 0; i < kTileO; ++i) acc[i] += v * w[i];
-}
+typedef float Vec __attribute__((vector_size(64)));
+typedef float VecUnaligned __attribute__((vector_size(64), aligned(4), may_alias));
+constexpr int kLanes = 16;
 
-inline void AxpyPartial(float* __restrict acc, float v, const float* __restrict w, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) acc[i] += v * w[i];
-}
+inline Vec Load(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
+inline void Store(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v; }
 
-// One weight row against `count` values spaced `vstride` apart, into consecutive accumulator
-// pixels: the weight row stays in registers across the run (the point of CPS).
-inline void AxpyRunFull(float* __restrict acc, const float* __restrict vals, int64_t count,
-                        int64_t vstride, const float* __restrict w) {
-  float wr[kTileO];
-  for (int64_t i = 0; i < kTileO; ++i) wr[i] = w[i];
-  for (int64_t j = 0; j < count; ++j) {
-    const float v = vals[j * vstride];
-    float* __restrict a = acc + j * kTileO;
-    for (int64_t i = 0; i < kTileO; ++i) a[i] += v * wr[i];
+// ---------------------------------------------------------------------------------------------
+// CPO: gather per output pixel (see CpoJob). NV vectors of output channels stay in registers.
+
+// Adds the non-zeros [e0, e1) of one input pixel, times their weight rows, to acc.
+template <int NV>
+inline void GatherPixel(Vec (&acc)[NV], const float* vals, const uint16_t* chans, uint32_t e0,
+                        uint32_t e1, const float* tap_weights, int64_t c_begin,
+                        int64_t o_stride) {
+  for (uint32_t e = e0; e < e1; ++e) {
+    const float v = vals[e];
+    const float* wr = tap_weights + (chans[e] - c_begin) * o_stride;
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) acc[i] += v * Load(wr + i * kLanes);
   }
 }
 
-inline void AxpyRunPartial(float* __restrict acc, const float* __restrict vals, int64_t count,
-                           int64_t vstride, const float* __restrict w, int64_t n) {
-  for (int64_t j = 0; j < count; ++j) AxpyPartial(acc + j * kTileO, vals[j * vstride], w, n);
-}
-
-// First index in cols[lo, hi) whose column is >= q.
-inline uint32_t LowerBound(const uint16_t* cols, uint32_t lo, uint32_t hi, int64_t q) {
-  while (lo < hi) {
-    const uint32_t mid = lo + (hi - lo) / 2;
-    if (cols[mid] < q) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-
-void CpoTile(const TileJob& job) {
-  const bool full = job.o_len == kTileO;
-  for (int64_t c = job.c_begin; c < job.c_end; ++c) {
-    const float* wc = job.weights + (c - job.c_begin) * job.o_stride;
-    for (int64_t r = job.r_begin; r < job.r_end; ++r) {
-      const int64_t ri = r - job.r_begin;
-      const int32_t row_taps = job.row_taps[ri];
-      if (row_taps == 0) continue;
-      const int64_t slot = job.first_slot + r;
-      const uint32_t* p = job.ptr + slot * (job.c_total + 1);
-      const uint32_t end = p[c + 1];
-      if (p[c] == end) continue;  // this channel is all zero in this row
-      const int64_t base = slot * job.slot_capacity;
-      const uint16_t* cols = job.cols + base;
-      const float* vals = job.values + base;
-      const int32_t* kh_list = job.row_kh + ri * job.kh_count;
-      const int32_t* oh_list = job.row_oh + ri * job.kh_count;
-      for (uint32_t k = LowerBound(cols, p[c], end, job.q_begin); k < end; ++k) {
-        const int64_t q = cols[k];
-        if (q >= job.q_end) break;
-        const float v = vals[k];
-        const int64_t qi = q - job.q_begin;
-        const int32_t col_taps = job.col_taps[qi];
-        const int32_t* kw_list = job.col_kw + qi * job.kw_count;
-        const int32_t* ow_list = job.col_ow + qi * job.kw_count;
-        for (int32_t t = 0; t < col_taps; ++t) {
-          for (int32_t u = 0; u < row_taps; ++u) {
-            const float* wr = wc + (kh_list[u] * job.kw_count + kw_list[t]) * job.tap_stride;
-            float* a = job.acc + (oh_list[u] * job.tile_w + ow_list[t]) * kTileO;
-            if (full) {
-              AxpyFull(a, v, wr);
-            } else {
-              AxpyPartial(a, v, wr, job.o_len);
-            }
+template <int NV>
+void CpoBandVectors(const CpoJob& job) {
+  const int64_t ptr_row = job.w * (job.blocks + 1);
+  for (int64_t b = job.block_begin; b < job.block_end; ++b) {
+    const bool first_block = b == job.block_begin;
+    for (int64_t oh = job.oh_begin; oh < job.oh_end; ++oh) {
+      for (int64_t ow = 0; ow < job.ow; ++ow) {
+        float* out = job.out + (oh * job.ow + ow) * job.out_stride;
+        Vec acc[NV];
+#pragma GCC unroll 8
+        for (int i = 0; i < NV; ++i) acc[i] = first_block ? Vec{} : Load(out + i * kLanes);
+        for (int64_t kh = 0; kh < job.kh; ++kh) {
+          const int64_t ih = oh * job.sh - job.pad_top + kh * job.dh;
+          if (ih < 0 || ih >= job.h) continue;
+          const float* vals = job.values + ih * job.slot_capacity;
+          const uint16_t* chans = job.chans + ih * job.slot_capacity;
+          const uint32_t* ptr = job.ptr + ih * ptr_row + b;
+          for (int64_t kw = 0; kw < job.kw; ++kw) {
+            const int64_t iw = ow * job.sw - job.pad_left + kw * job.dw;
+            if (iw < 0 || iw >= job.w) continue;
+            const uint32_t* p = ptr + iw * (job.blocks + 1);
+            GatherPixel<NV>(acc, vals, chans, p[0], p[1],
+                            job.weights + (kh * job.kw + kw) * job.tap_stride, job.c_begin,
+                            job.o_stride);
           }
         }
+#pragma GCC unroll 8
+        for (int i = 0; i < NV; ++i) Store(out + i * kLanes, acc[i]);
       }
     }
   }
 }
 
-void CpsTile(const TileJob& job) {
+// Fewer than 16 output channels (a block's tail or a narrow layer): plain scalar loops.
+void CpoBandNarrow(const CpoJob& job) {
+  const int64_t ptr_row = job.w * (job.blocks + 1);
+  const int64_t o_len = job.o_len;
+  for (int64_t b = job.block_begin; b < job.block_end; ++b) {
+    const bool first_block = b == job.block_begin;
+    for (int64_t oh = job.oh_begin; oh < job.oh_end; ++oh) {
+      for (int64_t ow = 0; ow < job.ow; ++ow) {
+        float* out = job.out + (oh * job.ow + ow) * job.out_stride;
+        float acc[kLanes];
+        for (int64_t o = 0; o < o_len; ++o) acc[o] = first_block ? 0.0f : out[o];
+        for (int64_t kh = 0; kh < job.kh; ++kh) {
+          const int64_t ih = oh * job.sh - job.pad_top + kh * job.dh;
+          if (ih < 0 || ih >= job.h) continue;
+          const float* vals = job.values + ih * job.slot_capacity;
+          const uint16_t* chans = job.chans + ih * job.slot_capacity;
+          const uint32_t* ptr = job.ptr + ih * ptr_row + b;
+          for (int64_t kw = 0; kw < job.kw; ++kw) {
+            const int64_t iw = ow * job.sw - job.pad_left + kw * job.dw;
+            if (iw < 0 || iw >= job.w) continue;
+            const uint32_t* p = ptr + iw * (job.blocks + 1);
+            const float* tap = job.weights + (kh * job.kw + kw) * job.tap_stride;
+            for (uint32_t e = p[0]; e < p[1]; ++e) {
+              const float v = vals[e];
+              const float* wr = tap + (chans[e] - job.c_begin) * job.o_stride;
+              for (int64_t o = 0; o < o_len; ++o) acc[o] += v * wr[o];
+            }
+          }
+        }
+        for (int64_t o = 0; o < o_len; ++o) out[o] = acc[o];
+      }
+    }
+  }
+}
+
+void CpoBand(const CpoJob& job) {
+  if (job.o_len % kLanes != 0) return CpoBandNarrow(job);
+  switch (job.o_len / kLanes) {
+    case 1: return CpoBandVectors<1>(job);
+    case 2: return CpoBandVectors<2>(job);
+    case 3: return CpoBandVectors<3>(job);
+    case 4: return CpoBandVectors<4>(job);
+    case 5: return CpoBandVectors<5>(job);
+    case 6: return CpoBandVectors<6>(job);
+    case 7: return CpoBandVectors<7>(job);
+    case 8: return CpoBandVectors<8>(job);
+    default: return CpoBandNarrow(job);  // unreachable: the driver caps o_len at 128
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPS: scatter runs into an L1 output tile (see CpsJob). Along a run, the weight row of one tap
+// stays in registers while consecutive output pixels are updated.
+
+inline void AxpyRun(float* acc, const float* vals, int64_t count, int64_t vstride,
+                    const float* w) {
+  constexpr int kNV = kTileO / kLanes;
+  Vec wr[kNV];
+#pragma GCC unroll 4
+  for (int i = 0; i < kNV; ++i) wr[i] = Load(w + i * kLanes);
+  for (int64_t j = 0; j < count; ++j, acc += kTileO) {
+    const float v = vals[j * vstride];
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) Store(acc + i * kLanes, Load(acc + i * kLanes) + v * wr[i]);
+  }
+}
+
+inline void AxpyRunNarrow(float* acc, const float* vals, int64_t count, int64_t vstride,
+                          const float* w, int64_t n) {
+  for (int64_t j = 0; j < count; ++j, acc += kTileO) {
+    const float v = vals[j * vstride];
+    for (int64_t i = 0; i < n; ++i) acc[i] += v * w[i];
+  }
+}
+
+void CpsTile(const CpsJob& job) {
   const bool full = job.o_len == kTileO;
   const int64_t sw = job.sw;
   for (int64_t c = job.c_begin; c < job.c_end; ++c) {
@@ -99,7 +149,7 @@ void CpsTile(const TileJob& job) {
       const int64_t slot = job.first_slot + r;
       const uint32_t* p = job.ptr + slot * (job.c_total + 1);
       const uint32_t run_end = p[c + 1];
-      if (p[c] == run_end) continue;
+      if (p[c] == run_end) continue;  // channel c is all zero in this row
       const int64_t base = slot * job.slot_capacity;
       const uint16_t* starts = job.run_start + base;
       const uint16_t* lens = job.run_len + base;
@@ -128,9 +178,9 @@ void CpsTile(const TileJob& job) {
             const float* wr = wc + (kh_list[u] * job.kw_count + kw) * job.tap_stride;
             float* a = job.acc + (oh_list[u] * job.tile_w + ow) * kTileO;
             if (full) {
-              AxpyRunFull(a, vals + first, count, sw, wr);
+              AxpyRun(a, vals + first, count, sw, wr);
             } else {
-              AxpyRunPartial(a, vals + first, count, sw, wr, job.o_len);
+              AxpyRunNarrow(a, vals + first, count, sw, wr, job.o_len);
             }
           }
         }
@@ -140,5 +190,3 @@ void CpsTile(const TileJob& job) {
 }
 
 }  // namespace
-
-extern const SparseKernelSet kKernels = {JAXCPS_ISA_NAME, CpoTile, CpsTile};

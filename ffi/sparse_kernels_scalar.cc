@@ -1,11 +1,12 @@
-// CPO/CPS tile kernels built for the scalar instruction set (flags set in CMakeLists.txt).
-// Generated from one template, sparse_kernels_impl.h; edit that file, not this one.
+// CPO/CPS kernels built for the scalar instruction set (flags set in CMakeLists.txt).
+// The code is the template sparse_kernels_impl.h; edit that file, not this one.
 #include "sparse_kernels.h"
 
 namespace jaxcps {
 namespace scalar {
-#define JAXCPS_ISA_NAME "scalar"
 #include "sparse_kernels_impl.h"
-#undef JAXCPS_ISA_NAME
+
+// CPO keeps 32 output channels (2 vectors of 16) in registers per pixel.
+extern const SparseKernelSet kKernels = {"scalar", 32, CpoBand, CpsTile};
 }  // namespace scalar
 }  // namespace jaxcps

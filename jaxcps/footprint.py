@@ -64,4 +64,5 @@ def footprint(
         return n * oh * ow * kh * kw * c * _FLOAT_BYTES
     if algorithm == "mec":
         return n * ow * max(h + pt + pb, 0) * kw * c * _FLOAT_BYTES
-    return int(_ffi.compressed_bytes(algorithm, np.ascontiguousarray(x, dtype=np.float32)))
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    return int(_ffi.compressed_bytes(algorithm, x32, spec.feature_group_count))
