@@ -6,10 +6,16 @@
 //   window_strides int64[2], padding int64[4] (top, bottom, left, right),
 //   rhs_dilation int64[2], feature_group_count int64.
 // Shapes come from the buffers, never from attributes (attributes go stale under vmap).
+//
+// CPO and CPS skip zero activations, padding included, which changes one result: where a zero
+// meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped product gives
+// nothing. So when any weight is non-finite they run im2col instead, which multiplies every
+// activation and padding zero as lax does. The check is one vectorized pass over the weights.
 #include "handlers.h"
 
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -109,6 +115,24 @@ ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span stride
 using SupportsFn = std::string (*)(const ConvGeometry&);
 using RunFn = std::string (*)(const ConvGeometry&, const float*, const float*, float*, Parallel&);
 
+// True if any of the count floats is NaN or infinite (all exponent bits set). Integer ops
+// without an early exit inside a block, so the compiler vectorizes the loop.
+bool HasNonFinite(const float* values, int64_t count) {
+  constexpr uint32_t kExponent = 0x7f800000u;
+  constexpr int64_t kBlock = 4096;
+  for (int64_t begin = 0; begin < count; begin += kBlock) {
+    const int64_t end = std::min(count, begin + kBlock);
+    uint32_t bad = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, values + i, sizeof(bits));
+      bad |= static_cast<uint32_t>((bits & kExponent) == kExponent);
+    }
+    if (bad != 0) return true;
+  }
+  return false;
+}
+
 ffi::Error Convolve(const char* name, SupportsFn supports, RunFn run, ffi::ThreadPool pool,
                     F32Rank4 x, F32Rank4 w, Int64Span strides, Int64Span padding,
                     Int64Span dilation, int64_t groups, F32Rank4Result y) {
@@ -117,6 +141,16 @@ ffi::Error Convolve(const char* name, SupportsFn supports, RunFn run, ffi::Threa
   if (status.failure()) return status;
   std::string err = supports(g);
   if (!err.empty()) return ffi::Error::InvalidArgument(err);
+  const bool skips_zeros = run == RunCpo || run == RunCps;
+  if (skips_zeros && HasNonFinite(w.typed_data(), static_cast<int64_t>(w.element_count()))) {
+    err = Im2colSupports(g);
+    if (!err.empty()) {
+      return ffi::Error::InvalidArgument(std::string(name) +
+                                         ": the weights hold NaN or Inf, and the dense "
+                                         "fallback cannot run: " + err);
+    }
+    run = RunIm2col;
+  }
   try {
     PoolParallel parallel(pool);
     err = run(g, x.typed_data(), w.typed_data(), y->typed_data(), parallel);

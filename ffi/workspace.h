@@ -10,9 +10,11 @@
 
 namespace jaxcps {
 
-// Largest workspace one call may allocate (64 GiB): beyond it we refuse up front instead of
-// letting the kernel's memory be over-committed and the process be killed later.
-constexpr uint64_t kMaxWorkspaceBytes = uint64_t{64} << 30;
+// Largest workspace one allocation may take: the smaller of 64 GiB and the machine's physical
+// memory, or JAXCPS_MAX_WORKSPACE_BYTES when set (tests lower it to reach the limit with small
+// inputs). Beyond it we refuse up front: Linux over-commits, so a larger allocation could
+// succeed and the process be killed later, when its pages are touched. Read once (workspace.cc).
+uint64_t MaxWorkspaceBytes();
 
 // Returns count * elem_size, or UINT64_MAX if the product overflows.
 inline uint64_t CheckedBytes(uint64_t count, uint64_t elem_size) {
@@ -33,9 +35,9 @@ class Workspace {
     std::free(data_);
     data_ = nullptr;
     const uint64_t bytes = CheckedBytes(count, sizeof(T));
-    if (bytes > kMaxWorkspaceBytes) {
+    if (bytes > MaxWorkspaceBytes()) {
       return std::string(what) + " needs " + std::to_string(bytes) +
-             " bytes, more than the limit of " + std::to_string(kMaxWorkspaceBytes);
+             " bytes, more than the workspace limit of " + std::to_string(MaxWorkspaceBytes());
     }
     if (bytes == 0) return {};
     const uint64_t rounded = (bytes + 63) / 64 * 64;
