@@ -1,0 +1,103 @@
+"""PNG plots of a `jaxcps bench` report (matplotlib, the optional `bench` extra).
+
+- `ratio_vs_zeros.png`: time ratio to XLA (t_xla / t) against the input zero fraction, one
+  panel per network, one line per layer and sparse algorithm (CPO solid, CPS dashed).
+- `compression.png`: compression ratio of MEC, CPO and CPS against im2col, and of CPO and
+  CPS against MEC, per layer at its own zero fraction (or per case if none ran at it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from jaxcps.bench_layers import LAYERS  # noqa: E402
+
+_STYLES = {"cpo": ("-", "o"), "cps": ("--", "s")}
+
+
+def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
+    """Writes both plots into `out`; returns their paths."""
+    return [plot_ratio(report, out / "ratio_vs_zeros.png"),
+            plot_compression(report, out / "compression.png")]
+
+
+def _network(layer_id: str) -> str:
+    return layer_id.split("/", 1)[0]
+
+
+def plot_ratio(report: dict[str, Any], path: Path) -> Path:
+    """Time ratio to XLA against zero fraction, per layer and sparse algorithm."""
+    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in report["cases"]:
+        for alg in _STYLES:
+            series[r["layer"]][alg].append((r["zeros"], r["algorithms"][alg]["ratio_to_xla"]))
+    networks = sorted({_network(layer) for layer in series})
+    fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 5.2),
+                             sharey=True, squeeze=False)
+    for ax, network in zip(axes[0], networks):
+        layers = [layer for layer in series if _network(layer) == network]
+        colors = plt.get_cmap("turbo")([(i + 0.5) / len(layers) for i in range(len(layers))])
+        for layer, color in zip(layers, colors):
+            for alg, (linestyle, marker) in _STYLES.items():
+                zs, ratios = zip(*sorted(series[layer][alg]))
+                ax.plot(zs, ratios, linestyle=linestyle, marker=marker, color=color,
+                        markersize=4, label=f"{layer.split('/', 1)[1]} {alg}")
+        ax.axhline(1.0, color="black", linewidth=1)
+        ax.set_yscale("log", base=2)
+        ax.set_title(network)
+        ax.set_xlabel("input zero fraction")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6, ncol=2 if len(layers) > 6 else 1, loc="upper left")
+    axes[0][0].set_ylabel("t_xla / t  (> 1: faster than XLA; log scale)")
+    fig.suptitle(_subtitle(report, "time ratio to XLA's convolution: CPO solid, CPS dashed"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _compression_cases(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each layer's case at its own zero fraction, or every case if none ran at it."""
+    own = [r for r in report["cases"]
+           if r["layer"] in LAYERS and abs(r["zeros"] - LAYERS[r["layer"]].zeros) < 1e-9]
+    return own or report["cases"]
+
+
+def plot_compression(report: dict[str, Any], path: Path) -> Path:
+    """Horizontal bars: CR vs im2col (MEC, CPO, CPS) and CR vs MEC (CPO, CPS), log scale."""
+    cases = _compression_cases(report)
+    labels = [r["id"] for r in cases]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.32 * len(cases)), sharey=True)
+    panels = [("cr_vs_im2col", ("mec", "cpo", "cps"), "CR vs im2col"),
+              ("cr_vs_mec", ("cpo", "cps"), "CR vs MEC")]
+    for ax, (key, algs, title) in zip(axes, panels):
+        height = 0.8 / len(algs)
+        for i, alg in enumerate(algs):
+            values = [r["algorithms"][alg][key] for r in cases]
+            ys = [j + (i - (len(algs) - 1) / 2) * height for j in range(len(cases))]
+            ax.barh(ys, values, height=height, label=alg)
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_title(title + " (footprint bytes, values + indices)")
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_yticks(range(len(cases)), labels, fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle(_subtitle(report, "compression ratio per layer (layer@zero fraction)"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _subtitle(report: dict[str, Any], what: str) -> str:
+    m, s = report["machine"], report["settings"]
+    return (f"{what}\n{s['zeros_placement']} zeros, {m['threads']} threads, ISA {m['isa']}, "
+            f"jaxlib {m['jaxlib']}, {m['date'][:10]}")
