@@ -5,9 +5,15 @@ y (NHWC) that runs one FFI kernel, with
 - a `custom_vmap` rule: a mapped axis of x folds into the batch when w is not mapped (one
   kernel call); mapped weights fall back to one call per element (`lax.map`);
 - a `custom_vjp`: the forward pass on the kernel, the backward pass through XLA's dense
-  convolution (`lax.conv_general_dilated`), which gives exactly lax's gradients.
-The FFI call's result type is built from `jax.typeof(x)`, so it keeps shard_map's
-varying-axis information.
+  convolution (`lax.conv_general_dilated`), which gives exactly lax's gradients;
+- a `custom_partitioning` rule for `jax.jit` over sharded inputs: XLA would otherwise gather
+  every operand of an opaque custom call onto each device. The rule keeps the batch axis
+  sharded (each device convolves its own images with the whole weights) and replicates every
+  other axis, so a batch-sharded input runs one kernel per shard with no collective;
+- inside a user's `jax.shard_map`, the FFI call's result type comes from `jax.typeof(x)` (it
+  keeps the varying manual axes), and x and w are cast to the same varying axes before the
+  custom_vjp, so that the weight gradient's type matches w's; the transpose of that cast sums
+  the per-shard weight gradients, once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxcps._targets import target_name
 from jaxcps.geometry import ConvSpec
@@ -46,13 +54,61 @@ def _ffi_call(algorithm: str, spec: ConvSpec, x: jax.Array, w: jax.Array) -> jax
     return jax.ffi.ffi_call(target_name(algorithm), result)(x, w, **spec.ffi_attributes())
 
 
+# Factors of the sharding rule: x (N,H,W,C), w (KH,KW,I,O) -> y (N,OH,OW,O). Only the batch
+# factor n may stay sharded.
+_SHARDING_RULE = "n h w c, kh kw i o -> n oh ow o"
+_REPLICATED_FACTORS = ("h", "w", "c", "kh", "kw", "i", "o", "oh", "ow")
+
+
+def _batch_partitioned(algorithm: str, spec: ConvSpec) -> ConvFn:
+    """The FFI call, run by XLA's SPMD partitioner once per batch shard."""
+
+    run = functools.partial(_ffi_call, algorithm, spec)
+    call = custom_partitioning(run)
+
+    def partition(mesh, arg_shapes, result_shape):
+        del result_shape
+        x_sharding = arg_shapes[0].sharding
+        if not isinstance(x_sharding, NamedSharding):
+            raise NotImplementedError(
+                f"jaxcps partitions inputs with a NamedSharding, got {x_sharding}"
+            )
+        # The sharding rule already asks for this; stating it again keeps the per-shard call
+        # correct under a partitioner that ignores the rule.
+        batch_axes = x_sharding.spec[0] if len(x_sharding.spec) else None
+        batch_sharded = NamedSharding(x_sharding.mesh, PartitionSpec(batch_axes))
+        replicated = NamedSharding(x_sharding.mesh, PartitionSpec())
+        return mesh, run, batch_sharded, (batch_sharded, replicated)
+
+    call.def_partition(
+        partition,
+        sharding_rule=_SHARDING_RULE,
+        need_replication_factors=_REPLICATED_FACTORS,
+    )
+    return call
+
+
+def _same_varying_axes(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Casts x and w to the union of their varying manual axes (no-op outside shard_map)."""
+    x_axes = jax.typeof(x).manual_axis_type.varying
+    w_axes = jax.typeof(w).manual_axis_type.varying
+    axes = x_axes | w_axes
+    if x_axes != axes:
+        x = lax.pcast(x, tuple(sorted(axes - x_axes)), to="varying")
+    if w_axes != axes:
+        w = lax.pcast(w, tuple(sorted(axes - w_axes)), to="varying")
+    return x, w
+
+
 @functools.cache
 def native_conv(algorithm: str, spec: ConvSpec) -> ConvFn:
-    """The differentiable, batchable kernel call for one algorithm and convolution."""
+    """The differentiable, batchable, partitionable kernel call for one algorithm and
+    convolution."""
+    partitioned = _batch_partitioned(algorithm, spec)
 
     @jax.custom_batching.custom_vmap
     def batched(x, w):
-        return _ffi_call(algorithm, spec, x, w)
+        return partitioned(x, w)
 
     @batched.def_vmap
     def _batch_rule(axis_size, in_batched, x, w):
@@ -80,4 +136,8 @@ def native_conv(algorithm: str, spec: ConvSpec) -> ConvFn:
         return vjp(g)
 
     conv.defvjp(conv_fwd, conv_bwd)
-    return conv
+
+    def native(x, w):
+        return conv(*_same_varying_axes(x, w))
+
+    return native
