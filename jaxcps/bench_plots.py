@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -20,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from jaxcps.bench_layers import LAYERS  # noqa: E402
 
 _STYLES = {"cpo": ("-", "o"), "cps": ("--", "s")}
+_COLORS = {"mec": "tab:gray", "cpo": "tab:blue", "cps": "tab:orange"}
 
 
 def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
@@ -40,10 +42,11 @@ def plot_ratio(report: dict[str, Any], path: Path) -> Path:
             series[r["layer"]][alg].append((r["zeros"], r["algorithms"][alg]["ratio_to_xla"]))
     networks = sorted({_network(layer) for layer in series})
     fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 5.2),
-                             sharey=True, squeeze=False)
+                             sharex=True, sharey=True, squeeze=False)
     for ax, network in zip(axes[0], networks):
         layers = [layer for layer in series if _network(layer) == network]
-        colors = plt.get_cmap("turbo")([(i + 0.5) / len(layers) for i in range(len(layers))])
+        palette = plt.get_cmap("tab20" if len(layers) > 10 else "tab10")
+        colors = [palette(i % palette.N) for i in range(len(layers))]
         for layer, color in zip(layers, colors):
             for alg, (linestyle, marker) in _STYLES.items():
                 zs, ratios = zip(*sorted(series[layer][alg]))
@@ -51,6 +54,7 @@ def plot_ratio(report: dict[str, Any], path: Path) -> Path:
                         markersize=4, label=f"{layer.split('/', 1)[1]} {alg}")
         ax.axhline(1.0, color="black", linewidth=1)
         ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_title(network)
         ax.set_xlabel("input zero fraction")
         ax.grid(True, which="both", alpha=0.3)
@@ -64,17 +68,22 @@ def plot_ratio(report: dict[str, Any], path: Path) -> Path:
 
 
 def _compression_cases(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each layer's case at its own zero fraction, or every case if none ran at it."""
-    own = [r for r in report["cases"]
-           if r["layer"] in LAYERS and abs(r["zeros"] - LAYERS[r["layer"]].zeros) < 1e-9]
-    return own or report["cases"]
+    """Per layer its case at its own zero fraction, or all its cases if none ran at it."""
+    by_layer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in report["cases"]:
+        by_layer[r["layer"]].append(r)
+    chosen = []
+    for layer, cases in by_layer.items():
+        own = [r for r in cases
+               if layer in LAYERS and abs(r["zeros"] - LAYERS[layer].zeros) < 1e-9]
+        chosen += own or cases
+    return chosen
 
 
 def plot_compression(report: dict[str, Any], path: Path) -> Path:
     """Horizontal bars: CR vs im2col (MEC, CPO, CPS) and CR vs MEC (CPO, CPS), log scale."""
     cases = _compression_cases(report)
-    labels = [r["id"] for r in cases]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.32 * len(cases)), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, max(3.2, 1.8 + 0.34 * len(cases))), sharey=True)
     panels = [("cr_vs_im2col", ("mec", "cpo", "cps"), "CR vs im2col"),
               ("cr_vs_mec", ("cpo", "cps"), "CR vs MEC")]
     for ax, (key, algs, title) in zip(axes, panels):
@@ -82,16 +91,20 @@ def plot_compression(report: dict[str, Any], path: Path) -> Path:
         for i, alg in enumerate(algs):
             values = [r["algorithms"][alg][key] for r in cases]
             ys = [j + (i - (len(algs) - 1) / 2) * height for j in range(len(cases))]
-            ax.barh(ys, values, height=height, label=alg)
+            bars = ax.barh(ys, values, height=height, color=_COLORS[alg], label=alg)
+            ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=2)
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xscale("log")
-        ax.set_title(title + " (footprint bytes, values + indices)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.set_xlim(right=ax.get_xlim()[1] * 1.6)  # room for the value labels
+        ax.set_title(title + " (footprint bytes, values + indices)", fontsize=10)
         ax.grid(True, axis="x", which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_yticks(range(len(cases)), labels, fontsize=7)
+    axes[0].set_yticks(range(len(cases)), [r["id"] for r in cases], fontsize=7)
     axes[0].invert_yaxis()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     fig.suptitle(_subtitle(report, "compression ratio per layer (layer@zero fraction)"))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,0 +1,139 @@
+"""`jaxcps bench` on the tiny `smoke` suite, its layer selection, and the activation generator.
+
+No timed assertions: timings on a shared machine are noise. The harness must run, verify
+every contender against XLA, and write well-formed JSON, CSV, markdown and PNG files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from jaxcps import bench
+from jaxcps.activations import relu_activation
+from jaxcps.bench_layers import LAYERS, SWEEP_ZEROS, select_cases, suite_cases
+from jaxcps.bench_report import CSV_COLUMNS, mean_run_length, useful_flops
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("bench")
+    code = bench.run(_parse("--suite", "smoke", "--repeats", "2", "--warmup", "1",
+                            "--out", str(out)))
+    return code, out
+
+
+def test_smoke_run_verifies_every_contender(smoke_run) -> None:
+    code, out = smoke_run
+    assert code == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert [c["id"] for c in report["cases"]] == [c.id for c in suite_cases("smoke")]
+    for case in report["cases"]:
+        assert set(case["algorithms"]) == set(bench.CONTENDERS)
+        for name, m in case["algorithms"].items():
+            assert len(m["times_ms"]) == 2 and m["median_ms"] > 0
+            assert m["ok"] in ((None,) if name == "xla" else (True,))
+        assert case["xla_conv_path"] in ("ynn", "eigen", "unknown")
+        assert case["algorithms"]["im2col"]["cr_vs_im2col"] == pytest.approx(1.0)
+    assert report["peak"]["achievable_gflops"] > 0
+    for key in ("date", "git_commit", "isa", "jax", "jaxlib", "threads", "cpu"):
+        assert report["machine"][key] not in (None, "")
+
+
+def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
+    _, out = smoke_run
+    with (out / "bench.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == len(suite_cases("smoke")) * len(bench.CONTENDERS)
+    assert all(float(r["median_ms"]) > 0 for r in rows)
+    assert "| case |" in (out / "results.md").read_text()
+    for name in ("ratio_vs_zeros.png", "compression.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_useful_flops_is_exact_at_stride_and_borders() -> None:
+    case = select_cases("smoke", ["5x5s2"])[0]
+    x = relu_activation(case.layer.input_shape, case.zeros, seed=3)
+    layer = case.layer
+    oh = (layer.h - layer.kh) // layer.stride + 1  # VALID
+    pairs = sum(np.count_nonzero(x[0, i * layer.stride:i * layer.stride + layer.kh,
+                                   j * layer.stride:j * layer.stride + layer.kw])
+                for i in range(oh) for j in range(oh))
+    assert useful_flops(case, x) == 2.0 * layer.o * pairs
+
+
+def test_paper_suite_has_every_layer_and_sweep() -> None:
+    cases = suite_cases("paper")
+    ids = {c.layer.id for c in cases}
+    assert sum(i.startswith("vgg16/") for i in ids) == 13
+    assert sum(i.startswith("resnet50/") for i in ids) == 17
+    assert sum(i.startswith("inception3/") for i in ids) == 8
+    sweep = {c.zeros for c in cases if c.layer.id == "vgg16/conv3_2"}
+    assert sweep == {LAYERS["vgg16/conv3_2"].zeros, *SWEEP_ZEROS}
+    assert {c.zeros for c in cases if c.layer.id == "inception3/L52"} == {0.86}
+    assert [LAYERS[f"resnet50/conv{s}_1"].stride for s in (2, 3, 4, 5)] == [1, 2, 2, 2]
+
+
+def test_select_cases_by_glob_substring_and_zeros() -> None:
+    cases = select_cases("paper", ["vgg16/conv5_*", "L9"], [0.5, 0.9])
+    assert [c.id for c in cases][:2] == ["vgg16/conv5_1@0.50", "vgg16/conv5_1@0.90"]
+    assert {c.layer.id for c in cases} == {"vgg16/conv5_1", "vgg16/conv5_2", "vgg16/conv5_3",
+                                           "inception3/L91", "inception3/L92"}
+    with pytest.raises(ValueError, match="no layer"):
+        select_cases("quick", ["nonexistent"])
+    with pytest.raises(ValueError, match="zeros"):
+        select_cases("quick", None, [1.5])
+
+
+@pytest.mark.parametrize("clustered", [True, False])
+@pytest.mark.parametrize("zero_fraction", [0.0, 0.37, 0.9, 1.0])
+def test_activation_has_exact_zero_fraction(clustered: bool, zero_fraction: float) -> None:
+    x = relu_activation((2, 9, 11, 5), zero_fraction, clustered=clustered, seed=1)
+    assert x.dtype == np.float32 and x.shape == (2, 9, 11, 5)
+    assert np.count_nonzero(x == 0) == round(zero_fraction * x.size)
+    assert np.all(x >= 0)
+
+
+def test_clustered_zeros_give_longer_runs_than_uniform() -> None:
+    shape = (1, 28, 28, 32)
+    clustered = relu_activation(shape, 0.8, clustered=True, seed=2)
+    uniform = relu_activation(shape, 0.8, clustered=False, seed=2)
+    assert mean_run_length(clustered) > 2 * mean_run_length(uniform)
+
+
+def test_dead_channels_are_all_zero() -> None:
+    x = relu_activation((2, 8, 8, 20), 0.6, dead_channels=0.25, seed=4)
+    dead = np.all(x == 0, axis=(0, 1, 2))
+    assert dead.sum() >= 5
+    assert np.count_nonzero(x == 0) == round(0.6 * x.size)
+    with pytest.raises(ValueError, match="dead_channels"):
+        relu_activation((1, 4, 4, 10), 0.1, dead_channels=0.5)
+
+
+def test_activation_seeds_reproduce() -> None:
+    a = relu_activation((1, 16, 16, 8), 0.7, dead_channels=0.25, seed=7)
+    b = relu_activation((1, 16, 16, 8), 0.7, dead_channels=0.25, seed=7)
+    c = relu_activation((1, 16, 16, 8), 0.7, dead_channels=0.25, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("bad", [dict(zero_fraction=-0.1), dict(zero_fraction=1.1),
+                                 dict(zero_fraction=0.5, dead_channels=2.0),
+                                 dict(zero_fraction=0.5, correlation_length=0.0)])
+def test_activation_rejects_bad_arguments(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        relu_activation((1, 4, 4, 4), **bad)
+    with pytest.raises(ValueError, match="shape"):
+        relu_activation((4, 4, 4), 0.5)
