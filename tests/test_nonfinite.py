@@ -1,0 +1,107 @@
+"""NaN and Inf give the results lax gives, position by position.
+
+In the activations, every kernel multiplies the non-finite value like lax does. In the
+weights, skipping zeros would differ: lax gives NaN where an activation zero (or a padding
+zero) meets a NaN or infinite weight, a skipped product gives nothing. CPO and CPS therefore
+run the dense im2col path when any weight is non-finite (ffi/handlers.cc); these tests hold
+them to lax's NaN/Inf pattern exactly, and to lax's values elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import FFI_ALGORITHMS, NATIVE_DN, lax_conv, sparse_activation, weights
+
+import jaxcps
+
+#: (id, kernel shape, strides, padding, rhs_dilation)
+CONFIGS: list[tuple[str, tuple[int, ...], tuple[int, int], Any, tuple[int, int]]] = [
+    ("3x3-same", (3, 3, 4, 6), (1, 1), "SAME", (1, 1)),
+    ("3x3-stride2-asym", (3, 3, 4, 6), (2, 2), ((2, 0), (1, 2)), (1, 1)),
+    ("1x5-dilated-wide", (1, 5, 4, 6), (1, 1), ((0, 0), (3, 3)), (1, 2)),
+    ("3x3-negative-pad", (3, 3, 4, 6), (1, 1), ((-1, 1), (0, -2)), (1, 1)),
+]
+X_SHAPE = (2, 9, 10, 4)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, config: tuple, algorithm: str) -> np.ndarray:
+    _, _, strides, padding, dilation = config
+    args = dict(rhs_dilation=dilation, dimension_numbers=NATIVE_DN)
+    if algorithm == "xla":
+        return np.asarray(lax_conv(x, w, strides, padding, **args))
+    return np.asarray(
+        jaxcps.conv_general_dilated(x, w, strides, padding, **args, algorithm=algorithm)
+    )
+
+
+def _assert_same_nonfinite(actual: np.ndarray, expected: np.ndarray, context: str) -> None:
+    """Same NaN positions, same +-Inf positions, and close finite values."""
+    assert actual.shape == expected.shape, context
+    for name, mask in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
+        got, want = mask(actual), mask(expected)
+        wrong = np.argwhere(got != want)
+        assert wrong.size == 0, (
+            f"{name} differs from lax at {len(wrong)} positions, first {tuple(wrong[0])}: "
+            f"got {actual[tuple(wrong[0])]}, lax {expected[tuple(wrong[0])]}; {context}"
+        )
+    finite = np.isfinite(expected)
+    assert finite.any(), f"test inputs leave nothing finite; {context}"
+    err = np.max(np.abs(actual[finite] - expected[finite]))
+    assert err <= 1e-4 * max(np.max(np.abs(expected[finite])), 1.0), f"error {err}; {context}"
+
+
+def _poison(rng: np.random.Generator, a: np.ndarray, count: int, values: tuple) -> np.ndarray:
+    a = a.copy()
+    flat = a.reshape(-1)
+    spots = rng.choice(flat.size, size=count, replace=False)
+    flat[spots] = rng.choice(np.asarray(values, np.float32), size=count)
+    return a
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c[0] for c in CONFIGS])
+@pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
+def test_nonfinite_activations_propagate_as_in_lax(
+    rng: np.random.Generator, algorithm: str, config: tuple
+) -> None:
+    x = sparse_activation(rng, X_SHAPE, 0.6)
+    # Inf and -Inf also meet each other in some windows (NaN there, as in lax).
+    x = _poison(rng, x, 5, (np.nan, np.inf, -np.inf))
+    w = weights(rng, config[1])
+    _assert_same_nonfinite(
+        _conv(x, w, config, algorithm), _conv(x, w, config, "xla"), f"{algorithm} {config}"
+    )
+
+
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("config", CONFIGS, ids=[c[0] for c in CONFIGS])
+@pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
+def test_nonfinite_weight_meets_zeros_as_in_lax(
+    rng: np.random.Generator, algorithm: str, config: tuple, poison: float
+) -> None:
+    # Mostly zeros with an all-zero channel: a sparse kernel that skipped them would leave
+    # finite values where lax has NaN.
+    x = sparse_activation(rng, X_SHAPE, 0.8, dead_channels=1)
+    w = weights(rng, config[1])
+    w.reshape(-1)[rng.integers(w.size)] = poison
+    _assert_same_nonfinite(
+        _conv(x, w, config, algorithm),
+        _conv(x, w, config, "xla"),
+        f"{algorithm} {config} weight {poison}",
+    )
+
+
+@pytest.mark.parametrize("algorithm", ("cpo", "cps"))
+def test_nonfinite_weight_on_all_zero_input(algorithm: str) -> None:
+    # Every product is 0 x w: finite weights give exact zeros, one Inf gives NaN in its output
+    # channel (at every pixel: SAME padding zeros meet it too), as in lax.
+    x = np.zeros(X_SHAPE, np.float32)
+    w = np.ones((3, 3, 4, 6), np.float32)
+    config = CONFIGS[0]
+    assert np.all(_conv(x, w, config, algorithm) == 0.0)
+    w[1, 1, 0, 2] = np.inf
+    y = _conv(x, w, config, algorithm)
+    _assert_same_nonfinite(y, _conv(x, w, config, "xla"), algorithm)
+    assert np.isnan(y[..., 2]).all()
