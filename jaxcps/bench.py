@@ -320,7 +320,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "dead_channels": args.dead_channels,
         "seed": args.seed,
         "eigen": args.eigen,
-        "command": "jaxcps bench " + " ".join(_forwarded_args(args)),
+        "command": " ".join(["jaxcps bench", *_forwarded_args(args), "--out", str(args.out)]
+                            + (["--eigen"] if args.eigen else [])),
     }
 
 

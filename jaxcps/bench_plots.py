@@ -36,7 +36,8 @@ def _network(layer_id: str) -> str:
 
 def plot_ratio(report: dict[str, Any], path: Path) -> Path:
     """Time ratio to XLA against zero fraction, per layer and sparse algorithm."""
-    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list))
     for r in report["cases"]:
         for alg in _STYLES:
             series[r["layer"]][alg].append((r["zeros"], r["algorithms"][alg]["ratio_to_xla"]))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from jax import lax
 
 import jaxcps
 from jaxcps.bench_layers import Case
+from jaxcps.timing import medians as median_times
 
 #: Contenders that compute on non-zeros only.
 SPARSE: tuple[str, ...] = ("cpo", "cps")
@@ -61,7 +61,7 @@ def case_record(
     flops = {"useful": useful_flops(case, x), "dense": dense_flops(case, outputs["xla"].shape)}
     footprints = {a: jaxcps.footprint(x, layer.kernel_shape, layer.strides, layer.padding, a)
                   for a in LOWERED}
-    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    medians = median_times(times)
     algorithms = {
         name: _algorithm_metrics(name, ts, medians, footprints, flops,
                                  max_rel_error(outputs[name], outputs["xla"]))
@@ -277,7 +277,10 @@ def format_table(report: dict[str, Any]) -> str:
     """The terminal table: a header, then per case one row per contender, then a summary."""
     widths = [max(len(c), 9) for c in _COLUMNS]
     widths[0] = max(len(a) for r in report["cases"] for a in r["algorithms"]) + 1
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+
     lines = _header(report) + [""]
     for record in report["cases"]:
         lines += [_case_title(record), line(_COLUMNS)]
