@@ -10,6 +10,11 @@ constexpr int64_t kMaxDim = int64_t{1} << 31;
 std::string Bad(const char* name, int64_t value, const char* what) {
   return std::string(name) + " = " + std::to_string(value) + ": " + what;
 }
+
+std::string BadPair(const char* name, int64_t lo, int64_t hi, const char* axis, int64_t size) {
+  return std::string(name) + " = (" + std::to_string(lo) + ", " + std::to_string(hi) +
+         "): negative padding larger than the " + axis + " (" + std::to_string(size) + ")";
+}
 }  // namespace
 
 int64_t ConvOutputSize(int64_t padded, int64_t extent, int64_t stride) {
@@ -37,10 +42,10 @@ std::string ConvGeometry::Derive() {
   for (int64_t p : pads) {
     if (p <= -kMaxDim || p >= kMaxDim) return Bad("padding", p, "out of range");
   }
-  if (pad_top < -h || pad_bottom < -h) return Bad("padding[0]", pad_top < -h ? pad_top : pad_bottom,
-                                                  "negative padding larger than the height");
-  if (pad_left < -w || pad_right < -w) return Bad("padding[1]", pad_left < -w ? pad_left : pad_right,
-                                                  "negative padding larger than the width");
+  // lax's rule: the padded size may not be negative (each side alone may exceed the size,
+  // e.g. (-4, 2) on a height of 3 pads to 1 row of zeros). Mirrors jaxcps/geometry.py.
+  if (PaddedH() < 0) return BadPair("padding[0]", pad_top, pad_bottom, "height", h);
+  if (PaddedW() < 0) return BadPair("padding[1]", pad_left, pad_right, "width", w);
   if (c % groups != 0) return Bad("feature_group_count", groups, "must divide the input channels");
   if (ci * groups != c) {
     return "kernel in-channels (" + std::to_string(ci) + ") x feature_group_count (" +

@@ -141,8 +141,12 @@ def _resolve_padding(
     if len(pairs) != count or any(len(p) != 2 for p in pairs):
         raise ValueError(f"padding must have {count} (low, high) pairs, got {padding!r}")
     resolved = tuple((_int(lo, "padding"), _int(hi, "padding")) for lo, hi in pairs)
-    for (lo, hi), size in zip(resolved, in_spatial):
-        if -lo > size or -hi > size:
+    # lax's rule: the padded (lhs-dilated) size may not be negative. Checking each side alone
+    # against the size, as before, accepted (-3, -3) on a size of 3, which lax refuses, and
+    # refused (-4, 2), which lax accepts (tests/test_errors.py, tests/test_geometry.py).
+    for (lo, hi), size, ld in zip(resolved, in_spatial, lhs_dilation):
+        dilated = (size - 1) * ld + 1 if size > 0 else 0
+        if dilated + lo + hi < 0:
             raise ValueError(
                 f"padding {padding!r}: negative padding larger than the input size {size}"
             )

@@ -142,6 +142,7 @@ EDGE_CASES = [
     # Negative padding: crop both sides, or crop so far that one output remains.
     Case(2, 6, 9, 3, (3, 3), 16, padding=((-2, 0), (1, -3))),
     Case(1, 5, 5, 2, (3, 3), 4, padding=((-1, -1), (-1, -1)), zero_fraction=0.0),
+    Case(2, 3, 6, 4, (2, 2), 65, padding=((-4, 3), (2, -7)), zero_fraction=0.0),
     # Padded size exactly the kernel extent, and one less (empty output).
     Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 1), (1, 1))),
     Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 0), (1, 1))),
