@@ -137,8 +137,60 @@ inline void AxpyRunNarrow(float* acc, const float* vals, int64_t count, int64_t 
   }
 }
 
+// Stride 1, no dilation, kTileO channels: the patterns of a run's elements are unit shifts,
+// so the run convolves with one kernel row as a 1-D convolution. Output column t (tile-local)
+// receives vals[t - base + kw] * W[kw] for every tap kw that lands inside the run: its
+// accumulators are loaded and stored once for all KW taps, whose weight rows stay in
+// registers for the whole run.
+template <int KW>
+void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t len, int64_t base,
+                   const float* w, int64_t tap_stride) {
+  constexpr int kNV = kTileO / kLanes;
+  Vec wr[KW][kNV];
+#pragma GCC unroll 8
+  for (int kw = 0; kw < KW; ++kw) {
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) wr[kw][i] = Load(w + kw * tap_stride + i * kLanes);
+  }
+  int64_t t_begin = base - (KW - 1), t_end = base + len;
+  if (t_begin < 0) t_begin = 0;
+  if (t_end > tile_w) t_end = tile_w;
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    float* a = acc_row + t * kTileO;
+    Vec sum[kNV];
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) sum[i] = Load(a + i * kLanes);
+#pragma GCC unroll 8
+    for (int kw = 0; kw < KW; ++kw) {
+      const int64_t j = t - base + kw;
+      if (j < 0 || j >= len) continue;
+      const float v = vals[j];
+#pragma GCC unroll 4
+      for (int i = 0; i < kNV; ++i) sum[i] += v * wr[kw][i];
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) Store(a + i * kLanes, sum[i]);
+  }
+}
+
+using RunRowFn = void (*)(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t);
+
+// The 1-D run kernel for this job, or nullptr where it does not apply.
+RunRowFn ShiftedRunKernel(const CpsJob& job) {
+  if (job.o_len != kTileO || job.sw != 1 || job.dw != 1) return nullptr;
+  switch (job.kw_count) {
+    case 1: return RunRowShifted<1>;
+    case 2: return RunRowShifted<2>;
+    case 3: return RunRowShifted<3>;
+    case 4: return RunRowShifted<4>;
+    case 5: return RunRowShifted<5>;
+    default: return nullptr;  // more weight rows than registers
+  }
+}
+
 void CpsTile(const CpsJob& job) {
   const bool full = job.o_len == kTileO;
+  const RunRowFn shifted = ShiftedRunKernel(job);
   const int64_t sw = job.sw;
   for (int64_t c = job.c_begin; c < job.c_end; ++c) {
     const float* wc = job.weights + (c - job.c_begin) * job.o_stride;
@@ -161,6 +213,14 @@ void CpsTile(const CpsJob& job) {
         const int64_t len = lens[k];
         if (q0 + len <= job.q_begin) continue;
         if (q0 >= job.q_end) break;
+        if (shifted != nullptr) {
+          const int64_t base = q0 + job.pad_left - job.ow_begin;
+          for (int32_t u = 0; u < row_taps; ++u) {
+            shifted(job.acc + oh_list[u] * job.tile_w * kTileO, job.tile_w, vals, len, base,
+                    wc + kh_list[u] * job.kw_count * job.tap_stride, job.tap_stride);
+          }
+          continue;
+        }
         for (int64_t kw = 0; kw < job.kw_count; ++kw) {
           // Element i of the run reaches output column (t0 + i) / sw through tap kw.
           const int64_t t0 = q0 + job.pad_left - kw * job.dw;

@@ -24,12 +24,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = {}
+    unavailable = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:  # e.g. `demo` without the optional flax dependency
+            unavailable[name] = e
+            continue
         module.add_arguments(sub)
         modules[name] = module
     args = parser.parse_args(argv)
+    if args.command in unavailable:
+        parser.error(f"'{args.command}' is unavailable: {unavailable[args.command]} "
+                     f"(pip install 'jaxcps[flax]' installs what it needs)")
     return int(modules[args.command].run(args) or 0)
 
 
