@@ -59,6 +59,9 @@ def _interceptor(conv_for: ConvFor) -> Callable[..., Any]:
 def swap_convs(conv_for: ConvFor, models: Sequence[nnx.Module] = ()) -> Iterator[None]:
     """Under this context, linen and NNX `Conv` modules use `conv_for(path, module)`.
 
+    NNX modules cannot be modified inside a trace, so enter this context outside `jax.jit`
+    (the swapped functions then act on whatever is traced inside it).
+
     Args:
       conv_for: gives the conv function for a module path and module, or None to keep its own.
       models: NNX modules whose `nnx.Conv` submodules are swapped (default: ()).
@@ -69,8 +72,9 @@ def swap_convs(conv_for: ConvFor, models: Sequence[nnx.Module] = ()) -> Iterator
             for path, module in nnx_convs(model):
                 fn = conv_for(path, module)
                 if fn is not None:
-                    patched.append((module, module.conv_general_dilated))
+                    previous = module.conv_general_dilated
                     module.conv_general_dilated = fn
+                    patched.append((module, previous))
         with nn.intercept_methods(_interceptor(conv_for)):
             yield
     finally:
