@@ -2,11 +2,13 @@
 # Runs the test suite against jaxcps built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (CMake option JAXCPS_SANITIZE), in a venv of its own so the normal install is untouched.
 #
-#   tools/asan_tests.sh [pytest args...]        e.g. tools/asan_tests.sh -x -k kernels
+#   tools/asan_tests.sh [pytest args...]     default: the whole of tests/
+#   tools/asan_tests.sh -x test_parity.py    (test paths are relative to tests/)
 #
 # JAXCPS_ASAN_VENV picks the venv (default: <repo>/.venv-asan, created on first use).
-# Python is not instrumented, so the ASan runtime is preloaded; leak checking is off because
-# the interpreter and jaxlib keep allocations alive until exit on purpose.
+# Python is not instrumented, so the ASan runtime is preloaded, and libstdc++ with it (ASan must
+# see libstdc++ at start-up to intercept C++ exceptions thrown by jaxlib). Leak checking is off
+# because the interpreter and jaxlib keep allocations alive until exit on purpose.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${JAXCPS_ASAN_VENV:-$root/.venv-asan}"
@@ -21,9 +23,13 @@ fi
   -C cmake.define.JAXCPS_SANITIZE=ON -C build-dir=build/asan "$root[test]"
 
 asan_runtime="$("${CXX:-g++}" -print-file-name=libasan.so)"
-export LD_PRELOAD="$asan_runtime${LD_PRELOAD:+:$LD_PRELOAD}"
+cxx_runtime="$("${CXX:-g++}" -print-file-name=libstdc++.so)"
+export LD_PRELOAD="$asan_runtime:$cxx_runtime${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+# Probing for TPU plugins aborts under the preloaded runtime; jaxcps is CPU-only anyway.
+export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 # The installed (sanitized) jaxcps, not the source tree: run from outside the repo root.
 cd "$root/tests"
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" "$root/tests"
+if [ $# -eq 0 ]; then set -- "$root/tests"; fi
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
