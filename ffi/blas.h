@@ -9,9 +9,9 @@
 
 namespace jaxcps {
 
-// C[m x n] = A[m x k] * B[k x n], row-major with leading dimensions lda, ldb, ldc.
+// C[m x n] = A[m x k] * B[k x n] + beta * C, row-major with leading dimensions lda, ldb, ldc.
 void Sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-           int64_t ldb, float* c, int64_t ldc);
+           int64_t ldb, float* c, int64_t ldc, float beta = 0.0f);
 
 // Checks that every size handed to Sgemm fits BLAS's 32-bit integers. "" or the reason.
 std::string CheckBlasSizes(std::initializer_list<int64_t> sizes, const char* algorithm);

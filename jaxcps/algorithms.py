@@ -48,11 +48,6 @@ def unsupported_reason(algorithm: str, conv: ResolvedConv, dtype: np.dtype) -> s
         )
     if conv.batch_group_count != 1:
         return f"batch_group_count={conv.batch_group_count} is not supported by algorithm={algorithm!r}"
-    if algorithm == "mec" and conv.rhs_dilation[0] != 1:
-        return (
-            f"rhs_dilation={conv.rhs_dilation}: algorithm='mec' shares rows between output rows "
-            f"and supports no dilation along the height"
-        )
     if algorithm in ("cpo", "cps") and conv.input_width > MAX_SPARSE_WIDTH:
         return (
             f"input width {conv.input_width} exceeds {MAX_SPARSE_WIDTH}, the largest that "
