@@ -76,7 +76,7 @@ def sparse_activation(
         # map row by row), starting at a random channel: long horizontal runs of zeros.
         moved = np.moveaxis(np.arange(size).reshape(shape), channel_axis, 0).ravel()
         order = moved[~dead.ravel()[moved]]
-        order = np.roll(order, -int(rng.integers(order.size)))
+        order = np.roll(order, -int(rng.integers(max(order.size, 1))))
         chosen = order[:extra]
     else:
         chosen = rng.choice(live, size=extra, replace=False)

@@ -18,6 +18,8 @@ from conftest import FFI_ALGORITHMS, NATIVE_DN
 from jax import lax
 
 import jaxcps
+from jaxcps.algorithms import unsupported_reason
+from jaxcps.geometry import resolve_conv
 
 X = np.ones((2, 5, 6, 4), np.float32)
 W = np.ones((3, 3, 4, 8), np.float32)
@@ -124,10 +126,18 @@ def test_unsupported_for_named_kernel(name: str, operands: tuple[Any, Any], extr
             jaxcps.conv_general_dilated(*operands, strides, padding, **kwargs, algorithm=algorithm)
 
 
-def test_mec_refuses_height_dilation_only() -> None:
-    with pytest.raises(ValueError, match="rhs_dilation"):
-        jaxcps.conv_general_dilated(X, W, (1, 1), "SAME", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec")
-    y = jaxcps.conv_general_dilated(X, W, (1, 1), "SAME", rhs_dilation=(1, 2), dimension_numbers=NATIVE_DN, algorithm="mec")
+def test_mec_height_dilation_refused_as_declared() -> None:
+    """MEC refuses a height dilation exactly when `unsupported_reason` says so, naming
+    rhs_dilation; a width dilation always runs."""
+    conv = resolve_conv(X.shape, W.shape, (1, 1), "SAME", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN)
+    args = (X, W, (1, 1), "SAME")
+    if unsupported_reason("mec", conv, np.dtype(np.float32)) is not None:
+        with pytest.raises(ValueError, match="rhs_dilation"):
+            jaxcps.conv_general_dilated(*args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec")
+    else:
+        y = jaxcps.conv_general_dilated(*args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec")
+        assert y.shape == (2, 5, 6, 8)
+    y = jaxcps.conv_general_dilated(*args, rhs_dilation=(1, 2), dimension_numbers=NATIVE_DN, algorithm="mec")
     assert y.shape == (2, 5, 6, 8)
 
 

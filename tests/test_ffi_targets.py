@@ -16,7 +16,8 @@ import pytest
 from conftest import FFI_ALGORITHMS, assert_close, lax_conv
 
 from jaxcps import _targets
-from jaxcps.geometry import ConvSpec
+from jaxcps.algorithms import unsupported_reason
+from jaxcps.geometry import ConvSpec, resolve_conv
 
 TARGETS = (*FFI_ALGORITHMS, "reference")
 
@@ -102,9 +103,22 @@ def test_bad_call_is_a_clean_error(algorithm: str, name: str, kwargs: dict[str, 
         call_target(algorithm, **kwargs).block_until_ready()
 
 
-def test_mec_refuses_height_dilation() -> None:
-    with pytest.raises(jax.errors.JaxRuntimeError, match="mec does not support rhs_dilation"):
-        call_target("mec", (1, 9, 4, 2), (2, 1, 2, 3), (1, 7, 4, 3), rhs_dilation=i64(2, 1)).block_until_ready()
+def test_mec_height_dilation_python_and_cpp_agree() -> None:
+    """The C++ MEC target refuses a height dilation (naming rhs_dilation) exactly when the
+    Python side declares it unsupported; otherwise it computes it."""
+    spec = ConvSpec((1, 1), ((0, 0), (0, 0)), rhs_dilation=(2, 1))
+    conv = resolve_conv((1, 9, 4, 2), (2, 1, 2, 3), (1, 1), "VALID", rhs_dilation=(2, 1),
+                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert conv.spec() == spec
+    x = np.random.default_rng(6).standard_normal((1, 9, 4, 2)).astype(np.float32)
+    w = np.random.default_rng(7).standard_normal((2, 1, 2, 3)).astype(np.float32)
+    call = jax.ffi.ffi_call(_targets.target_name("mec"), jax.ShapeDtypeStruct((1, 7, 4, 3), np.float32))
+    if unsupported_reason("mec", conv, np.dtype(np.float32)) is not None:
+        with pytest.raises(jax.errors.JaxRuntimeError, match="rhs_dilation"):
+            call(x, w, **spec.ffi_attributes()).block_until_ready()
+    else:
+        want = lax_conv(x, w, (1, 1), "VALID", rhs_dilation=(2, 1), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        assert_close(call(x, w, **spec.ffi_attributes()), want, "mec, height dilation 2")
 
 
 def test_error_under_jit() -> None:

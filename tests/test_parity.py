@@ -32,6 +32,7 @@ from conftest import (
 
 import jaxcps
 from jaxcps import _targets
+from jaxcps.algorithms import unsupported_reason
 from jaxcps.geometry import resolve_conv
 
 #: Layout name -> dimension_numbers; "mixed" checks that each operand is moved on its own.
@@ -286,11 +287,13 @@ def test_edges(case: Case, rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("case", DILATION_GRID, ids=str)
 def test_dilation_and_groups(case: Case, rng: np.random.Generator) -> None:
-    """Kernel dilation and grouped/depthwise convolutions; MEC refuses height dilation."""
-    runnable = [a for a in FFI_ALGORITHMS if not (a == "mec" and case.rhs_dilation[0] != 1)]
-    check_case(case, rng, runnable)
-    if "mec" not in runnable:
-        x, w = _inputs(case, rng)
+    """Kernel dilation and grouped/depthwise convolutions. Only MEC may refuse a dilation
+    (along the height), and then with a ValueError naming rhs_dilation."""
+    refused = [a for a in FFI_ALGORITHMS if refuses(a, case)]
+    assert set(refused) <= ({"mec"} if case.rhs_dilation[0] != 1 else set()), refused
+    check_case(case, rng, [a for a in FFI_ALGORITHMS if a not in refused])
+    x, w = _inputs(case, rng)
+    for algorithm in refused:
         with pytest.raises(ValueError, match="rhs_dilation"):
             jaxcps.conv_general_dilated(
                 x,
@@ -300,8 +303,23 @@ def test_dilation_and_groups(case: Case, rng: np.random.Generator) -> None:
                 rhs_dilation=case.rhs_dilation,
                 dimension_numbers=NATIVE_DN,
                 feature_group_count=case.groups,
-                algorithm="mec",
+                algorithm=algorithm,
             )
+
+
+def refuses(algorithm: str, case: Case) -> bool:
+    """Whether `algorithm` declares (jaxcps.algorithms.unsupported_reason) that it cannot run
+    `case`."""
+    conv = resolve_conv(
+        (case.n, case.h, case.w, case.c),
+        (*case.kernel, case.c // case.groups, case.o),
+        case.strides,
+        case.padding,
+        rhs_dilation=case.rhs_dilation,
+        dimension_numbers=NATIVE_DN,
+        feature_group_count=case.groups,
+    )
+    return unsupported_reason(algorithm, conv, np.dtype(np.float32)) is not None
 
 
 def test_supported_isas() -> None:
