@@ -25,7 +25,9 @@ fi
 asan_runtime="$("${CXX:-g++}" -print-file-name=libasan.so)"
 cxx_runtime="$("${CXX:-g++}" -print-file-name=libstdc++.so)"
 export LD_PRELOAD="$asan_runtime:$cxx_runtime${LD_PRELOAD:+:$LD_PRELOAD}"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:${ASAN_OPTIONS:-}"
+# allocator_may_return_null: an impossible allocation (a test asks XLA for a 4 TB output)
+# must fail as it does without ASan, with an error, not abort the process.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 # Probing for TPU plugins aborts under the preloaded runtime; jaxcps is CPU-only anyway.
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
