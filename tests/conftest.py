@@ -159,9 +159,9 @@ def assert_close(
     """
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (
-        f"shape {actual.shape} != expected {expected.shape}; {context}"
-    )
+    assert (
+        actual.shape == expected.shape
+    ), f"shape {actual.shape} != expected {expected.shape}; {context}"
     if expected.size == 0:
         return
     assert np.all(np.isfinite(actual)), f"non-finite output; {context}"
@@ -202,4 +202,3 @@ def use_isa(isa: str) -> None:
         pytest.skip(f"this CPU does not support {isa}")  # hardware-dependent, allowed in CI
     _targets._ffi.set_isa(isa)
     assert _targets._ffi.active_isa() == isa
-

@@ -29,10 +29,22 @@ W = np.ones((3, 3, 4, 8), np.float32)
 BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     ("rank-lhs", dict(lhs=np.ones((2, 5, 4), np.float32)), "rank"),
     ("rank-both", dict(lhs=np.ones((2, 5, 6, 4, 1)), rhs=W), "rank"),
-    ("rank-too-small", dict(lhs=np.ones((2, 4), np.float32), rhs=np.ones((4, 8), np.float32)), "rank"),
+    (
+        "rank-too-small",
+        dict(lhs=np.ones((2, 4), np.float32), rhs=np.ones((4, 8), np.float32)),
+        "rank",
+    ),
     ("channels", dict(rhs=np.ones((3, 3, 3, 8), np.float32)), "channels"),
-    ("channels-groups", dict(rhs=np.ones((3, 3, 4, 8), np.float32), feature_group_count=2), "channels"),
-    ("groups-divide-out", dict(rhs=np.ones((3, 3, 2, 7), np.float32), feature_group_count=2), "feature_group_count"),
+    (
+        "channels-groups",
+        dict(rhs=np.ones((3, 3, 4, 8), np.float32), feature_group_count=2),
+        "channels",
+    ),
+    (
+        "groups-divide-out",
+        dict(rhs=np.ones((3, 3, 2, 7), np.float32), feature_group_count=2),
+        "feature_group_count",
+    ),
     ("groups-zero", dict(feature_group_count=0), "feature_group_count"),
     ("batch-groups-zero", dict(batch_group_count=0), "batch_group_count"),
     ("stride-zero", dict(window_strides=(0, 1)), "window_strides"),
@@ -72,7 +84,9 @@ def test_bad_input(name: str, changes: dict[str, Any], pattern: str) -> None:
             _call(jaxcps.conv_general_dilated, changes, algorithm=algorithm)
 
 
-@pytest.mark.parametrize("name,changes,pattern", BAD_INPUTS[:10:3], ids=[b[0] for b in BAD_INPUTS[:10:3]])
+@pytest.mark.parametrize(
+    "name,changes,pattern", BAD_INPUTS[:10:3], ids=[b[0] for b in BAD_INPUTS[:10:3]]
+)
 def test_bad_input_under_jit(name: str, changes: dict[str, Any], pattern: str) -> None:
     """Under jit the same ValueError comes at trace time."""
     lhs = changes.get("lhs", X)
@@ -90,7 +104,9 @@ def test_bad_input_under_jit(name: str, changes: dict[str, Any], pattern: str) -
 @pytest.mark.parametrize("algorithm", ["fast", "CPO", "", None, "reference"])
 def test_unknown_algorithm(algorithm: Any) -> None:
     with pytest.raises(ValueError, match="algorithm"):
-        jaxcps.conv_general_dilated(X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm)
+        jaxcps.conv_general_dilated(
+            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm
+        )
 
 
 def test_dtype_mismatch_is_a_type_error_as_in_lax() -> None:
@@ -99,7 +115,9 @@ def test_dtype_mismatch_is_a_type_error_as_in_lax() -> None:
         lax.conv_general_dilated(X, w16, (1, 1), "SAME", dimension_numbers=NATIVE_DN)
     for algorithm in (*FFI_ALGORITHMS, "auto"):
         with pytest.raises(TypeError, match="dtype"):
-            jaxcps.conv_general_dilated(X, w16, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm)
+            jaxcps.conv_general_dilated(
+                X, w16, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm
+            )
 
 
 #: Configurations that lax runs but that the named kernels refuse; "auto" runs them on XLA
@@ -108,14 +126,33 @@ UNSUPPORTED: list[tuple[str, tuple[Any, Any], dict[str, Any], str]] = [
     ("int32", (X.astype(np.int32), W.astype(np.int32)), {}, "dtype"),
     ("int8", (X.astype(np.int8), W.astype(np.int8)), {}, "dtype"),
     ("lhs-dilation", (X, W), dict(lhs_dilation=(2, 1), padding=((1, 1), (1, 1))), "lhs_dilation"),
-    ("batch-group-count", (X, np.ones((3, 3, 4, 8), np.float32)), dict(batch_group_count=2), "batch_group_count"),
-    ("1-d", (np.ones((2, 4, 9), np.float32), np.ones((8, 4, 3), np.float32)), dict(dimension_numbers=None), "spatial"),
-    ("3-d", (np.ones((1, 2, 4, 5, 6), np.float32), np.ones((3, 2, 2, 2, 2), np.float32)), dict(dimension_numbers=None), "spatial"),
+    (
+        "batch-group-count",
+        (X, np.ones((3, 3, 4, 8), np.float32)),
+        dict(batch_group_count=2),
+        "batch_group_count",
+    ),
+    (
+        "1-d",
+        (np.ones((2, 4, 9), np.float32), np.ones((8, 4, 3), np.float32)),
+        dict(dimension_numbers=None),
+        "spatial",
+    ),
+    (
+        "3-d",
+        (np.ones((1, 2, 4, 5, 6), np.float32), np.ones((3, 2, 2, 2, 2), np.float32)),
+        dict(dimension_numbers=None),
+        "spatial",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name,operands,extra,pattern", UNSUPPORTED, ids=[u[0] for u in UNSUPPORTED])
-def test_unsupported_for_named_kernel(name: str, operands: tuple[Any, Any], extra: dict[str, Any], pattern: str) -> None:
+@pytest.mark.parametrize(
+    "name,operands,extra,pattern", UNSUPPORTED, ids=[u[0] for u in UNSUPPORTED]
+)
+def test_unsupported_for_named_kernel(
+    name: str, operands: tuple[Any, Any], extra: dict[str, Any], pattern: str
+) -> None:
     kwargs = dict(dimension_numbers=NATIVE_DN)
     kwargs.update(extra)
     padding = kwargs.pop("padding", "SAME")
@@ -129,15 +166,23 @@ def test_unsupported_for_named_kernel(name: str, operands: tuple[Any, Any], extr
 def test_mec_height_dilation_refused_as_declared() -> None:
     """MEC refuses a height dilation exactly when `unsupported_reason` says so, naming
     rhs_dilation; a width dilation always runs."""
-    conv = resolve_conv(X.shape, W.shape, (1, 1), "SAME", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN)
+    conv = resolve_conv(
+        X.shape, W.shape, (1, 1), "SAME", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN
+    )
     args = (X, W, (1, 1), "SAME")
     if unsupported_reason("mec", conv, np.dtype(np.float32)) is not None:
         with pytest.raises(ValueError, match="rhs_dilation"):
-            jaxcps.conv_general_dilated(*args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec")
+            jaxcps.conv_general_dilated(
+                *args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec"
+            )
     else:
-        y = jaxcps.conv_general_dilated(*args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec")
+        y = jaxcps.conv_general_dilated(
+            *args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec"
+        )
         assert y.shape == (2, 5, 6, 8)
-    y = jaxcps.conv_general_dilated(*args, rhs_dilation=(1, 2), dimension_numbers=NATIVE_DN, algorithm="mec")
+    y = jaxcps.conv_general_dilated(
+        *args, rhs_dilation=(1, 2), dimension_numbers=NATIVE_DN, algorithm="mec"
+    )
     assert y.shape == (2, 5, 6, 8)
 
 

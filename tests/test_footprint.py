@@ -23,7 +23,9 @@ from conftest import sparse_activation
 import jaxcps
 
 
-def fp(x: np.ndarray, kernel: tuple[int, ...], algorithm: str, strides=(1, 1), padding="SAME", **kw) -> int:
+def fp(
+    x: np.ndarray, kernel: tuple[int, ...], algorithm: str, strides=(1, 1), padding="SAME", **kw
+) -> int:
     return jaxcps.footprint(x, kernel, strides, padding, algorithm, **kw)
 
 
@@ -95,18 +97,27 @@ def test_sparse_all_zero_and_dense() -> None:
         ((1, 2, 6, 10), 2, 2),  # block 5
     ],
 )
-def test_sparse_formula_on_random_data(shape: tuple[int, ...], groups: int, blocks: int, rng: np.random.Generator) -> None:
+def test_sparse_formula_on_random_data(
+    shape: tuple[int, ...], groups: int, blocks: int, rng: np.random.Generator
+) -> None:
     """The formulas above, with nnz and runs counted by NumPy on random data."""
     x = sparse_activation(rng, shape, 0.6, dead_channels=1)
     n, h, w, c = shape
     nnz, runs = int(np.count_nonzero(x)), count_runs(x)
     kernel = (3, 3, c // groups, 2 * groups)
-    assert fp(x, kernel, "cpo", feature_group_count=groups) == nnz * 6 + n * h * w * (blocks + 1) * 4
-    assert fp(x, kernel, "cps", feature_group_count=groups) == nnz * 4 + runs * 4 + n * h * (c + 1) * 8
+    assert (
+        fp(x, kernel, "cpo", feature_group_count=groups) == nnz * 6 + n * h * w * (blocks + 1) * 4
+    )
+    assert (
+        fp(x, kernel, "cps", feature_group_count=groups)
+        == nnz * 4 + runs * 4 + n * h * (c + 1) * 8
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["cpo", "cps"])
-def test_compression_ratio_grows_with_zero_fraction(algorithm: str, rng: np.random.Generator) -> None:
+def test_compression_ratio_grows_with_zero_fraction(
+    algorithm: str, rng: np.random.Generator
+) -> None:
     """Zeroing more entries (each set of zeros containing the previous one) strictly raises
     the compression ratio against im2col; im2col and MEC do not depend on the values."""
     shape, kernel = (2, 12, 24, 16), (3, 3, 16, 32)

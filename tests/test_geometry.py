@@ -11,7 +11,15 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
-from conftest import FFI_ALGORITHMS, NATIVE_DN, assert_close, ffi_conv, lax_conv, sparse_activation, weights
+from conftest import (
+    FFI_ALGORITHMS,
+    NATIVE_DN,
+    assert_close,
+    ffi_conv,
+    lax_conv,
+    sparse_activation,
+    weights,
+)
 from jax import lax
 
 import jaxcps
@@ -66,9 +74,15 @@ def random_config(
 def lax_shape(cfg: dict[str, Any]) -> tuple[int, ...]:
     lhs = jax.ShapeDtypeStruct(cfg["lhs_shape"], np.float32)
     rhs = jax.ShapeDtypeStruct(cfg["rhs_shape"], np.float32)
-    args = {k: v for k, v in cfg.items() if k not in ("lhs_shape", "rhs_shape", "window_strides", "padding")}
+    args = {
+        k: v
+        for k, v in cfg.items()
+        if k not in ("lhs_shape", "rhs_shape", "window_strides", "padding")
+    }
     return jax.eval_shape(
-        lambda a, b: lax.conv_general_dilated(a, b, cfg["window_strides"], cfg["padding"], **args), lhs, rhs
+        lambda a, b: lax.conv_general_dilated(a, b, cfg["window_strides"], cfg["padding"], **args),
+        lhs,
+        rhs,
     ).shape
 
 
@@ -135,7 +149,9 @@ def test_ffi_accepts_python_output_shape() -> None:
             dimension_numbers=NATIVE_DN,
             feature_group_count=cfg["feature_group_count"],
         )
-        spec = resolve_conv(x.shape, w.shape, cfg["window_strides"], cfg["padding"], **kwargs).spec()
+        spec = resolve_conv(
+            x.shape, w.shape, cfg["window_strides"], cfg["padding"], **kwargs
+        ).spec()
         algorithm = ("reference", *FFI_ALGORITHMS)[i % 5]
         if algorithm == "mec" and spec.rhs_dilation[0] != 1:
             algorithm = "reference"
@@ -154,10 +170,14 @@ def test_negative_padding_follows_lax(algorithm: str, rng: np.random.Generator) 
     w = weights(rng, (2, 2, 4, 6))
     for padding in [((-4, 3), (0, 0)), ((1, 1), (-6, 2)), ((-3, 3), (-5, 4))]:
         want = lax_conv(x, w, (1, 1), padding, dimension_numbers=NATIVE_DN)
-        got = jaxcps.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm=algorithm)
+        got = jaxcps.conv_general_dilated(
+            x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm=algorithm
+        )
         assert_close(got, want, f"{algorithm} padding {padding}")
     for padding in [((-2, -2), (0, 0)), ((0, 0), (-3, -3))]:
         with pytest.raises(ValueError):
             lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NATIVE_DN)
         with pytest.raises(ValueError, match="padding"):
-            jaxcps.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm=algorithm)
+            jaxcps.conv_general_dilated(
+                x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm=algorithm
+            )

@@ -63,8 +63,10 @@ class Case:
     clustered: bool = False
 
     def __str__(self) -> str:
-        pad = self.padding if isinstance(self.padding, str) else "x".join(
-            f"{lo}_{hi}" for lo, hi in self.padding
+        pad = (
+            self.padding
+            if isinstance(self.padding, str)
+            else "x".join(f"{lo}_{hi}" for lo, hi in self.padding)
         )
         return (
             f"x{self.n}x{self.h}x{self.w}x{self.c}-k{self.kernel[0]}x{self.kernel[1]}-o{self.o}"
@@ -154,7 +156,9 @@ EDGE_CASES = [
     Case(2, 6, 20, 4, (3, 3), 64, dead_channels=4, zero_fraction=1.0),
     Case(1, 6, 20, 4, (3, 3), 65, dead_channels=3, zero_fraction=0.75),
     Case(2, 7, 37, 8, (3, 3), 70, zero_fraction=0.9, clustered=True),
-    Case(1, 9, 18, 5, (5, 5), 33, strides=(2, 2), zero_fraction=0.5, clustered=True, layout="NCHW"),
+    Case(
+        1, 9, 18, 5, (5, 5), 33, strides=(2, 2), zero_fraction=0.5, clustered=True, layout="NCHW"
+    ),
     # Largest kernel of the issue (11x11) and a bigger channel count.
     Case(1, 13, 14, 3, (11, 11), 20, padding="SAME"),
     Case(1, 6, 6, 64, (3, 3), 64, zero_fraction=0.9),
@@ -247,7 +251,9 @@ def check_case(case: Case, rng: np.random.Generator, algorithms: Sequence[str]) 
     reference = _from_native_output(np.asarray(reference_conv(x, w, spec)), case.layout)
     assert_close(reference, expected, f"reference vs lax; {context}")
     for algorithm in algorithms:
-        got = jaxcps.conv_general_dilated(lhs, rhs, case.strides, case.padding, **kwargs, algorithm=algorithm)
+        got = jaxcps.conv_general_dilated(
+            lhs, rhs, case.strides, case.padding, **kwargs, algorithm=algorithm
+        )
         assert got.dtype == np.float32
         assert_close(got, expected, f"{algorithm} vs lax; {context}")
         assert_close(got, reference, f"{algorithm} vs reference; {context}")
@@ -255,6 +261,7 @@ def check_case(case: Case, rng: np.random.Generator, algorithms: Sequence[str]) 
 
 def test_grid_covers_every_value() -> None:
     """The covering design holds every value of the issue's axes, each several times."""
+
     def counts(values: list[Any]) -> dict[Any, int]:
         return {str(v): values.count(v) for v in values}
 

@@ -43,7 +43,11 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         groups, o = c, c * draw(st.sampled_from([1, 2]))
     else:
         c = groups * draw(st.integers(1, 6))
-        o = groups * draw(st.sampled_from([1, 2, 3, 5, 9, 21, 22]) if groups > 1 else st.sampled_from([1, 3, 8, 16, 63, 64, 65]))
+        o = groups * draw(
+            st.sampled_from([1, 2, 3, 5, 9, 21, 22])
+            if groups > 1
+            else st.sampled_from([1, 3, 8, 16, 63, 64, 65])
+        )
     h = draw(st.sampled_from([1, 2, 3, 5, 8, 12]))
     w = draw(st.sampled_from([1, 2, 4, 7, 15, 16, 17, 33]))
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
@@ -85,25 +89,39 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
 @given(cfg=configs())
 def test_random_convolutions_match_lax(cfg: dict[str, Any]) -> None:
     rng = np.random.default_rng(cfg["seed"])
-    x = sparse_activation(rng, cfg["x_shape"], cfg["zero_fraction"], dead_channels=cfg["dead_channels"], clustered=cfg["clustered"])
+    x = sparse_activation(
+        rng,
+        cfg["x_shape"],
+        cfg["zero_fraction"],
+        dead_channels=cfg["dead_channels"],
+        clustered=cfg["clustered"],
+    )
     w = weights(rng, cfg["w_shape"])
     lhs_spec, rhs_spec, _ = cfg["layout"]
     lhs = np.transpose(x, ["NHWC".index(d) for d in lhs_spec])
     rhs = np.transpose(w, ["HWIO".index(d) for d in rhs_spec])
-    kwargs = dict(rhs_dilation=cfg["rhs_dilation"], dimension_numbers=cfg["layout"], feature_group_count=cfg["groups"])
+    kwargs = dict(
+        rhs_dilation=cfg["rhs_dilation"],
+        dimension_numbers=cfg["layout"],
+        feature_group_count=cfg["groups"],
+    )
     algorithm = cfg["algorithm"]
     conv = resolve_conv(lhs.shape, rhs.shape, cfg["strides"], cfg["padding"], **kwargs)
     if unsupported_reason(algorithm, conv, np.dtype(np.float32)) is not None:
         # Only MEC may refuse, a height dilation (jaxcps.algorithms says which).
         assert algorithm == "mec" and cfg["rhs_dilation"][0] != 1, cfg
         with pytest.raises(ValueError, match="rhs_dilation"):
-            jaxcps.conv_general_dilated(lhs, rhs, cfg["strides"], cfg["padding"], **kwargs, algorithm=algorithm)
+            jaxcps.conv_general_dilated(
+                lhs, rhs, cfg["strides"], cfg["padding"], **kwargs, algorithm=algorithm
+            )
         return
     want = lax_conv(lhs, rhs, cfg["strides"], cfg["padding"], **kwargs)
     original = _targets._ffi.active_isa()
     _targets._ffi.set_isa(cfg["isa"])
     try:
-        got = jaxcps.conv_general_dilated(lhs, rhs, cfg["strides"], cfg["padding"], **kwargs, algorithm=algorithm)
+        got = jaxcps.conv_general_dilated(
+            lhs, rhs, cfg["strides"], cfg["padding"], **kwargs, algorithm=algorithm
+        )
         got.block_until_ready()
     finally:
         _targets._ffi.set_isa(original)

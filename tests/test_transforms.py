@@ -27,7 +27,9 @@ PADDING = ((1, 2), (0, 1))
 
 
 def conv(algorithm: str, x: jax.Array, w: jax.Array, dn=NATIVE_DN, **kwargs) -> jax.Array:
-    return jaxcps.conv_general_dilated(x, w, STRIDES, PADDING, dimension_numbers=dn, algorithm=algorithm, **kwargs)
+    return jaxcps.conv_general_dilated(
+        x, w, STRIDES, PADDING, dimension_numbers=dn, algorithm=algorithm, **kwargs
+    )
 
 
 def oracle(x: jax.Array, w: jax.Array, dn=NATIVE_DN, **kwargs) -> jax.Array:
@@ -92,7 +94,9 @@ def test_eager_calls_reuse_the_compiled_kernel(rng: np.random.Generator) -> None
 
 
 @pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
-def test_vmap_unmapped_weights_folds_into_one_call(algorithm: str, rng: np.random.Generator) -> None:
+def test_vmap_unmapped_weights_folds_into_one_call(
+    algorithm: str, rng: np.random.Generator
+) -> None:
     xs = sparse_activation(rng, (3, 2, 7, 9, 4), 0.5)
     w = weights(rng, (3, 2, 4, 5))
     f = jax.vmap(functools.partial(conv, algorithm), in_axes=(0, None))
@@ -157,15 +161,21 @@ def _loss(fn, x: jax.Array, w: jax.Array, cotangent: jax.Array) -> jax.Array:
 
 
 @pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
-def test_grad_matches_lax(algorithm: str, xw: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> None:
+def test_grad_matches_lax(
+    algorithm: str, xw: tuple[np.ndarray, np.ndarray], rng: np.random.Generator
+) -> None:
     x, w = xw
     ct = rng.standard_normal(np.shape(oracle(x, w))).astype(np.float32)
-    got = jax.grad(functools.partial(_loss, functools.partial(conv, algorithm)), argnums=(0, 1))(x, w, ct)
+    got = jax.grad(functools.partial(_loss, functools.partial(conv, algorithm)), argnums=(0, 1))(
+        x, w, ct
+    )
     want = jax.grad(functools.partial(_loss, oracle), argnums=(0, 1))(x, w, ct)
     assert_close(got[0], want[0], f"{algorithm} dx")
     assert_close(got[1], want[1], f"{algorithm} dw")
     # Under jit, and through value_and_grad.
-    value, grads = jax.jit(jax.value_and_grad(functools.partial(_loss, functools.partial(conv, algorithm)), argnums=1))(x, w, ct)
+    value, grads = jax.jit(
+        jax.value_and_grad(functools.partial(_loss, functools.partial(conv, algorithm)), argnums=1)
+    )(x, w, ct)
     assert_close(value, _loss(oracle, x, w, ct), f"{algorithm} loss")
     assert_close(grads, want[1], f"{algorithm} jit dw")
 
@@ -175,7 +185,15 @@ def test_check_grads(rng: np.random.Generator) -> None:
     x = rng.uniform(0.1, 1.0, (1, 4, 5, 2)).astype(np.float32)
     w = weights(rng, (2, 3, 2, 3))
     for algorithm in FFI_ALGORITHMS:
-        check_grads(functools.partial(conv, algorithm), (x, w), order=1, modes=["rev"], atol=5e-2, rtol=5e-2, eps=1e-2)
+        check_grads(
+            functools.partial(conv, algorithm),
+            (x, w),
+            order=1,
+            modes=["rev"],
+            atol=5e-2,
+            rtol=5e-2,
+            eps=1e-2,
+        )
 
 
 def test_vmap_of_grad_and_grad_of_vmap(rng: np.random.Generator) -> None:
@@ -208,7 +226,9 @@ LOW_PRECISION = [(jnp.float16, 2 * 2.0**-11), (jnp.bfloat16, 2 * 2.0**-8)]
 @pytest.mark.parametrize("dtype,rtol", LOW_PRECISION, ids=["float16", "bfloat16"])
 def test_low_precision_inputs(dtype, rtol: float, xw: tuple[np.ndarray, np.ndarray]) -> None:
     x, w = (jnp.asarray(a, dtype) for a in xw)
-    want_dtype = lax.conv_general_dilated(x, w, STRIDES, PADDING, dimension_numbers=NATIVE_DN).dtype
+    want_dtype = lax.conv_general_dilated(
+        x, w, STRIDES, PADDING, dimension_numbers=NATIVE_DN
+    ).dtype
     want = oracle(x.astype(jnp.float32), w.astype(jnp.float32))
     for algorithm in FFI_ALGORITHMS:
         got = conv(algorithm, x, w)
@@ -224,7 +244,9 @@ def test_low_precision_inputs(dtype, rtol: float, xw: tuple[np.ndarray, np.ndarr
 
 def test_preferred_element_type_float32(xw: tuple[np.ndarray, np.ndarray]) -> None:
     x, w = xw
-    lax_dtype = lax.conv_general_dilated(x, w, STRIDES, PADDING, dimension_numbers=NATIVE_DN, preferred_element_type=jnp.float32).dtype
+    lax_dtype = lax.conv_general_dilated(
+        x, w, STRIDES, PADDING, dimension_numbers=NATIVE_DN, preferred_element_type=jnp.float32
+    ).dtype
     for algorithm in FFI_ALGORITHMS:
         got = conv(algorithm, x, w, preferred_element_type=jnp.float32)
         assert got.dtype == lax_dtype
@@ -237,12 +259,20 @@ XLA_ONLY = [
     ("batch-group-count", (4, 7, 9, 4), (3, 2, 4, 6), dict(batch_group_count=2), np.float32),
     ("int32", (2, 7, 9, 4), (3, 2, 4, 5), {}, np.int32),
     ("1-d", (2, 4, 9), (5, 4, 3), dict(dimension_numbers=("NCH", "OIH", "NCH")), np.float32),
-    ("3-d", (1, 5, 6, 7, 2), (2, 3, 2, 2, 3), dict(dimension_numbers=("NDHWC", "DHWIO", "NDHWC")), np.float32),
+    (
+        "3-d",
+        (1, 5, 6, 7, 2),
+        (2, 3, 2, 2, 3),
+        dict(dimension_numbers=("NDHWC", "DHWIO", "NDHWC")),
+        np.float32,
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,xshape,wshape,kwargs,dtype", XLA_ONLY, ids=[c[0] for c in XLA_ONLY])
-def test_auto_and_xla_are_lax_where_kernels_cannot_run(name, xshape, wshape, kwargs, dtype, rng) -> None:
+def test_auto_and_xla_are_lax_where_kernels_cannot_run(
+    name, xshape, wshape, kwargs, dtype, rng
+) -> None:
     x = (rng.uniform(-2, 2, xshape) * (rng.uniform(size=xshape) > 0.5)).astype(dtype)
     w = rng.uniform(-2, 2, wshape).astype(dtype)
     nd = len(xshape) - 2
@@ -253,8 +283,14 @@ def test_auto_and_xla_are_lax_where_kernels_cannot_run(name, xshape, wshape, kwa
         got = jaxcps.conv_general_dilated(x, w, strides, padding, **kwargs, algorithm=algorithm)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(np.asarray(got), want, err_msg=f"{name} {algorithm}")
-        jitted = jax.jit(lambda a, b: jaxcps.conv_general_dilated(a, b, strides, padding, **kwargs, algorithm=algorithm))
-        np.testing.assert_array_equal(np.asarray(jitted(x, w)), want, err_msg=f"{name} jit {algorithm}")
+        jitted = jax.jit(
+            lambda a, b: jaxcps.conv_general_dilated(
+                a, b, strides, padding, **kwargs, algorithm=algorithm
+            )
+        )
+        np.testing.assert_array_equal(
+            np.asarray(jitted(x, w)), want, err_msg=f"{name} jit {algorithm}"
+        )
     with pytest.raises(ValueError):
         jaxcps.conv_general_dilated(x, w, strides, padding, **kwargs, algorithm="cpo")
 
@@ -271,8 +307,7 @@ def test_auto_without_plan_is_xla(xw: tuple[np.ndarray, np.ndarray]) -> None:
 def test_float64_with_x64_enabled() -> None:
     """float64 (x64 mode, set at start-up, so in a subprocess): "auto" and "xla" are lax,
     an explicit kernel refuses it."""
-    script = textwrap.dedent(
-        """
+    script = textwrap.dedent("""
         import numpy as np, jax, jaxcps
         from jax import lax
         x = np.random.default_rng(0).uniform(size=(1, 5, 6, 3))
@@ -286,20 +321,46 @@ def test_float64_with_x64_enabled() -> None:
             assert got.dtype == np.float64
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
         try:
-            jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn, algorithm="cps")
+            jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn,
+                                        algorithm="cps")
         except ValueError as e:
             assert "dtype" in str(e), e
         else:
             raise AssertionError("float64 with algorithm='cps' did not raise")
         print("ok")
-        """
-    )
+        """)
     env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
 def test_targets_registered_once() -> None:
     """Every kernel of ffi/kernels.inc is a registered target under the one naming rule."""
     assert set(_targets.KERNELS) == {*FFI_ALGORITHMS, "reference"}
-    assert [_targets.target_name(k) for k in _targets.KERNELS] == [f"jaxcps_{k}_f32" for k in _targets.KERNELS]
+    assert [_targets.target_name(k) for k in _targets.KERNELS] == [
+        f"jaxcps_{k}_f32" for k in _targets.KERNELS
+    ]
+
+
+def test_grad_grouped_and_dilated(rng: np.random.Generator) -> None:
+    """The backward pass on XLA sees the same groups, dilation and (negative) padding."""
+    x = sparse_activation(rng, (2, 6, 9, 4), 0.5)
+    w = weights(rng, (2, 3, 2, 6))
+    kwargs = dict(feature_group_count=2, rhs_dilation=(1, 2))
+    want = jax.grad(lambda x, w: jnp.sum(oracle(x, w, **kwargs) ** 2), argnums=(0, 1))(x, w)
+    for algorithm in FFI_ALGORITHMS:
+        got = jax.grad(lambda x, w: jnp.sum(conv(algorithm, x, w, **kwargs) ** 2), argnums=(0, 1))(
+            x, w
+        )
+        assert_close(got[0], want[0], f"{algorithm} dx, groups 2, dilation (1, 2)")
+        assert_close(got[1], want[1], f"{algorithm} dw, groups 2, dilation (1, 2)")
+
+
+def test_vmap_over_an_empty_axis(rng: np.random.Generator) -> None:
+    xs = np.zeros((0, 2, 7, 9, 4), np.float32)
+    w = weights(rng, (3, 2, 4, 5))
+    for algorithm in FFI_ALGORITHMS:
+        y = jax.vmap(functools.partial(conv, algorithm), in_axes=(0, None))(xs, w)
+        assert y.shape == (0, *oracle(np.zeros((2, 7, 9, 4), np.float32), w).shape)
