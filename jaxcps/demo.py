@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     model = models.MODELS[args.model][0](width=args.width)
-    key_x, key_p = jax.random.split(jax.random.key(args.seed))
+    key_x, key_p = jax.random.split(jax.random.key(args.seed, impl="rbg"))
     x = jax.random.uniform(key_x, (1, args.image_size, args.image_size, 3))
     _log(f"building {args.model} (width {args.width}) at {args.image_size}x{args.image_size}, "
          f"calibrating biases to the {args.profile!r} profile ...")

@@ -361,4 +361,4 @@ def calibrate_nnx(
     deltas = _bias_deltas(model, x, profile, (model,))
     for path, module in nnx_convs(model):
         if path in deltas:
-            module.bias.value = module.bias.value + deltas[path]
+            module.bias[...] = module.bias[...] + deltas[path]

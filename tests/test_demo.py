@@ -1,0 +1,92 @@
+"""`jaxcps demo` on a tiny configuration, its option errors, and the model calibration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import jaxcps
+from jaxcps import demo, models
+from jaxcps.flax.select import capture
+
+TINY = ["--image-size", "32", "--width", "0.125", "--repeats", "1"]
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="jaxcps demo")
+    demo.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def key(seed):
+    return jax.random.key(seed, impl="rbg")
+
+
+def test_demo_runs_on_a_tiny_configuration(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert demo.run(parse([*TINY, "--out", str(out)])) == 0
+    printed = capsys.readouterr()
+    assert "stage5_conv3" in printed.out and "choice" in printed.out
+    assert "end-to-end" in printed.out and "parity" in printed.out and "OK" in printed.out
+    assert str(out) in printed.out
+    assert "select [" in printed.err
+    plan = jaxcps.Plan.load(out / "plan.json")
+    assert len(plan) == 13 and plan.meta["model"] == "vgg16"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parity"] and summary["speedup"] > 0
+    assert (out / "layers.png").stat().st_size > 0 and (out / "compression.png").exists()
+
+
+def test_demo_rejects_bad_options(tmp_path, capsys):
+    assert demo.run(parse(["--image-size", "16", "--out", str(tmp_path)])) == 2
+    assert "--image-size must be at least 32" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert demo.run(parse(["--out", str(blocker)])) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    for argv in (["--model", "alexnet"], ["--profile", "flat"], ["--repeats", "0"],
+                 ["--width", "-1"], ["--image-size", "big"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse(argv)
+        assert exit_info.value.code == 2
+
+
+def test_profiles():
+    rising = models.profile_targets("rising", 13)
+    assert rising[0] == 0.0 and rising[1] == pytest.approx(0.5 + 0.4 / 12)
+    assert rising[-1] == pytest.approx(0.9) and np.all(np.diff(rising[1:]) > 0)
+    assert models.profile_zero_fraction("inception", 0.0) == pytest.approx(0.41)
+    assert models.profile_zero_fraction("inception", 1.0) == pytest.approx(0.86)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        models.profile_zero_fraction("flat", 0.5)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18"])
+def test_calibration_hits_the_profile(name):
+    linen_cls, _ = models.MODELS[name]
+    model = linen_cls(width=0.125)
+    x = jax.random.uniform(key(0), (1, 64, 64, 3))
+    variables = models.calibrate_linen(model, model.init(key(1), x), x, "rising")
+    layers = capture(lambda x: model.apply(variables, x), x)
+    targets = models.profile_targets("rising", len(layers))
+    zeros = [float(np.mean(layer.lhs == 0)) for layer in layers]
+    # Residual adds can cap the reachable zeros of a block's output; VGG reaches all.
+    reachable = [(z, t) for z, t in zip(zeros[1:], targets[1:]) if name == "vgg16" or z < t]
+    assert all(abs(z - t) < 0.03 for z, t in reachable if name == "vgg16")
+    assert np.mean([abs(z - t) for z, t in zip(zeros[1:], targets[1:])]) < 0.05
+
+
+def test_nnx_calibration_matches_linen_paths():
+    from flax import nnx
+
+    model = models.VGG16NNX(width=0.125, rngs=nnx.Rngs(key(0)))
+    x = jax.random.uniform(key(1), (1, 32, 32, 3))
+    models.calibrate_nnx(model, x, "inception")
+    layers = capture(model, x)
+    assert [layer.path for layer in layers][:2] == ["stage1_conv1", "stage1_conv2"]
+    targets = models.profile_targets("inception", len(layers))
+    assert abs(float(np.mean(layers[1].lhs == 0)) - targets[1]) < 0.03

@@ -1,0 +1,34 @@
+"""Every script in examples/ runs at a small size (as subprocesses, started together)."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+#: script -> extra arguments that make it small
+SCRIPTS = {
+    "swap_one_layer.py": [],
+    "route_linen_plan.py": ["--image-size", "32", "--width", "0.125", "--candidates", "xla,cpo"],
+    "route_nnx_plan.py": ["--image-size", "32", "--width", "0.125", "--candidates", "xla,cps"],
+    "serve_with_plan.py": ["--image-size", "32", "--width", "0.125", "--candidates", "xla,mec"],
+}
+
+
+def test_examples_run(tmp_path):
+    procs = {}
+    for script, extra in SCRIPTS.items():
+        if script == "serve_with_plan.py":
+            extra = [*extra, "--plan", str(tmp_path / "plan.json")]
+        procs[script] = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / script), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    failures = []
+    for script, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            failures.append(f"{script} exited {proc.returncode}:\n{out[-2000:]}\n{err[-3000:]}")
+    assert not failures, "\n\n".join(failures)
+    assert (tmp_path / "plan.json").exists()
