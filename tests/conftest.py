@@ -5,7 +5,7 @@ direct convolution, the FFI target "reference" (`reference_conv`).
 
 Tolerance (`assert_close`): max |actual - expected| <= rtol * max(max |expected|, floor),
 rtol = 1e-5 for float32 by default. Every kernel accumulates KH*KW*Ci float32 products (at
-most a few hundred here), whose rounding error stays well below 1e-5 of the largest output;
+most about a thousand here), whose rounding error stays well below 1e-5 of the largest output;
 the floor makes an all-zero expected output demand an absolute error below rtol * floor.
 
 CI sets JAXCPS_REQUIRE_ALL_TESTS=1: `skip_unless_allowed` then fails instead of skipping.
@@ -55,8 +55,9 @@ def sparse_activation(
 
     Exactly `round(zero_fraction * size)` entries are zero, or more if the `dead_channels`
     all-zero channels (the first ones along `channel_axis`) already hold more. The other zeros
-    are placed uniformly at random, or, with `clustered`, as one contiguous stretch of each
-    channel's map in raster order, which gives the long horizontal runs CPS compresses.
+    are placed uniformly at random, or, with `clustered`, as one contiguous stretch of the
+    channel-major raster order (channel by channel, each map row by row) from a random start,
+    which leaves long horizontal runs of non-zeros, the case CPS compresses.
     """
     shape = tuple(shape)
     x = rng.uniform(0.1, 2.0, size=shape).astype(np.float32)
@@ -72,8 +73,8 @@ def sparse_activation(
     live = np.flatnonzero(~dead.ravel())
     extra = target - (size - live.size)
     if clustered:
-        # Zero the first `extra` live entries in channel-major raster order (each channel's
-        # map row by row), starting at a random channel: long horizontal runs of zeros.
+        # Zero `extra` consecutive live entries of the channel-major raster order, cyclically
+        # from a random start.
         moved = np.moveaxis(np.arange(size).reshape(shape), channel_axis, 0).ravel()
         order = moved[~dead.ravel()[moved]]
         order = np.roll(order, -int(rng.integers(max(order.size, 1))))
