@@ -26,6 +26,11 @@ from jaxcps.flax import route
 RTOL = 1e-5
 
 
+def key(seed):
+    """An "rbg" key: XLA on CPU compiles the default threefry generator slowly."""
+    return jax.random.key(seed, impl="rbg")
+
+
 def ffi_targets(fn, *args) -> list[str]:
     """The jaxcps FFI targets called when `fn(*args)` is traced, with multiplicity."""
 
@@ -80,16 +85,16 @@ class NNXNet(nnx.Module):
 
 @pytest.fixture(scope="module")
 def x():
-    return jax.random.normal(jax.random.key(0), (1, 12, 12, 3))
+    return jax.random.normal(key(0), (1, 12, 12, 3))
 
 
 @pytest.fixture(scope="module")
 def linen_vars(x):
-    return LinenNet().init(jax.random.key(1), x)
+    return LinenNet().init(key(1), x)
 
 
 def nnx_model():
-    return NNXNet(nnx.Rngs(0))
+    return NNXNet(nnx.Rngs(key(0)))
 
 
 # ----------------------------------------------------------------------------- linen
@@ -167,7 +172,7 @@ def test_linen_route_is_per_thread(x, linen_vars):
 
 def test_linen_checkpoint_loads_into_drop_in(x, linen_vars):
     plain, drop_in = LinenNet(), LinenNet(conv=jlinen.Conv)
-    assert jax.tree.map(jnp.shape, drop_in.init(jax.random.key(2), x)) == jax.tree.map(
+    assert jax.tree.map(jnp.shape, drop_in.init(key(2), x)) == jax.tree.map(
         jnp.shape, linen_vars
     )
     assert ffi_targets(drop_in.apply, linen_vars, x) == []  # "auto" without a plan: XLA
@@ -223,12 +228,12 @@ def test_nnx_grad_under_route_matches_xla(x):
 
 def test_nnx_checkpoint_loads_into_drop_in(x):
     plain = nnx_model()
-    drop_in = NNXNet(nnx.Rngs(7), conv=jnnx.Conv)
+    drop_in = NNXNet(nnx.Rngs(key(7)), conv=jnnx.Conv)
     nnx.update(drop_in, nnx.state(plain))
     assert_close(drop_in(x), plain(x))
     with route({"head": "cpo"}, drop_in):
         assert ffi_targets(lambda x: drop_in(x), x) == ["jaxcps_cpo_f32"]
-    explicit = jnnx.Conv(3, 8, (3, 3), algorithm="im2col", rngs=nnx.Rngs(0))
+    explicit = jnnx.Conv(3, 8, (3, 3), algorithm="im2col", rngs=nnx.Rngs(key(0)))
     with route("cpo", explicit):
         assert ffi_targets(lambda x: explicit(x), x) == ["jaxcps_im2col_f32"]
 
@@ -249,7 +254,7 @@ def test_bad_policies_and_algorithms_raise():
     with pytest.raises(ValueError, match="algorithm must be one of"):
         jlinen.Conv(4, (3, 3), algorithm="gemm")
     with pytest.raises(ValueError, match="algorithm must be one of"):
-        jnnx.Conv(3, 4, (3, 3), algorithm="gemm", rngs=nnx.Rngs(0))
+        jnnx.Conv(3, 4, (3, 3), algorithm="gemm", rngs=nnx.Rngs(key(0)))
 
 
 def test_import_jaxcps_does_not_import_flax():

@@ -21,6 +21,11 @@ from jaxcps.flax import route, select
 select_module = importlib.import_module("jaxcps.flax.select")
 
 
+def key(seed):
+    """An "rbg" key: XLA on CPU compiles the default threefry generator slowly."""
+    return jax.random.key(seed, impl="rbg")
+
+
 class Tiny(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -57,14 +62,14 @@ def rigged(monkeypatch):
 
 @pytest.fixture(scope="module")
 def x():
-    return jax.random.normal(jax.random.key(0), (1, 10, 10, 3))
+    return jax.random.normal(key(0), (1, 10, 10, 3))
 
 
 @pytest.mark.parametrize("slow, expected", [("xla", "cpo"), ("cpo", "xla")])
 def test_select_picks_the_faster_of_a_rigged_pair(rigged, x, slow, expected):
     rigged["slow"] = slow
     model = Tiny()
-    variables = model.init(jax.random.key(1), x)
+    variables = model.init(key(1), x)
     plan = select(lambda x: model.apply(variables, x), x, candidates=("xla", "cpo"),
                   repeats=2, progress=False)
     assert dict(plan) == {"Conv_0": expected, "Conv_1": expected}
@@ -73,7 +78,7 @@ def test_select_picks_the_faster_of_a_rigged_pair(rigged, x, slow, expected):
 
 def test_plan_records_shapes_zeros_times_footprints(rigged, x):
     model = Tiny()
-    variables = model.init(jax.random.key(1), x)
+    variables = model.init(key(1), x)
     plan = select(lambda x: model.apply(variables, x), x, repeats=1, progress=False)
     first, second = plan.records
     assert (first.input_shape, first.kernel_shape, first.output_shape) == (
@@ -92,7 +97,7 @@ def test_plan_records_shapes_zeros_times_footprints(rigged, x):
 
 
 def test_select_nnx_model_and_route_with_the_plan(rigged, x):
-    model = TinyNNX(nnx.Rngs(0))
+    model = TinyNNX(nnx.Rngs(key(0)))
     plan = select(model, x, candidates=("xla", "cps"), repeats=1, progress=False)
     assert dict(plan) == {"first": "cps", "second": "cps"}
     with route(plan, model):
@@ -102,7 +107,7 @@ def test_select_nnx_model_and_route_with_the_plan(rigged, x):
 
 def test_progress_bar_on_stderr(rigged, x, capsys):
     model = Tiny()
-    variables = model.init(jax.random.key(1), x)
+    variables = model.init(key(1), x)
     select(lambda x: model.apply(variables, x), x, candidates=("xla",), repeats=3)
     err = capsys.readouterr().err
     assert "select [" in err and "6/6 Conv_1" in err
@@ -110,7 +115,7 @@ def test_progress_bar_on_stderr(rigged, x, capsys):
 
 def test_select_errors(x):
     model = Tiny()
-    variables = model.init(jax.random.key(1), x)
+    variables = model.init(key(1), x)
     fn = lambda x: model.apply(variables, x)  # noqa: E731
     with pytest.raises(ValueError, match="candidates"):
         select(fn, x, candidates=("xla", "auto"))
