@@ -1,6 +1,7 @@
 """Select once, save the plan, and serve later from the saved plan with a jitted function.
 
-Run: python examples/serve_with_plan.py [--image-size 64 --width 0.25 --candidates xla,cpo --plan plan.json]
+Run: python examples/serve_with_plan.py [--image-size 64 --width 0.25 --candidates xla,cpo
+                                         --plan plan.json]
 """
 
 import argparse

@@ -56,10 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network (default: vgg16)")
     parser.add_argument("--profile", choices=models.PROFILES, default="rising",
                         help="zero fraction of the conv inputs by depth (default: rising)")
-    parser.add_argument("--image-size", type=_positive_int, default=96,
-                        help="height and width of the input image, at least 32 (default: 96)")
-    parser.add_argument("--width", type=_positive_float, default=0.5,
-                        help="multiplier on every channel count (default: 0.5)")
+    parser.add_argument("--image-size", type=_positive_int, default=112,
+                        help="height and width of the input image, at least 32 (default: 112)")
+    parser.add_argument("--width", type=_positive_float, default=1.0,
+                        help="multiplier on every channel count (default: 1.0)")
     parser.add_argument("--repeats", type=_positive_int, default=5,
                         help="timed rounds per layer in selection; end-to-end uses 4x "
                              "(default: 5)")

@@ -26,7 +26,8 @@ from jaxcps.flax._hooks import nnx_convs, swap_convs
 #: (features, convs) per VGG-16 stage; a 2x2 max-pool follows each stage.
 VGG16_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 #: (features, blocks, stride) per ResNet-18 stage.
-RESNET18_STAGES: tuple[tuple[int, int, int], ...] = ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+RESNET18_STAGES: tuple[tuple[int, int, int], ...] = (
+    (64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
 #: The sparsity profiles `calibrate_*` accept.
 PROFILES: tuple[str, ...] = ("rising", "inception")
 #: Inception-v3 (layer id, input density) from DESIGN.md §5; Inception-v3 has 94 convs.
@@ -143,7 +144,9 @@ class BasicBlockNNX(nnx.Module):
 
     def __init__(self, in_features: int, features: int, strides: int = 1, *, rngs: nnx.Rngs):
         projected = strides != 1 or in_features != features
-        self.proj = nnx.Conv(in_features, features, (1, 1), strides, rngs=rngs) if projected else None
+        # Assigned once: NNX fixes an attribute as data or static at its first assignment.
+        self.proj = (nnx.Conv(in_features, features, (1, 1), strides, rngs=rngs)
+                     if projected else None)
         self.conv1 = nnx.Conv(in_features, features, (3, 3), strides, rngs=rngs)
         self.conv2 = nnx.Conv(features, features, (3, 3), rngs=rngs)
 
@@ -244,7 +247,7 @@ def _bias_deltas(
         return conv
 
     @jax.jit
-    def traced(deltas):
+    def traced(deltas, x):  # x is an argument: as a constant, XLA would fold the whole net
         store.clear()
         active.clear()
         active.update(deltas)
@@ -253,7 +256,7 @@ def _bias_deltas(
 
     def forward(deltas):
         with swap_convs(lambda path, m: recorder(path), models):
-            return traced(deltas)
+            return traced(deltas, x)
 
     first = forward({})
     paths = list(order)
@@ -321,8 +324,7 @@ def calibrate_linen(
       ValueError: for an unknown profile.
     """
     deltas = _bias_deltas(lambda x: model.apply(variables, x), x, profile, ())
-    params = jax.tree_util.tree_map(lambda a: a, dict(variables["params"]))
-    params = _unfreeze(params)
+    params = _copy_dicts(variables["params"])
     for path, delta in deltas.items():
         node = params
         for key in path.split("/"):
@@ -331,9 +333,10 @@ def calibrate_linen(
     return {**variables, "params": params}
 
 
-def _unfreeze(tree: Any) -> Any:
-    if isinstance(tree, dict) or hasattr(tree, "items"):
-        return {k: _unfreeze(v) for k, v in tree.items()}
+def _copy_dicts(tree: Any) -> Any:
+    """A copy of nested mappings (plain dicts, also from a FrozenDict), sharing the arrays."""
+    if hasattr(tree, "items"):
+        return {k: _copy_dicts(v) for k, v in tree.items()}
     return tree
 
 

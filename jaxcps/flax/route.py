@@ -7,7 +7,7 @@ import contextvars
 import fnmatch
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Union
+from typing import Any
 
 from flax import nnx
 
@@ -19,7 +19,7 @@ from jaxcps.flax._hooks import swap_convs
 from jaxcps.plan import Plan
 
 #: What `route` accepts: a plan, {module-path glob: algorithm}, or one algorithm for all.
-Policy = Union[Plan, Mapping[str, str], str]
+Policy = Plan | Mapping[str, str] | str
 
 # The lookup of the innermost open `route` in this context (thread), composed with the
 # enclosing ones; None outside any `route`.

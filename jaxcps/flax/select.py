@@ -160,7 +160,9 @@ def measure(
         except ValueError:  # this kernel cannot run the layer
             continue
         contenders[algorithm] = functools.partial(run, x, w)
-    times = medians(time_interleaved(contenders, repeats=repeats, warmup=warmup, on_round=on_round))
+    times = medians(
+        time_interleaved(contenders, repeats=repeats, warmup=warmup, on_round=on_round)
+    )
     choice = min(times, key=times.__getitem__)
     return LayerRecord(
         path=layer.path,
@@ -168,7 +170,9 @@ def measure(
         input_shape=tuple(layer.lhs.shape),
         kernel_shape=tuple(layer.rhs.shape),
         output_shape=out_shape,
-        window_strides=tuple(np.broadcast_to(layer.window_strides, (layer.lhs.ndim - 2,)).tolist()),
+        window_strides=tuple(
+            int(s) for s in np.broadcast_to(layer.window_strides, (layer.lhs.ndim - 2,))
+        ),
         zero_fraction=float(np.mean(layer.lhs == 0)),
         times={a: times.get(a) for a in candidates},
         footprints=_footprints(layer, candidates),
