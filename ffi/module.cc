@@ -5,7 +5,10 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
+#include <chrono>
 #include <type_traits>
+#include <vector>
 
 #include "blas.h"
 #include "handlers.h"
@@ -34,30 +37,51 @@ nb::dict Registrations() {
 
 using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
 
-// Bytes of the compressed form that `algorithm` ("cpo" or "cps") builds for x (NHWC) in a
-// convolution with `groups` feature groups, by building it with the kernels' own builder.
-uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups) {
+// Builds the compressed form that `algorithm` ("cpo" or "cps") makes of x (NHWC) in a
+// convolution with `groups` feature groups, with the kernels' own builder. Returns its bytes.
+uint64_t BuildCompressed(const std::string& algorithm, const Activation& x, int64_t groups,
+                         Parallel& parallel) {
   const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
   const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
   if (groups < 1 || c % groups != 0) {
-    throw nb::value_error("compressed_bytes: groups must be >= 1 and divide the channels");
+    throw nb::value_error("groups must be >= 1 and divide the channels");
   }
-  SerialParallel serial;
   std::string err;
   uint64_t bytes = 0;
   if (algorithm == "cpo") {
     CpoActivation act;
-    err = BuildCpo(x.data(), n, h, w, c, CpoBlockSize(c, groups), serial, &act);
+    err = BuildCpo(x.data(), n, h, w, c, CpoBlockSize(c, groups), parallel, &act);
     bytes = act.FootprintBytes();
   } else if (algorithm == "cps") {
     CpsActivation act;
-    err = BuildCps(x.data(), n, h, w, c, serial, &act);
+    err = BuildCps(x.data(), n, h, w, c, parallel, &act);
     bytes = act.FootprintBytes();
   } else {
-    err = "compressed_bytes: algorithm must be 'cpo' or 'cps', got '" + algorithm + "'";
+    err = "algorithm must be 'cpo' or 'cps', got '" + algorithm + "'";
   }
   if (!err.empty()) throw nb::value_error(err.c_str());
   return bytes;
+}
+
+uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups) {
+  SerialParallel serial;
+  return BuildCompressed(algorithm, x, groups, serial);
+}
+
+// Median seconds to build the compressed form on `threads` threads (the build is part of
+// every CPO/CPS call; the benchmark reports its share).
+double BuildSeconds(const std::string& algorithm, Activation x, int64_t groups, int64_t threads,
+                    int64_t repeats) {
+  ThreadParallel parallel(threads);
+  std::vector<double> seconds;
+  nb::gil_scoped_release release;
+  for (int64_t r = 0; r < std::max<int64_t>(1, repeats); ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    BuildCompressed(algorithm, x, groups, parallel);
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
+  return seconds[seconds.size() / 2];
 }
 
 }  // namespace
@@ -71,6 +95,9 @@ NB_MODULE(_ffi, m) {
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
         nb::arg("groups") = 1,
         "Bytes (values, indices, pointers) of the CPO or CPS form of x (float32 NHWC).");
+  m.def("build_seconds", &jaxcps::BuildSeconds, nb::arg("algorithm"), nb::arg("x"),
+        nb::arg("groups") = 1, nb::arg("threads") = 2, nb::arg("repeats") = 7,
+        "Median seconds to build the CPO or CPS form of x on `threads` threads.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
   m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "isa.h"
+
 namespace jaxcps {
 
 namespace {
@@ -41,70 +43,6 @@ void ForEachSlot(int64_t slots, int64_t slot_elems, Parallel& parallel, BuildSlo
     const int64_t end = std::min(slots, (t + 1) * per_task);
     for (int64_t s = t * per_task; s < end; ++s) build(s, worker);
   });
-}
-
-// One row: every pixel's non-zeros in channel order, written branch-free (a zero is written
-// and then overwritten, which is safe: the write position never passes the element's own).
-void BuildCpoSlot(const float* row, int64_t w, int64_t c, int64_t block, int64_t blocks,
-                  float* values, uint16_t* chans, uint32_t* ptr) {
-  uint32_t k = 0;
-  for (int64_t q = 0; q < w; ++q) {
-    const float* px = row + q * c;
-    uint32_t* p = ptr + q * (blocks + 1);
-    for (int64_t b = 0; b < blocks; ++b) {
-      p[b] = k;
-      const int64_t end = std::min(c, (b + 1) * block);
-      for (int64_t ch = b * block; ch < end; ++ch) {
-        const float v = px[ch];
-        values[k] = v;
-        chans[k] = static_cast<uint16_t>(ch);
-        k += v != 0.0f;
-      }
-    }
-    p[blocks] = k;
-  }
-}
-
-void BuildCpsSlot(const float* row, int64_t w, int64_t c, float* values, uint16_t* run_start,
-                  uint16_t* run_len, uint32_t* ptr, uint32_t* vptr, uint32_t* vcursor,
-                  uint32_t* rcursor) {
-  std::fill(vcursor, vcursor + c, 0u);
-  std::fill(rcursor, rcursor + c, 0u);
-  for (int64_t q = 0; q < w; ++q) {
-    const float* px = row + q * c;
-    const float* prev = px - c;
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const bool nz = px[ch] != 0.0f;
-      vcursor[ch] += nz;
-      rcursor[ch] += nz && (q == 0 || prev[ch] == 0.0f);
-    }
-  }
-  uint32_t vtotal = 0, rtotal = 0;
-  for (int64_t ch = 0; ch < c; ++ch) {
-    vptr[ch] = vtotal;
-    ptr[ch] = rtotal;
-    vtotal += vcursor[ch];
-    rtotal += rcursor[ch];
-    vcursor[ch] = vptr[ch];
-    rcursor[ch] = ptr[ch];
-  }
-  vptr[c] = vtotal;
-  ptr[c] = rtotal;
-  for (int64_t q = 0; q < w; ++q) {
-    const float* px = row + q * c;
-    const float* prev = px - c;
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const float v = px[ch];
-      if (v == 0.0f) continue;
-      if (q == 0 || prev[ch] == 0.0f) {
-        const uint32_t j = rcursor[ch]++;
-        run_start[j] = static_cast<uint16_t>(q);
-        run_len[j] = 0;
-      }
-      ++run_len[rcursor[ch] - 1];
-      values[vcursor[ch]++] = v;
-    }
-  }
 }
 
 }  // namespace
@@ -164,9 +102,10 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   }
   if (!err.empty()) return err;
   const int64_t blocks = out->blocks;
+  const CpoRowBuilder build_row = ActiveSparseKernels().build_cpo_row;
   ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
     const int64_t base = s * w * c;
-    BuildCpoSlot(x + base, w, c, out->block, blocks, out->values.data() + base,
+    build_row(x + base, w, c, out->block, blocks, out->values.data() + base,
                  out->chans.data() + base, out->ptr.data() + s * w * (blocks + 1));
   });
   return {};
@@ -189,12 +128,13 @@ std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   const int64_t workers = parallel.NumThreads();
   if (err.empty()) err = cursors.Allocate(CheckedBytes(workers, 2 * c), "the CPS counters");
   if (!err.empty()) return err;
+  const CpsRowBuilder build_row = ActiveSparseKernels().build_cps_row;
   ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
     const int64_t base = s * w * c;
     uint32_t* scratch = cursors.data() + worker * 2 * c;
-    BuildCpsSlot(x + base, w, c, out->values.data() + base, out->run_start.data() + base,
-                 out->run_len.data() + base, out->ptr.data() + s * (c + 1),
-                 out->vptr.data() + s * (c + 1), scratch, scratch + c);
+    build_row(x + base, w, c, out->values.data() + base, out->run_start.data() + base,
+              out->run_len.data() + base, out->ptr.data() + s * (c + 1),
+              out->vptr.data() + s * (c + 1), scratch);
   });
   return {};
 }

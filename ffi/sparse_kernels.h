@@ -76,11 +76,23 @@ struct CpsJob {
   int64_t tile_w;
 };
 
+// Builders of one row slot of the compressed forms (layouts in sparse_format.h).
+// CPO: row = W pixels x C channels; writes values/chans and W*(blocks+1) pointers.
+using CpoRowBuilder = void (*)(const float* row, int64_t w, int64_t c, int64_t block,
+                               int64_t blocks, float* values, uint16_t* chans, uint32_t* ptr);
+// CPS: writes values/run_start/run_len and C+1 run and value pointers; counts is scratch for
+// 2*C counters.
+using CpsRowBuilder = void (*)(const float* row, int64_t w, int64_t c, float* values,
+                               uint16_t* run_start, uint16_t* run_len, uint32_t* ptr,
+                               uint32_t* vptr, uint32_t* counts);
+
 struct SparseKernelSet {
   const char* isa;
   int64_t cpo_max_o_block;  // widest CPO output-channel block that fits the registers
   void (*cpo_band)(const CpoJob&);
   void (*cps_tile)(const CpsJob&);
+  CpoRowBuilder build_cpo_row;
+  CpsRowBuilder build_cps_row;
 };
 
 // Defined in sparse_kernels_<isa>.cc.

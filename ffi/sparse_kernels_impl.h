@@ -249,4 +249,98 @@ void CpsTile(const CpsJob& job) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Builders (one pass over a row slot; layouts in sparse_format.h).
+
+// CPO: each pixel's non-zeros in channel order. Written branch-free: every value is stored
+// and the cursor advances only past non-zeros, so a zero is overwritten by the next
+// non-zero. The cursor never passes the element being read, so writes stay inside the slot.
+void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t block, int64_t blocks,
+                 float* values, uint16_t* chans, uint32_t* ptr) {
+  uint32_t k = 0;
+  for (int64_t q = 0; q < w; ++q) {
+    const float* px = row + q * c;
+    uint32_t* p = ptr + q * (blocks + 1);
+    for (int64_t b = 0; b < blocks; ++b) {
+      p[b] = k;
+      const int64_t end = b * block + block < c ? b * block + block : c;
+      int64_t ch = b * block;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+      // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their
+      // channel numbers in registers, then store them with a length mask. (A compressing
+      // store to memory is microcoded and slow on some CPUs.)
+      const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      for (; ch < end; ch += 16) {
+        const __mmask16 valid = end - ch >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (end - ch)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
+        const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        const unsigned count = static_cast<unsigned>(__builtin_popcount(nz));
+        const __mmask16 head = static_cast<__mmask16>((1u << count) - 1);
+        _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
+        const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(ch)));
+        _mm256_mask_storeu_epi16(chans + k, head,
+                                 _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(nz, idx)));
+        k += count;
+      }
+#endif
+      for (; ch < end; ++ch) {
+        const float v = px[ch];
+        values[k] = v;
+        chans[k] = static_cast<uint16_t>(ch);
+        k += v != 0.0f;
+      }
+    }
+    p[blocks] = k;
+  }
+}
+
+// CPS: pass 1 counts non-zeros and run starts per channel (vectorizes along channels);
+// pass 2 walks each channel along the row and writes its values and runs branch-free (as in
+// BuildCpoRow, a write past the last run or value is overwritten later or lands on a slot
+// position not yet used, never outside the slot).
+void BuildCpsRow(const float* row, int64_t w, int64_t c, float* values, uint16_t* run_start,
+                 uint16_t* run_len, uint32_t* ptr, uint32_t* vptr, uint32_t* counts) {
+  uint32_t* nnz = counts;
+  uint32_t* runs = counts + c;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const uint32_t nz = row[ch] != 0.0f;
+    nnz[ch] = nz;
+    runs[ch] = nz;
+  }
+  for (int64_t q = 1; q < w; ++q) {
+    const float* px = row + q * c;
+    const float* prev = px - c;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const uint32_t nz = px[ch] != 0.0f;
+      nnz[ch] += nz;
+      runs[ch] += nz & static_cast<uint32_t>(prev[ch] == 0.0f);
+    }
+  }
+  uint32_t vtotal = 0, rtotal = 0;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    vptr[ch] = vtotal;
+    ptr[ch] = rtotal;
+    vtotal += nnz[ch];
+    rtotal += runs[ch];
+  }
+  vptr[c] = vtotal;
+  ptr[c] = rtotal;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    uint32_t k = vptr[ch], r = ptr[ch];
+    uint32_t prev_nz = 0, length = 0;
+    for (int64_t q = 0; q < w; ++q) {
+      const float v = row[q * c + ch];
+      const uint32_t nz = v != 0.0f;
+      values[k] = v;
+      k += nz;
+      const uint32_t start = nz & (prev_nz ^ 1u);
+      run_start[r] = static_cast<uint16_t>(q);  // kept only if a run starts here
+      r += start;
+      length = nz ? length + 1 : 0;
+      run_len[nz ? r - 1 : r] = static_cast<uint16_t>(length);
+      prev_nz = nz;
+    }
+  }
+}
+
 }  // namespace

@@ -1,5 +1,7 @@
 // CPO/CPS kernels built for the scalar instruction set (flags set in CMakeLists.txt).
 // The code is the template sparse_kernels_impl.h; edit that file, not this one.
+#include <immintrin.h>
+
 #include "sparse_kernels.h"
 
 namespace jaxcps {
@@ -7,6 +9,7 @@ namespace scalar {
 #include "sparse_kernels_impl.h"
 
 // CPO keeps 32 output channels (2 vectors of 16) in registers per pixel.
-extern const SparseKernelSet kKernels = {"scalar", 32, CpoBand, CpsTile};
+extern const SparseKernelSet kKernels = {"scalar", 32, CpoBand, CpsTile,
+                                      BuildCpoRow, BuildCpsRow};
 }  // namespace scalar
 }  // namespace jaxcps
