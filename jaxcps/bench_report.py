@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 from jax import lax
 
 import jaxcps
+from jaxcps._targets import _ffi
 from jaxcps.bench_layers import Case
 from jaxcps.timing import medians as median_times
 
@@ -40,7 +42,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "case", "layer", "h", "w", "c", "o", "kh", "kw", "stride", "padding", "zeros",
     "zeros_measured", "nnz", "mean_run", "algorithm", "median_ms", "ratio_to_xla",
     "saving_vs_im2col_pct", "footprint_bytes", "cr_vs_im2col", "cr_vs_mec", "useful_gflops",
-    "dense_gflops", "pct_peak", "max_rel_err", "ok", "zeros_placement", "date", "git_commit",
+    "dense_gflops", "pct_peak", "build_pct", "max_rel_err", "ok", "zeros_placement", "date", "git_commit",
     "isa", "jax", "jaxlib", "threads", "xla_conv_path", "xla_eigen_conv_path",
 )
 
@@ -67,6 +69,9 @@ def case_record(
                                  max_rel_error(outputs[name], outputs["xla"]))
         for name, ts in times.items()
     }
+    for name in SPARSE:
+        if name in algorithms:
+            algorithms[name]["build_pct"] = 100.0 * build_seconds(name, x) / medians[name]
     return {
         "id": case.id,
         "layer": layer.id,
@@ -110,9 +115,17 @@ def _algorithm_metrics(
         "useful_gflops": flops["useful"] / t / 1e9,
         "dense_gflops": flops["dense"] / t / 1e9,
         "executed_gflops": executed / t / 1e9,
+        "build_pct": None,
         "max_rel_err": error,
         "ok": None if name == "xla" else bool(error <= REL_TOL),
     }
+
+
+def build_seconds(algorithm: str, x: np.ndarray) -> float:
+    """Median time to build `algorithm`'s compressed form of x alone, on as many threads as
+    XLA's pool has (one per core), with the kernels' own builder: its share of the call."""
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    return _ffi.build_seconds(algorithm, x32, threads=os.cpu_count() or 1, repeats=7)
 
 
 def useful_flops(case: Case, x: np.ndarray) -> float:
@@ -253,7 +266,7 @@ def _paths(report: dict[str, Any]) -> str:
 
 
 _COLUMNS = ("alg", "ms", "xla/alg", "save%", "CR/im2col", "CR/MEC", "useful GF/s",
-            "dense GF/s", "%peak", "rel.err")
+            "dense GF/s", "%peak", "build%", "rel.err")
 
 
 def _algorithm_row(name: str, m: dict[str, Any]) -> list[str]:
@@ -262,7 +275,7 @@ def _algorithm_row(name: str, m: dict[str, Any]) -> list[str]:
             _fmt(m["saving_vs_im2col_pct"], ".0f"), _fmt(m["cr_vs_im2col"], ".1f"),
             _fmt(m["cr_vs_mec"], ".1f"), _fmt(m["useful_gflops"], ".1f"),
             _fmt(m["dense_gflops"], ".1f"), _fmt(m["pct_peak"], ".0f"),
-            f"{m['max_rel_err']:.1e} {status}"]
+            _fmt(m["build_pct"], ".0f"), f"{m['max_rel_err']:.1e} {status}"]
 
 
 def _case_title(record: dict[str, Any]) -> str:
