@@ -20,8 +20,9 @@ ALGORITHMS: tuple[str, ...] = ("xla", "im2col", "mec", "cpo", "cps", "auto")
 FFI_ALGORITHMS: tuple[str, ...] = ("im2col", "mec", "cpo", "cps")
 #: Input dtypes the kernels take (float16/bfloat16 are computed in float32 and cast back).
 FFI_DTYPES = (np.dtype("float32"), np.dtype("float16"), np.dtype("bfloat16"))
-#: Widest input the CPO/CPS uint16 column indices address (ffi/sparse_format.h).
-MAX_SPARSE_WIDTH = 65535
+#: Largest input width and channel count that the CPO/CPS 16-bit indices address
+#: (kMaxSparseWidth in ffi/sparse_format.h).
+MAX_SPARSE_INDEX = 65535
 
 
 def check_algorithm(algorithm: str) -> None:
@@ -48,10 +49,10 @@ def unsupported_reason(algorithm: str, conv: ResolvedConv, dtype: np.dtype) -> s
         )
     if conv.batch_group_count != 1:
         return f"batch_group_count={conv.batch_group_count} is not supported by algorithm={algorithm!r}"
-    if algorithm in ("cpo", "cps") and conv.input_width > MAX_SPARSE_WIDTH:
+    if algorithm in ("cpo", "cps") and max(conv.input_width, conv.input_channels) > MAX_SPARSE_INDEX:
         return (
-            f"input width {conv.input_width} exceeds {MAX_SPARSE_WIDTH}, the largest that "
-            f"algorithm={algorithm!r} indexes"
+            f"input width {conv.input_width} or channels {conv.input_channels} exceed "
+            f"{MAX_SPARSE_INDEX}, the largest that algorithm={algorithm!r} indexes"
         )
     return None
 

@@ -80,6 +80,7 @@ class ResolvedConv:
     rhs_perm: tuple[int, ...]
     out_perm: tuple[int, ...]
     input_width: int
+    input_channels: int
 
     def spec(self) -> ConvSpec:
         """The 2-D `ConvSpec` that the kernels run (only for num_spatial == 2)."""
@@ -237,4 +238,5 @@ def resolve_conv(
         rhs_perm=rhs_perm,
         out_perm=tuple(out_perm),
         input_width=int(in_spatial[-1]),
+        input_channels=int(in_channels),
     )
