@@ -5,6 +5,9 @@ follow a sparsity profile, selects the fastest algorithm per layer (`jaxcps.flax
 prints the per-layer table, times jitted end-to-end inference all-XLA against the plan
 (interleaved medians), checks that both give the same outputs, and writes plan.json,
 summary.json and PNG plots into the output folder.
+
+Flax is imported when the demo runs, not with this module: the `jaxcps` command imports
+every subcommand's module, and Flax is an optional dependency.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxcps import models
-from jaxcps.flax import route, select
 from jaxcps.plan import Plan
 from jaxcps.timing import medians, time_interleaved
 
-#: Smallest image each model accepts (VGG-16 halves the size five times, ResNet-18 five times).
+#: Model name (a key of `jaxcps.models.MODELS`) -> smallest image it accepts (both halve
+#: the size five times).
 MIN_IMAGE_SIZE = {"vgg16": 32, "resnet18": 32}
+#: `jaxcps.models.PROFILES`, repeated here so that the options need no Flax.
+PROFILES = ("rising", "inception")
 #: Relative tolerance of the parity check, on the output scale.
 PARITY_RTOL = 1e-3
 
@@ -52,9 +56,9 @@ def _positive_float(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the demo's options to `parser`."""
-    parser.add_argument("--model", choices=sorted(models.MODELS), default="vgg16",
+    parser.add_argument("--model", choices=sorted(MIN_IMAGE_SIZE), default="vgg16",
                         help="network (default: vgg16)")
-    parser.add_argument("--profile", choices=models.PROFILES, default="rising",
+    parser.add_argument("--profile", choices=PROFILES, default="rising",
                         help="zero fraction of the conv inputs by depth (default: rising)")
     parser.add_argument("--image-size", type=_positive_int, default=112,
                         help="height and width of the input image, at least 32 (default: 112)")
@@ -87,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem is not None:
         print(f"jaxcps demo: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        from jaxcps import models
+        from jaxcps.flax import select
+    except ImportError as error:
+        print(f"jaxcps demo: error: the demo needs Flax (pip install 'jaxcps[flax]'): {error}",
+              file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
@@ -124,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan, repeats: int
                 ) -> dict[str, Any]:
     """Jitted all-XLA vs plan-routed inference: interleaved medians and the parity check."""
+    from jaxcps.flax import route
+
     xla_fn = jax.jit(model.apply)
     plan_fn = jax.jit(lambda v, x: model.apply(v, x))
     y_xla = np.asarray(xla_fn(variables, x))

@@ -55,6 +55,11 @@ def test_demo_rejects_bad_options(tmp_path, capsys):
         assert exit_info.value.code == 2
 
 
+def test_demo_options_name_the_package_models_and_profiles():
+    assert set(demo.MIN_IMAGE_SIZE) == set(models.MODELS)
+    assert demo.PROFILES == models.PROFILES
+
+
 def test_profiles():
     rising = models.profile_targets("rising", 13)
     assert rising[0] == 0.0 and rising[1] == pytest.approx(0.5 + 0.4 / 12)
