@@ -4,10 +4,10 @@
 // matrix is built and consumed in blocks of rows, one block per worker at a time, so it stays
 // in cache; its footprint is still counted whole (jaxcps.footprint).
 #include <algorithm>
-#include <cstring>
 
 #include "algorithms.h"
 #include "blas.h"
+#include "lowering.h"
 #include "workspace.h"
 
 namespace jaxcps {
@@ -19,19 +19,13 @@ int64_t BlockRows(int64_t k) { return std::max<int64_t>(16, (int64_t{1} << 19) /
 // Writes lowered rows [m0, m1) of image n, group grp into a (row stride k).
 void LowerRows(const ConvGeometry& g, const float* x, int64_t n, int64_t grp, int64_t m0,
                int64_t m1, float* a) {
-  const size_t chunk = static_cast<size_t>(g.ci) * sizeof(float);
   for (int64_t m = m0; m < m1; ++m) {
     const int64_t oh = m / g.ow, ow = m % g.ow;
     float* row = a + (m - m0) * g.kh * g.kw * g.ci;
     for (int64_t kh = 0; kh < g.kh; ++kh) {
       const int64_t ih = oh * g.sh - g.pad_top + kh * g.dh;
       for (int64_t kw = 0; kw < g.kw; ++kw, row += g.ci) {
-        const int64_t iw = ow * g.sw - g.pad_left + kw * g.dw;
-        if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) {
-          std::memset(row, 0, chunk);
-        } else {
-          std::memcpy(row, x + ((n * g.h + ih) * g.w + iw) * g.c + grp * g.ci, chunk);
-        }
+        CopyTapChannels(g, x, n, ih, ow * g.sw - g.pad_left + kw * g.dw, grp, row);
       }
     }
   }

@@ -14,10 +14,10 @@
 // m + offset(kh), a plain matrix with leading dimension KW*Ci, for any stride and dilation.
 // The GEMMs are split into blocks of output pixels that run in parallel.
 #include <algorithm>
-#include <cstring>
 
 #include "algorithms.h"
 #include "blas.h"
+#include "lowering.h"
 #include "workspace.h"
 
 namespace jaxcps {
@@ -48,7 +48,6 @@ std::string RunMec(const ConvGeometry& g, const float* x, const float* w, float*
   Workspace<float> lowered;
   std::string err = lowered.Allocate(CheckedBytes(g.groups, group_floats), "the MEC matrix");
   if (!err.empty()) return err;
-  const size_t chunk = static_cast<size_t>(g.ci) * sizeof(float);
   const int64_t pixels = g.oh * g.ow;
   const int64_t block = BlockPixels(pixels, parallel.NumThreads());
   const int64_t blocks = (pixels + block - 1) / block;
@@ -64,12 +63,7 @@ std::string RunMec(const ConvGeometry& g, const float* x, const float* w, float*
                    ((r % g.sh) * phase_rows + r / g.sh) * g.ow * strip;
       for (int64_t ow = 0; ow < g.ow; ++ow) {
         for (int64_t kw = 0; kw < g.kw; ++kw, row += g.ci) {
-          const int64_t iw = ow * g.sw - g.pad_left + kw * g.dw;
-          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) {
-            std::memset(row, 0, chunk);
-          } else {
-            std::memcpy(row, x + ((n * g.h + ih) * g.w + iw) * g.c + grp * g.ci, chunk);
-          }
+          CopyTapChannels(g, x, n, ih, ow * g.sw - g.pad_left + kw * g.dw, grp, row);
         }
       }
     });

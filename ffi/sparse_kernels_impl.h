@@ -10,69 +10,56 @@ typedef float Vec __attribute__((vector_size(64)));
 typedef float VecUnaligned __attribute__((vector_size(64), aligned(4), may_alias));
 constexpr int kLanes = 16;
 
-inline Vec Load(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
-inline void Store(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v; }
+inline Vec LoadVec(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
+inline void StoreVec(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v; }
 
 // ---------------------------------------------------------------------------------------------
 // CPO: gather per output pixel (see CpoJob). NV vectors of output channels stay in registers.
 
-// Adds the non-zeros [e0, e1) of one input pixel, times their weight rows, to acc.
+// Output-pixel accumulators: NV vectors of 16 output channels, kept in registers.
 template <int NV>
-inline void GatherPixel(Vec (&acc)[NV], const float* vals, const uint16_t* chans, uint32_t e0,
-                        uint32_t e1, const float* tap_weights, int64_t c_begin,
-                        int64_t o_stride) {
-  for (uint32_t e = e0; e < e1; ++e) {
-    const float v = vals[e];
-    const float* wr = tap_weights + (chans[e] - c_begin) * o_stride;
+struct VectorAccumulator {
+  Vec acc[NV];
+  void Load(const float* out, bool zero, int64_t) {
 #pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) acc[i] += v * Load(wr + i * kLanes);
+    for (int i = 0; i < NV; ++i) acc[i] = zero ? Vec{} : LoadVec(out + i * kLanes);
   }
-}
-
-template <int NV>
-void CpoBandVectors(const CpoJob& job) {
-  const int64_t ptr_row = job.w * (job.blocks + 1);
-  for (int64_t b = job.block_begin; b < job.block_end; ++b) {
-    const bool first_block = b == job.block_begin;
-    for (int64_t oh = job.oh_begin; oh < job.oh_end; ++oh) {
-      for (int64_t ow = 0; ow < job.ow; ++ow) {
-        float* out = job.out + (oh * job.ow + ow) * job.out_stride;
-        Vec acc[NV];
+  void Add(float v, const float* w, int64_t) {
 #pragma GCC unroll 8
-        for (int i = 0; i < NV; ++i) acc[i] = first_block ? Vec{} : Load(out + i * kLanes);
-        for (int64_t kh = 0; kh < job.kh; ++kh) {
-          const int64_t ih = oh * job.sh - job.pad_top + kh * job.dh;
-          if (ih < 0 || ih >= job.h) continue;
-          const float* vals = job.values + ih * job.slot_capacity;
-          const uint16_t* chans = job.chans + ih * job.slot_capacity;
-          const uint32_t* ptr = job.ptr + ih * ptr_row + b;
-          for (int64_t kw = 0; kw < job.kw; ++kw) {
-            const int64_t iw = ow * job.sw - job.pad_left + kw * job.dw;
-            if (iw < 0 || iw >= job.w) continue;
-            const uint32_t* p = ptr + iw * (job.blocks + 1);
-            GatherPixel<NV>(acc, vals, chans, p[0], p[1],
-                            job.weights + (kh * job.kw + kw) * job.tap_stride, job.c_begin,
-                            job.o_stride);
-          }
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < NV; ++i) Store(out + i * kLanes, acc[i]);
-      }
-    }
+    for (int i = 0; i < NV; ++i) acc[i] += v * LoadVec(w + i * kLanes);
   }
-}
+  void Store(float* out, int64_t) const {
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) StoreVec(out + i * kLanes, acc[i]);
+  }
+};
 
 // Fewer than 16 output channels (a block's tail or a narrow layer): plain scalar loops.
-void CpoBandNarrow(const CpoJob& job) {
+struct NarrowAccumulator {
+  float acc[kLanes];
+  void Load(const float* out, bool zero, int64_t n) {
+    for (int64_t o = 0; o < n; ++o) acc[o] = zero ? 0.0f : out[o];
+  }
+  void Add(float v, const float* w, int64_t n) {
+    for (int64_t o = 0; o < n; ++o) acc[o] += v * w[o];
+  }
+  void Store(float* out, int64_t n) const {
+    for (int64_t o = 0; o < n; ++o) out[o] = acc[o];
+  }
+};
+
+// The CPO band: for each channel block, output pixel and tap, the non-zeros of the input
+// pixel under the tap are multiplied with their weight rows into the pixel's accumulators.
+template <typename Accumulator>
+void CpoBandWith(const CpoJob& job) {
   const int64_t ptr_row = job.w * (job.blocks + 1);
-  const int64_t o_len = job.o_len;
   for (int64_t b = job.block_begin; b < job.block_end; ++b) {
     const bool first_block = b == job.block_begin;
     for (int64_t oh = job.oh_begin; oh < job.oh_end; ++oh) {
       for (int64_t ow = 0; ow < job.ow; ++ow) {
         float* out = job.out + (oh * job.ow + ow) * job.out_stride;
-        float acc[kLanes];
-        for (int64_t o = 0; o < o_len; ++o) acc[o] = first_block ? 0.0f : out[o];
+        Accumulator acc;
+        acc.Load(out, first_block, job.o_len);
         for (int64_t kh = 0; kh < job.kh; ++kh) {
           const int64_t ih = oh * job.sh - job.pad_top + kh * job.dh;
           if (ih < 0 || ih >= job.h) continue;
@@ -85,30 +72,28 @@ void CpoBandNarrow(const CpoJob& job) {
             const uint32_t* p = ptr + iw * (job.blocks + 1);
             const float* tap = job.weights + (kh * job.kw + kw) * job.tap_stride;
             for (uint32_t e = p[0]; e < p[1]; ++e) {
-              const float v = vals[e];
-              const float* wr = tap + (chans[e] - job.c_begin) * job.o_stride;
-              for (int64_t o = 0; o < o_len; ++o) acc[o] += v * wr[o];
+              acc.Add(vals[e], tap + (chans[e] - job.c_begin) * job.o_stride, job.o_len);
             }
           }
         }
-        for (int64_t o = 0; o < o_len; ++o) out[o] = acc[o];
+        acc.Store(out, job.o_len);
       }
     }
   }
 }
 
 void CpoBand(const CpoJob& job) {
-  if (job.o_len % kLanes != 0) return CpoBandNarrow(job);
+  if (job.o_len % kLanes != 0) return CpoBandWith<NarrowAccumulator>(job);
   switch (job.o_len / kLanes) {
-    case 1: return CpoBandVectors<1>(job);
-    case 2: return CpoBandVectors<2>(job);
-    case 3: return CpoBandVectors<3>(job);
-    case 4: return CpoBandVectors<4>(job);
-    case 5: return CpoBandVectors<5>(job);
-    case 6: return CpoBandVectors<6>(job);
-    case 7: return CpoBandVectors<7>(job);
-    case 8: return CpoBandVectors<8>(job);
-    default: return CpoBandNarrow(job);  // unreachable: the driver caps o_len at 128
+    case 1: return CpoBandWith<VectorAccumulator<1>>(job);
+    case 2: return CpoBandWith<VectorAccumulator<2>>(job);
+    case 3: return CpoBandWith<VectorAccumulator<3>>(job);
+    case 4: return CpoBandWith<VectorAccumulator<4>>(job);
+    case 5: return CpoBandWith<VectorAccumulator<5>>(job);
+    case 6: return CpoBandWith<VectorAccumulator<6>>(job);
+    case 7: return CpoBandWith<VectorAccumulator<7>>(job);
+    case 8: return CpoBandWith<VectorAccumulator<8>>(job);
+    default: return CpoBandWith<NarrowAccumulator>(job);  // the driver caps o_len at 128
   }
 }
 
@@ -121,11 +106,11 @@ inline void AxpyRun(float* acc, const float* vals, int64_t count, int64_t vstrid
   constexpr int kNV = kTileO / kLanes;
   Vec wr[kNV];
 #pragma GCC unroll 4
-  for (int i = 0; i < kNV; ++i) wr[i] = Load(w + i * kLanes);
+  for (int i = 0; i < kNV; ++i) wr[i] = LoadVec(w + i * kLanes);
   for (int64_t j = 0; j < count; ++j, acc += kTileO) {
     const float v = vals[j * vstride];
 #pragma GCC unroll 4
-    for (int i = 0; i < kNV; ++i) Store(acc + i * kLanes, Load(acc + i * kLanes) + v * wr[i]);
+    for (int i = 0; i < kNV; ++i) StoreVec(acc + i * kLanes, LoadVec(acc + i * kLanes) + v * wr[i]);
   }
 }
 
@@ -150,7 +135,7 @@ void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t le
 #pragma GCC unroll 8
   for (int kw = 0; kw < KW; ++kw) {
 #pragma GCC unroll 4
-    for (int i = 0; i < kNV; ++i) wr[kw][i] = Load(w + kw * tap_stride + i * kLanes);
+    for (int i = 0; i < kNV; ++i) wr[kw][i] = LoadVec(w + kw * tap_stride + i * kLanes);
   }
   int64_t t_begin = base - (KW - 1), t_end = base + len;
   if (t_begin < 0) t_begin = 0;
@@ -159,7 +144,7 @@ void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t le
     float* a = acc_row + t * kTileO;
     Vec sum[kNV];
 #pragma GCC unroll 4
-    for (int i = 0; i < kNV; ++i) sum[i] = Load(a + i * kLanes);
+    for (int i = 0; i < kNV; ++i) sum[i] = LoadVec(a + i * kLanes);
 #pragma GCC unroll 8
     for (int kw = 0; kw < KW; ++kw) {
       const int64_t j = t - base + kw;
@@ -169,7 +154,7 @@ void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t le
       for (int i = 0; i < kNV; ++i) sum[i] += v * wr[kw][i];
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < kNV; ++i) Store(a + i * kLanes, sum[i]);
+    for (int i = 0; i < kNV; ++i) StoreVec(a + i * kLanes, sum[i]);
   }
 }
 
