@@ -7,6 +7,8 @@
 Run: python examples/swap_one_layer.py
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -36,7 +38,7 @@ variables = Net().init(key(1), x)  # a plain Flax model and its checkpoint
 reference = Net().apply(variables, x)
 
 # 1. The drop-in module, with the plain model's parameters.
-edited = Net(conv=lambda *a, **kw: jlinen.Conv(*a, algorithm="cpo", **kw))
+edited = Net(conv=functools.partial(jlinen.Conv, algorithm="cpo"))
 y1 = jax.jit(edited.apply)(variables, x)
 
 # 2. The unedited model, routed by path.
