@@ -23,9 +23,12 @@
 namespace jaxcps {
 
 namespace {
-// Output pixels per parallel GEMM block: at least 64, about 4 blocks per thread.
-int64_t BlockPixels(int64_t pixels, int64_t threads) {
-  return std::max<int64_t>(64, (pixels + 4 * threads - 1) / (4 * threads));
+// Output pixels per parallel GEMM block: about 4 blocks per thread, and few enough that the
+// block's outputs (accumulated over KH GEMMs) stay in L2 (256 KiB), but at least 64.
+int64_t BlockPixels(int64_t pixels, int64_t threads, int64_t out_channels) {
+  const int64_t per_thread = (pixels + 4 * threads - 1) / (4 * threads);
+  const int64_t in_l2 = (int64_t{1} << 16) / std::max<int64_t>(1, out_channels);
+  return std::max<int64_t>(64, std::min(per_thread, in_l2));
 }
 }  // namespace
 
@@ -49,7 +52,7 @@ std::string RunMec(const ConvGeometry& g, const float* x, const float* w, float*
   std::string err = lowered.Allocate(CheckedBytes(g.groups, group_floats), "the MEC matrix");
   if (!err.empty()) return err;
   const int64_t pixels = g.oh * g.ow;
-  const int64_t block = BlockPixels(pixels, parallel.NumThreads());
+  const int64_t block = BlockPixels(pixels, parallel.NumThreads(), og);
   const int64_t blocks = (pixels + block - 1) / block;
 
   for (int64_t n = 0; n < g.n; ++n) {
