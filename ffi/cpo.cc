@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "algorithms.h"
+#include "build_profile.h"
 #include "isa.h"
 #include "sparse_format.h"
 #include "sparse_kernels.h"
@@ -51,7 +52,11 @@ std::string RunCpo(const ConvGeometry& g, const float* x, const float* w, float*
     return {};
   }
   CpoActivation act;
-  std::string err = BuildCpo(x, g.n, g.h, g.w, g.c, CpoBlockSize(g.c, g.groups), parallel, &act);
+  std::string err;
+  {
+    BuildProfileScope profile;
+    err = BuildCpo(x, g.n, g.h, g.w, g.c, CpoBlockSize(g.c, g.groups), parallel, &act);
+  }
   if (!err.empty()) return err;
 
   const SparseKernelSet& kernels = ActiveSparseKernels();

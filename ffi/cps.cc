@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "algorithms.h"
+#include "build_profile.h"
 #include "isa.h"
 #include "sparse_format.h"
 #include "sparse_kernels.h"
@@ -73,7 +74,11 @@ std::string RunCps(const ConvGeometry& g, const float* x, const float* w, float*
                    Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   CpsActivation act;
-  std::string err = BuildCps(x, g.n, g.h, g.w, g.c, parallel, &act);
+  std::string err;
+  {
+    BuildProfileScope profile;
+    err = BuildCps(x, g.n, g.h, g.w, g.c, parallel, &act);
+  }
   if (!err.empty()) return err;
 
   const Tiling tiling = MakeTiling(g);

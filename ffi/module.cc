@@ -5,12 +5,10 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
-#include <algorithm>
-#include <chrono>
 #include <type_traits>
-#include <vector>
 
 #include "blas.h"
+#include "build_profile.h"
 #include "handlers.h"
 #include "isa.h"
 #include "sparse_format.h"
@@ -68,22 +66,6 @@ uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t gro
   return BuildCompressed(algorithm, x, groups, serial);
 }
 
-// Median seconds to build the compressed form on `threads` threads (the build is part of
-// every CPO/CPS call; the benchmark reports its share).
-double BuildSeconds(const std::string& algorithm, Activation x, int64_t groups, int64_t threads,
-                    int64_t repeats) {
-  ThreadParallel parallel(threads);
-  std::vector<double> seconds;
-  nb::gil_scoped_release release;
-  for (int64_t r = 0; r < std::max<int64_t>(1, repeats); ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    BuildCompressed(algorithm, x, groups, parallel);
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
-  return seconds[seconds.size() / 2];
-}
-
 }  // namespace
 }  // namespace jaxcps
 
@@ -95,9 +77,13 @@ NB_MODULE(_ffi, m) {
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
         nb::arg("groups") = 1,
         "Bytes (values, indices, pointers) of the CPO or CPS form of x (float32 NHWC).");
-  m.def("build_seconds", &jaxcps::BuildSeconds, nb::arg("algorithm"), nb::arg("x"),
-        nb::arg("groups") = 1, nb::arg("threads") = 2, nb::arg("repeats") = 7,
-        "Median seconds to build the CPO or CPS form of x on `threads` threads.");
+  m.def("build_profile", [](bool enable) {
+        jaxcps::EnableBuildProfile(enable);
+        const jaxcps::BuildProfileTotals totals = jaxcps::TakeBuildProfile();
+        return nb::make_tuple(totals.builds, totals.seconds);
+      }, nb::arg("enable"),
+      "Turns timing of the CPO/CPS compressed-form builds on or off; returns (builds, seconds)"
+      " accumulated since the previous call, and resets them.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
   m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },

@@ -8,8 +8,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <thread>
-#include <vector>
 
 namespace jaxcps {
 
@@ -28,27 +26,6 @@ class SerialParallel final : public Parallel {
   void For(int64_t n, const std::function<void(int64_t)>& task) override {
     for (int64_t i = 0; i < n; ++i) task(i);
   }
-};
-
-// Runs tasks on `threads` fresh std::threads (the caller is one of them). For tools that time
-// kernels outside XLA (module.cc); handlers use XLA's pool instead.
-class ThreadParallel final : public Parallel {
- public:
-  explicit ThreadParallel(int64_t threads) : threads_(std::max<int64_t>(1, threads)) {}
-  int64_t NumThreads() const override { return threads_; }
-  void For(int64_t n, const std::function<void(int64_t)>& task) override {
-    std::atomic<int64_t> next{0};
-    auto drain = [&] {
-      for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) task(i);
-    };
-    std::vector<std::thread> helpers;
-    for (int64_t t = 1; t < std::min(threads_, n); ++t) helpers.emplace_back(drain);
-    drain();
-    for (std::thread& helper : helpers) helper.join();
-  }
-
- private:
-  int64_t threads_;
 };
 
 // Runs body(chunk, worker) for every chunk in [0, chunks) on at most `workers` concurrent

@@ -113,12 +113,13 @@ def _run_main(
         fns = _jitted_contenders(case)
         paths = {"xla": xla_conv_path(fns["xla"], x, w)}
         times = _time_case(case, fns, x, w, args, bar)
+        builds = {name: build_seconds(fns[name], x, w) for name in bench_report.SPARSE}
         outputs = {name: np.asarray(fn(x, w)) for name, fn in fns.items()}
         if eigen is not None:
             times[EIGEN] = eigen["times"][case.id]
             paths[EIGEN] = eigen["xla_paths"][case.id]
             outputs[EIGEN] = np.load(eigen_dir / f"{_file_id(case)}.npy")
-        records.append(bench_report.case_record(case, x, times, outputs, paths, args))
+        records.append(bench_report.case_record(case, x, times, outputs, paths, args, builds))
     bar.close()
     peak_after = measure_peak()
     return bench_report.finish_report(
@@ -173,6 +174,20 @@ def _time_case(
         warmup=args.warmup,
         on_round=lambda _: bar.advance(1, case.id),
     )
+
+
+def build_seconds(fn: Callable[..., jax.Array], x: np.ndarray, w: np.ndarray,
+                  calls: int = 5) -> float:
+    """Mean seconds that the CPO/CPS kernel in `fn` spends building its compressed form per
+    call, timed inside the kernel on XLA's thread pool (`_ffi.build_profile`)."""
+    xd, wd = jnp.asarray(x), jnp.asarray(w)
+    _ffi.build_profile(True)
+    try:
+        for _ in range(calls):
+            jax.block_until_ready(fn(xd, wd))
+    finally:
+        builds, seconds = _ffi.build_profile(False)
+    return seconds / max(builds, 1)
 
 
 def xla_conv_path(fn: Callable[..., jax.Array], *example: Any) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ import numpy as np
 from jax import lax
 
 import jaxcps
-from jaxcps._targets import _ffi
 from jaxcps.bench_layers import Case
 from jaxcps.timing import medians as median_times
 
@@ -54,10 +52,12 @@ def case_record(
     outputs: dict[str, np.ndarray],
     xla_paths: dict[str, str],
     args: argparse.Namespace,
+    build_seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Everything measured and derived for one case (without %peak, see `finish_report`).
 
-    `xla_paths` says which XLA CPU path ("ynn", "eigen") ran each XLA contender.
+    `xla_paths` says which XLA CPU path ("ynn", "eigen") ran each XLA contender;
+    `build_seconds` the mean time CPO/CPS spent building their compressed forms per call.
     """
     layer = case.layer
     flops = {"useful": useful_flops(case, x), "dense": dense_flops(case, outputs["xla"].shape)}
@@ -69,9 +69,8 @@ def case_record(
                                  max_rel_error(outputs[name], outputs["xla"]))
         for name, ts in times.items()
     }
-    for name in SPARSE:
-        if name in algorithms:
-            algorithms[name]["build_pct"] = 100.0 * build_seconds(name, x) / medians[name]
+    for name, seconds in (build_seconds or {}).items():
+        algorithms[name]["build_pct"] = 100.0 * seconds / medians[name]
     return {
         "id": case.id,
         "layer": layer.id,
@@ -119,13 +118,6 @@ def _algorithm_metrics(
         "max_rel_err": error,
         "ok": None if name == "xla" else bool(error <= REL_TOL),
     }
-
-
-def build_seconds(algorithm: str, x: np.ndarray) -> float:
-    """Median time to build `algorithm`'s compressed form of x alone, on as many threads as
-    XLA's pool has (one per core), with the kernels' own builder: its share of the call."""
-    x32 = np.ascontiguousarray(x, dtype=np.float32)
-    return _ffi.build_seconds(algorithm, x32, threads=os.cpu_count() or 1, repeats=7)
 
 
 def useful_flops(case: Case, x: np.ndarray) -> float:
