@@ -13,8 +13,13 @@
 namespace jaxcps {
 
 namespace {
-// Rows of the lowered matrix per block: about 2 MiB of it, at least 16 rows.
-int64_t BlockRows(int64_t k) { return std::max<int64_t>(16, (int64_t{1} << 19) / std::max<int64_t>(1, k)); }
+// Rows of the lowered matrix per block: at most about 2 MiB of it, few enough that every
+// thread gets blocks (about 2 each) on small maps, and at least 16.
+int64_t BlockRows(int64_t m, int64_t k, int64_t threads) {
+  const int64_t in_cache = (int64_t{1} << 19) / std::max<int64_t>(1, k);
+  const int64_t per_thread = (m + 2 * threads - 1) / (2 * threads);
+  return std::max<int64_t>(16, std::min(in_cache, per_thread));
+}
 
 // Writes lowered rows [m0, m1) of image n, group grp into a (row stride k).
 void LowerRows(const ConvGeometry& g, const float* x, int64_t n, int64_t grp, int64_t m0,
@@ -44,7 +49,7 @@ std::string RunIm2col(const ConvGeometry& g, const float* x, const float* w, flo
     std::fill(y, y + g.n * m * g.o, 0.0f);
     return {};
   }
-  const int64_t rows = std::min(m, BlockRows(k));
+  const int64_t rows = std::min(m, BlockRows(m, k, parallel.NumThreads()));
   const int64_t blocks_per_image = (m + rows - 1) / rows;
   const int64_t chunks = g.n * g.groups * blocks_per_image;
   const int64_t workers = WorkerCount(parallel, chunks);
