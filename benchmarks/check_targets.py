@@ -71,12 +71,15 @@ def _speed_rows(cases: list[dict]) -> list[tuple[str, str, float, str, bool]]:
             for a in SPARSE))
         rows.append(("faster than parallel MEC at >= 85% zeros by >= 28%", label, worst, where,
                      worst >= 28.0))
-    sparse_cases = [c for c in cases if _in_targets(c["layer"])]
-    worst_build = max((c["algorithms"][a]["build_pct"], f"{c['id']} {a}")
-                      for c in sparse_cases for a in SPARSE
-                      if c["algorithms"][a].get("build_pct") is not None)
-    rows.append(("building the compressed form <= 15% of the CPO/CPS time (worst)",
-                 "target layers", worst_build[0], worst_build[1], worst_build[0] <= 15.0))
+    target_cases = [c for c in cases if _in_targets(c["layer"])]
+    for name in SPARSE:
+        shares = sorted((c["algorithms"][name]["build_pct"], c["id"]) for c in target_cases
+                        if c["algorithms"][name].get("build_pct") is not None)
+        over = sum(share > 15.0 for share, _ in shares)
+        median = shares[len(shares) // 2][0]
+        rows.append((f"{name}: building the compressed form <= 15% of its time (worst; median "
+                     f"{median:.0f}%, {over} of {len(shares)} cases over 15%)",
+                     "target layers", shares[-1][0], shares[-1][1], shares[-1][0] <= 15.0))
     return rows
 
 
