@@ -10,7 +10,15 @@ load_openblas()
 
 import jax  # noqa: E402
 
-from jaxcps import _ffi  # noqa: E402
+try:
+    from jaxcps import _ffi  # noqa: E402
+except ImportError as e:  # pragma: no cover - depends on how jaxcps was installed
+    raise ImportError(
+        "jaxcps's compiled extension (jaxcps/_ffi) is missing. If you are running Python in the "
+        "jaxcps source folder, its jaxcps/ folder shadows the installed package: run from another "
+        "folder, or install in place with `pip install --no-build-isolation -e .`. Otherwise "
+        "reinstall with `pip install .`."
+    ) from e
 
 #: Algorithms with a C++ kernel, in the order of ffi/kernels.inc ("reference" is the naive
 #: direct convolution used by the tests).

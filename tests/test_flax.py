@@ -256,10 +256,12 @@ def test_bad_policies_and_algorithms_raise():
         jnnx.Conv(3, 4, (3, 3), algorithm="gemm", rngs=nnx.Rngs(key(0)))
 
 
-def test_import_jaxcps_does_not_import_flax():
+def test_import_jaxcps_does_not_import_flax(tmp_path):
     import subprocess
     import sys
 
     code = "import sys, jaxcps; print('flax' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Outside the repository, so that the installed package is imported, not the source tree.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
     assert out.stdout.strip() == "False"

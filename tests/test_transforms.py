@@ -330,8 +330,10 @@ def test_float64_with_x64_enabled() -> None:
         print("ok")
         """)
     env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
+    # Run outside the repository, so that the installed package is imported, not the source tree.
     result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
     )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
