@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the benchmark; returns 0, or 1 if a result disagreed with XLA's."""
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
+    if not args.no_plots and importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("plots need matplotlib: pip install 'jaxcps[bench]', or pass --no-plots")
     cases = select_cases(args.suite, args.layers, args.zeros)
     if args.eigen_worker is not None:
         return _run_eigen_worker(args, cases)

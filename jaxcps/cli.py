@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in unavailable:
         parser.error(f"'{args.command}' is unavailable: {unavailable[args.command]} "
-                     f"(pip install 'jaxcps[flax]' installs what it needs)")
+                     f"(pip install 'jaxcps[demo]' installs what it needs)")
     return int(modules[args.command].run(args) or 0)
 
 
