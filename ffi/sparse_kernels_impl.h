@@ -279,6 +279,57 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t block, int64_t 
   }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+// One channel of a CPS row with AVX-512: its values along the row are gathered 16 columns at a
+// time, the non-zeros compressed into `values`, and the runs read off the non-zero bitmask of
+// 64 columns at a time (per run, not per element). A run may continue across 64-column words.
+void CpsChannelRuns(const float* row, int64_t w, int64_t c, int64_t ch, float* values,
+                    uint16_t* run_start, uint16_t* run_len) {
+  const __m512i offsets = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(c)));
+  uint32_t k = 0, r = 0;
+  bool open = false;  // the last run found has not ended yet
+  for (int64_t q0 = 0; q0 < w; q0 += 64) {
+    uint64_t bits = 0;
+    for (int64_t j = 0; j < 64 && q0 + j < w; j += 16) {
+      const int64_t left = w - q0 - j;
+      const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, offsets,
+                                                row + (q0 + j) * c + ch, 4);
+      const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      const unsigned count = static_cast<unsigned>(__builtin_popcount(nz));
+      _mm512_mask_storeu_ps(values + k, static_cast<__mmask16>((1u << count) - 1),
+                            _mm512_maskz_compress_ps(nz, v));
+      k += count;
+      bits |= static_cast<uint64_t>(nz) << j;
+    }
+    uint64_t starts = bits;
+    if (open) {  // the previous run ends at this word's first zero, if it has one
+      const uint64_t zeros = ~bits;
+      if (zeros == 0) continue;
+      const int end = __builtin_ctzll(zeros);
+      run_len[r - 1] = static_cast<uint16_t>(q0 + end - run_start[r - 1]);
+      open = false;
+      starts &= ~uint64_t{0} << end;
+    }
+    while (starts != 0) {
+      const int start = __builtin_ctzll(starts);
+      run_start[r++] = static_cast<uint16_t>(q0 + start);
+      const uint64_t zeros_after = ~bits & (~uint64_t{0} << start);
+      if (zeros_after == 0) {  // runs to the end of the word, maybe beyond
+        open = true;
+        break;
+      }
+      const int end = __builtin_ctzll(zeros_after);
+      run_len[r - 1] = static_cast<uint16_t>(end - start);
+      starts &= ~uint64_t{0} << end;
+    }
+  }
+  if (open) run_len[r - 1] = static_cast<uint16_t>(w - run_start[r - 1]);
+}
+#endif
+
 // CPS: pass 1 counts non-zeros and run starts per channel (vectorizes along channels);
 // pass 2 walks each channel along the row and writes its values and runs branch-free (as in
 // BuildCpoRow, a write past the last run or value is overwritten later or lands on a slot
@@ -311,6 +362,10 @@ void BuildCpsRow(const float* row, int64_t w, int64_t c, float* values, uint16_t
   vptr[c] = vtotal;
   ptr[c] = rtotal;
   for (int64_t ch = 0; ch < c; ++ch) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    CpsChannelRuns(row, w, c, ch, values + vptr[ch], run_start + ptr[ch], run_len + ptr[ch]);
+    continue;
+#endif
     uint32_t k = vptr[ch], r = ptr[ch];
     uint32_t prev_nz = 0, length = 0;
     for (int64_t q = 0; q < w; ++q) {

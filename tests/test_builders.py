@@ -1,0 +1,49 @@
+"""The compressed-form builders of every instruction set agree with each other and with lax.
+
+The AVX-512 CPS builder reads runs off 64-column bitmasks and the CPO builder compresses 16
+channels at a time, so widths and channel counts around those sizes, and runs that cross a
+64-column word, are where a per-ISA builder could go wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jaxcps
+from conftest import assert_close, lax_conv, use_isa
+from jaxcps import _targets
+
+NATIVE_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _row_patterns(width: int, channels: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    x = rng.uniform(0.5, 1.5, (2, 3, width, channels)).astype(np.float32)
+    long_runs = ((np.arange(width) // 37) % 2 == 0)[None, None, :, None]
+    alternating = (np.arange(width) % 2 == 0)[None, None, :, None]
+    return {
+        "long runs across 64-column words": x * long_runs,
+        "isolated non-zeros": x * alternating,
+        "dense": x,
+        "random half": np.where(rng.random(x.shape) < 0.5, 0, x).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("width", [1, 15, 17, 63, 64, 65, 128, 129, 200])
+@pytest.mark.parametrize("channels", [3, 16, 17])
+def test_builders_agree_across_isas(width: int, channels: int, rng: np.random.Generator,
+                                    restore_isa: None) -> None:
+    w = rng.standard_normal((3, 3, channels, 5)).astype(np.float32)
+    for name, x in _row_patterns(width, channels, rng).items():
+        expected = lax_conv(x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN)
+        sizes = {}
+        for isa in _targets._ffi.supported_isas():
+            use_isa(isa)
+            for algorithm in ("cpo", "cps"):
+                sizes[isa, algorithm] = _targets._ffi.compressed_bytes(algorithm, x)
+                got = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                  dimension_numbers=NATIVE_DN, algorithm=algorithm)
+                assert_close(got, expected, f"{algorithm}/{isa}, {name}, width {width}")
+        for algorithm in ("cpo", "cps"):
+            per_isa = {isa: b for (isa, a), b in sizes.items() if a == algorithm}
+            assert len(set(per_isa.values())) == 1, (algorithm, name, per_isa)
