@@ -11,7 +11,7 @@ import numpy as np
 from jax import lax
 
 from jaxcps.algorithms import check_algorithm, choose_auto, unsupported_reason
-from jaxcps.geometry import ConvSpec, resolve_conv
+from jaxcps.geometry import ConvSpec, ResolvedConv, crop_negative_padding, resolve_conv
 from jaxcps.rules import native_conv
 
 
@@ -56,7 +56,8 @@ def conv_general_dilated(
       algorithm: one of `jaxcps.ALGORITHMS` (default: "auto").
         "xla" is `lax.conv_general_dilated` itself; "im2col", "mec", "cpo" and "cps" run the
         jaxcps kernel of that name; "auto" runs what the active plan names for this layer,
-        and XLA when no plan covers it (and for any configuration a kernel cannot run).
+        and XLA when no plan covers it (and for any configuration a kernel cannot run), with
+        negative padding applied by cropping the input (XLA:CPU gets some of it wrong).
       name: the layer's name, looked up in the active plan under "auto" (default: None).
       **unused: accepted and ignored, e.g. `out_sharding` that `flax.nnx.Conv` passes.
 
@@ -104,7 +105,7 @@ def conv_general_dilated(
         algorithm = choose_auto(name)
         check_algorithm(algorithm)
         if algorithm in ("xla", "auto") or unsupported_reason(algorithm, conv, lhs.dtype):
-            return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **lax_args)
+            return _xla_fallback(lhs, rhs, window_strides, padding, conv, lax_args)
     else:
         reason = unsupported_reason(algorithm, conv, lhs.dtype)
         if reason is not None:
@@ -120,6 +121,23 @@ def conv_general_dilated(
         out_perm=conv.out_perm,
         out_dtype=out_dtype,
     )
+
+
+def _xla_fallback(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Any,
+    padding: Any,
+    conv: ResolvedConv,
+    lax_args: dict[str, Any],
+) -> jax.Array:
+    """XLA's convolution for "auto", with negative padding applied by cropping the input
+    first (XLA:CPU computes garbage for some negative paddings; see crop_negative_padding)."""
+    negative = any(p < 0 for pair in conv.padding for p in pair)
+    if negative and all(d == 1 for d in conv.lhs_dilation):
+        index, pads = crop_negative_padding(lhs.shape, conv)
+        return lax.conv_general_dilated(lhs[index], rhs, window_strides, pads, **lax_args)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **lax_args)
 
 
 @functools.partial(

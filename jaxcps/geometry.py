@@ -240,3 +240,26 @@ def resolve_conv(
         input_width=int(in_spatial[-1]),
         input_channels=int(in_channels),
     )
+
+
+def crop_negative_padding(
+    lhs_shape: Sequence[int], conv: ResolvedConv
+) -> tuple[tuple[slice, ...], tuple[tuple[int, int], ...]]:
+    """The same padded input as `conv.padding`, as a slice of the input and padding >= 0.
+
+    XLA:CPU reads out of bounds for float32 convolutions with negative low padding
+    (openxla/xla#48713, jaxlib 0.10.2); cropping first avoids that code path. Valid only
+    without lhs_dilation (negative padding then trims the undilated input).
+    """
+    index = [slice(None)] * len(lhs_shape)
+    pads = []
+    for axis, (lo, hi) in zip(conv.dimension_numbers.lhs_spec[2:], conv.padding):
+        size = lhs_shape[axis]
+        start, stop = max(-lo, 0), size - max(-hi, 0)
+        if start >= stop:  # nothing of the input is left: an all-zero padded input
+            index[axis] = slice(0, 0)
+            pads.append((max(size + lo + hi, 0), 0))
+        else:
+            index[axis] = slice(start, stop)
+            pads.append((max(lo, 0), max(hi, 0)))
+    return tuple(index), tuple(pads)

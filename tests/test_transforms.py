@@ -15,12 +15,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FFI_ALGORITHMS, NATIVE_DN, assert_close, lax_conv, sparse_activation, weights
+from conftest import (
+    FFI_ALGORITHMS,
+    NATIVE_DN,
+    assert_close,
+    lax_conv,
+    reference_conv,
+    sparse_activation,
+    weights,
+)
 from jax import lax
 from jax.test_util import check_grads
 
 import jaxcps
 from jaxcps import _targets
+from jaxcps.geometry import ConvSpec
 
 STRIDES = (2, 1)
 PADDING = ((1, 2), (0, 1))
@@ -366,3 +375,18 @@ def test_vmap_over_an_empty_axis(rng: np.random.Generator) -> None:
     for algorithm in FFI_ALGORITHMS:
         y = jax.vmap(functools.partial(conv, algorithm), in_axes=(0, None))(xs, w)
         assert y.shape == (0, *oracle(np.zeros((2, 7, 9, 4), np.float32), w).shape)
+
+
+def test_auto_crops_negative_padding_around_xla_bug() -> None:
+    """XLA:CPU returns garbage for negative low + positive high padding (openxla/xla#48713);
+    "auto" falling back to XLA must still give the right convolution."""
+    x = np.random.default_rng(0).uniform(1, 2, (2, 3, 5, 4)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((1, 2, 4, 6)).astype(np.float32)
+    padding = ((-1, 1), (0, 0))
+    got = jaxcps.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NATIVE_DN,
+                                      algorithm="auto")
+    expected = reference_conv(x, w, ConvSpec((1, 1), padding))
+    assert_close(got, expected, "auto with negative padding")
+    grads = jax.grad(lambda x: jaxcps.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm="auto").sum())(x)
+    assert np.all(np.isfinite(np.asarray(grads)))
