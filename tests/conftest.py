@@ -25,7 +25,7 @@ import pytest
 from jax import lax
 
 from jaxcps import _targets
-from jaxcps.geometry import ConvSpec
+from jaxcps.geometry import ConvSpec, crop_negative_padding, resolve_conv
 
 #: The algorithms that run a jaxcps C++ kernel.
 FFI_ALGORITHMS: tuple[str, ...] = ("im2col", "mec", "cpo", "cps")
@@ -97,33 +97,23 @@ def lax_conv(lhs: Any, rhs: Any, window_strides: Any, padding: Any, **kwargs: An
 
     Negative explicit padding is applied by slicing the input first (the same convolution):
     XLA:CPU reads out of bounds for float32 convolutions with negative low padding
-    (openxla/xla#48713, jax 0.10.2), so lax itself is no oracle for them.
+    (openxla/xla#48713, jax 0.10.2), so lax itself is no oracle for them. The slicing is
+    `jaxcps.geometry.crop_negative_padding`, which "auto" uses too; the parity tests also
+    compare every kernel with the C++ reference, which does not depend on it.
     """
     if not isinstance(padding, str) and kwargs.get("lhs_dilation") is None:
-        lhs, padding = _crop_negative_padding(lhs, rhs, padding, kwargs.get("dimension_numbers"))
+        conv = resolve_conv(
+            np.shape(lhs), np.shape(rhs), window_strides, padding,
+            rhs_dilation=kwargs.get("rhs_dilation"),
+            dimension_numbers=kwargs.get("dimension_numbers"),
+            feature_group_count=kwargs.get("feature_group_count", 1),
+            batch_group_count=kwargs.get("batch_group_count", 1),
+        )
+        index, padding = crop_negative_padding(np.shape(lhs), conv)
+        lhs = jnp.asarray(lhs)[index]
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, precision=lax.Precision.HIGHEST, **kwargs
     )
-
-
-def _crop_negative_padding(
-    lhs: Any, rhs: Any, padding: Any, dimension_numbers: Any
-) -> tuple[jax.Array, list[tuple[int, int]]]:
-    """`lhs` sliced and padding made non-negative, describing the same padded input."""
-    lhs = jnp.asarray(lhs)
-    dn = lax.conv_dimension_numbers(lhs.shape, np.shape(rhs), dimension_numbers)
-    index = [slice(None)] * lhs.ndim
-    pads = []
-    for axis, (lo, hi) in zip(dn.lhs_spec[2:], padding):
-        size = lhs.shape[axis]
-        start, stop = max(-lo, 0), size - max(-hi, 0)
-        if start >= stop:  # nothing of the input is left: all zeros
-            index[axis] = slice(0, 0)
-            pads.append((max(size + lo + hi, 0), 0))
-        else:
-            index[axis] = slice(start, stop)
-            pads.append((max(lo, 0), max(hi, 0)))
-    return lhs[tuple(index)], pads
 
 
 def ffi_conv(
