@@ -3,7 +3,7 @@
 Two sources of concurrency: Python threads calling jitted convolutions at once (XLA then runs
 several handlers on its shared intra-op pool), and XLA itself running handlers at once on
 several CPU devices (a sharded program, and independent convolutions in one program). The
-handlers share that pool with XLA (ffi/handlers.cc, PoolParallel); they must finish even when
+handlers share that pool with XLA (ffi/bindings/handlers.cc, PoolParallel); they must finish even when
 it has one thread or runs tasks inline, so the same checks run in subprocesses restricted to
 one CPU (the pool sizes itself from the CPUs the process may use) and with Eigen's
 multi-threading off. Every kernel partitions its output without overlap, so results are

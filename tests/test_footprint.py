@@ -1,7 +1,7 @@
 """`jaxcps.footprint`: exact bytes of what each algorithm builds, checked on hand-computed cases.
 
 The formulas, for x of shape (N, H, W, C), a KH x KW kernel and output (N, OH, OW, O), with
-Hp the padded height (ffi/im2col.cc, ffi/mec.cc, ffi/sparse_format.{h,cc}):
+Hp the padded height (ffi/kernels/im2col.cc, ffi/kernels/mec.cc, ffi/sparse/format.{h,cc}):
 - im2col: N*OH*OW * KH*KW*C float32 values                   -> N*OH*OW*KH*KW*C*4 bytes
 - MEC:    N * OW rows of Hp*KW*C float32 values               -> N*OW*Hp*KW*C*4 bytes
 - CPO:    per non-zero a float32 value and a uint16 channel; per pixel, (blocks + 1) uint32

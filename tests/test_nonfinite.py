@@ -3,7 +3,7 @@
 In the activations, every kernel multiplies the non-finite value like lax does. In the
 weights, skipping zeros would differ: lax gives NaN where an activation zero (or a padding
 zero) meets a NaN or infinite weight, a skipped product gives nothing. CPO and CPS therefore
-run the dense im2col path when any weight is non-finite (ffi/handlers.cc); these tests hold
+run the dense im2col path when any weight is non-finite (ffi/bindings/handlers.cc); these tests hold
 them to lax's NaN/Inf pattern exactly, and to lax's values elsewhere.
 """
 

@@ -348,7 +348,7 @@ def test_float64_with_x64_enabled() -> None:
 
 
 def test_targets_registered_once() -> None:
-    """Every kernel of ffi/kernels.inc is a registered target under the one naming rule."""
+    """Every kernel of ffi/kernels/kernels.inc is a registered target under the one naming rule."""
     assert set(_targets.KERNELS) == {*FFI_ALGORITHMS, "reference"}
     assert [_targets.target_name(k) for k in _targets.KERNELS] == [
         f"jaxcps_{k}_f32" for k in _targets.KERNELS

@@ -1,20 +1,21 @@
-// CPO driver: build the pixel-major compressed activation (sparse_format.h) and run the ISA
+// CPO driver: build the pixel-major compressed activation (sparse/format.h) and run the ISA
 // gather kernel (CpoBand) over independent pieces of the output.
 //
 // A piece is (image, group, block of output channels, band of output rows): pieces write
 // disjoint outputs, so threads never conflict. The output-channel block is as wide as the
 // ISA keeps in registers (128 floats with AVX-512); inside a piece, channel blocks of the
 // input run outermost so their weights stay in L2, and each output pixel's accumulators stay
-// in registers while the non-zeros of its window are gathered (DESIGN.md §3: each non-zero is
-// stored once; its overlap pattern is implied by its position).
+// in registers while the non-zeros of its window are gathered (each non-zero is stored once;
+// its overlap pattern is implied by its position).
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
-#include "algorithms.h"
-#include "build_profile.h"
-#include "isa.h"
-#include "sparse_format.h"
-#include "sparse_kernels.h"
+#include "kernels/kernel.h"
+#include "runtime/build_profile.h"
+#include "runtime/isa.h"
+#include "sparse/format.h"
+#include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 
@@ -40,11 +41,9 @@ std::vector<OutputBlock> SplitOutputChannels(int64_t og, int64_t max_block) {
   return blocks;
 }
 
-}  // namespace
+std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
-std::string CpoSupports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
-
-std::string RunCpo(const ConvGeometry& g, const float* x, const float* w, float* y,
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                    Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   if (g.ci == 0) {  // no input channels: every output is an empty sum
@@ -71,6 +70,7 @@ std::string RunCpo(const ConvGeometry& g, const float* x, const float* w, float*
   const int64_t pieces = g.n * per_image * bands;
   const int64_t blocks_per_group = act.blocks / g.groups;
 
+  std::atomic<bool> failed{false};
   ForEachChunk(parallel, pieces, WorkerCount(parallel, pieces), [&](int64_t piece, int64_t) {
     const int64_t band = piece % bands;
     const OutputBlock& ob = o_blocks[(piece / bands) % o_blocks.size()];
@@ -106,9 +106,24 @@ std::string RunCpo(const ConvGeometry& g, const float* x, const float* w, float*
     job.ow = g.ow;
     job.out_stride = g.o;
     job.o_len = ob.length;
-    kernels.cpo_band(job);
+    if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
   });
+  if (failed.load()) return "internal error: an output-channel block wider than the registers";
   return {};
 }
+
+KernelSizes Sizes() {
+  return {{"channel_block", kCpoMaxChannelBlock},
+          {"o_lanes", kLanes},
+          {"max_o_block", ActiveSparseKernels().cpo_max_o_block},
+          {"max_width", kMaxSparseWidth},
+          {"max_channels", kMaxSparseWidth}};
+}
+
+}  // namespace
+
+extern const Kernel kCpo = {"cpo", "Compressed Pattern Overlap: per-pixel gather of non-zeros",
+                            /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
+                            Supports, Run, Sizes};
 
 }  // namespace jaxcps

@@ -5,20 +5,23 @@
 // in cache; its footprint is still counted whole (jaxcps.footprint).
 #include <algorithm>
 
-#include "algorithms.h"
-#include "blas.h"
-#include "lowering.h"
-#include "workspace.h"
+#include "kernels/kernel.h"
+#include "runtime/blas.h"
+#include "kernels/lowering.h"
+#include "runtime/workspace.h"
 
 namespace jaxcps {
 
 namespace {
+
+constexpr int64_t kMinBlockRows = 16;
+
 // Rows of the lowered matrix per block: at most about 2 MiB of it, few enough that every
 // thread gets blocks (about 2 each) on small maps, and at least 16.
 int64_t BlockRows(int64_t m, int64_t k, int64_t threads) {
   const int64_t in_cache = (int64_t{1} << 19) / std::max<int64_t>(1, k);
   const int64_t per_thread = (m + 2 * threads - 1) / (2 * threads);
-  return std::max<int64_t>(16, std::min(in_cache, per_thread));
+  return std::max<int64_t>(kMinBlockRows, std::min(in_cache, per_thread));
 }
 
 // Writes lowered rows [m0, m1) of image n, group grp into a (row stride k).
@@ -35,13 +38,12 @@ void LowerRows(const ConvGeometry& g, const float* x, int64_t n, int64_t grp, in
     }
   }
 }
-}  // namespace
 
-std::string Im2colSupports(const ConvGeometry& g) {
+std::string Supports(const ConvGeometry& g) {
   return CheckBlasSizes({g.oh * g.ow, g.o, g.kh * g.kw * g.ci}, "im2col");
 }
 
-std::string RunIm2col(const ConvGeometry& g, const float* x, const float* w, float* y,
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                       Parallel& parallel) {
   const int64_t m = g.oh * g.ow, k = g.kh * g.kw * g.ci, og = g.OutPerGroup();
   if (m == 0 || g.n == 0 || g.o == 0) return {};
@@ -67,5 +69,13 @@ std::string RunIm2col(const ConvGeometry& g, const float* x, const float* w, flo
   });
   return {};
 }
+
+KernelSizes Sizes() { return {{"min_block_rows", kMinBlockRows}}; }
+
+}  // namespace
+
+extern const Kernel kIm2col = {"im2col", "im2col lowering + one BLAS GEMM per block of rows",
+                               /*user_facing=*/true, /*skips_zeros=*/false, /*uses_blas=*/true,
+                               Supports, Run, Sizes};
 
 }  // namespace jaxcps

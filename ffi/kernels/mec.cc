@@ -18,10 +18,10 @@
 // in cache; bands run in parallel.
 #include <algorithm>
 
-#include "algorithms.h"
-#include "blas.h"
-#include "lowering.h"
-#include "workspace.h"
+#include "kernels/kernel.h"
+#include "runtime/blas.h"
+#include "kernels/lowering.h"
+#include "runtime/workspace.h"
 
 namespace jaxcps {
 
@@ -57,13 +57,11 @@ Banding MakeBanding(const ConvGeometry& g, int64_t threads) {
   return b;
 }
 
-}  // namespace
-
-std::string MecSupports(const ConvGeometry& g) {
+std::string Supports(const ConvGeometry& g) {
   return CheckBlasSizes({g.oh * g.ow, g.o, g.kw * g.ci}, "mec");
 }
 
-std::string RunMec(const ConvGeometry& g, const float* x, const float* w, float* y,
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                    Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   const int64_t og = g.OutPerGroup();
@@ -108,5 +106,13 @@ std::string RunMec(const ConvGeometry& g, const float* x, const float* w, float*
   });
   return {};
 }
+
+KernelSizes Sizes() { return {}; }
+
+}  // namespace
+
+extern const Kernel kMec = {"mec", "MEC lowering along the width + KH accumulated BLAS GEMMs",
+                            /*user_facing=*/true, /*skips_zeros=*/false, /*uses_blas=*/true,
+                            Supports, Run, Sizes};
 
 }  // namespace jaxcps

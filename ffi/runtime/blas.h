@@ -1,7 +1,7 @@
 // The one place that calls BLAS: single-precision GEMM from OpenBLAS (scipy-openblas32 wheel).
-// Parallelism comes from XLA's pool, so OpenBLAS itself runs single-threaded (module.cc).
-#ifndef JAXCPS_BLAS_H_
-#define JAXCPS_BLAS_H_
+// Parallelism comes from XLA's pool, so OpenBLAS itself runs single-threaded (bindings/module.cc).
+#ifndef JAXCPS_RUNTIME_BLAS_H_
+#define JAXCPS_RUNTIME_BLAS_H_
 
 #include <cstdint>
 #include <initializer_list>
@@ -20,4 +20,4 @@ void SetBlasSingleThreaded();
 
 }  // namespace jaxcps
 
-#endif  // JAXCPS_BLAS_H_
+#endif  // JAXCPS_RUNTIME_BLAS_H_

@@ -2,13 +2,15 @@
 // the definition literally (every output, every tap, every channel), in double precision.
 #include <algorithm>
 
-#include "algorithms.h"
+#include "kernels/kernel.h"
 
 namespace jaxcps {
 
-std::string ReferenceSupports(const ConvGeometry&) { return {}; }
+namespace {
 
-std::string RunReference(const ConvGeometry& g, const float* x, const float* w, float* y,
+std::string Supports(const ConvGeometry&) { return {}; }
+
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                          Parallel& parallel) {
   const int64_t og = g.OutPerGroup();
   const int64_t rows = g.n * g.oh;
@@ -38,5 +40,13 @@ std::string RunReference(const ConvGeometry& g, const float* x, const float* w, 
   });
   return {};
 }
+
+KernelSizes Sizes() { return {}; }
+
+}  // namespace
+
+extern const Kernel kReference = {"reference", "naive direct convolution in double (test oracle)",
+                                  /*user_facing=*/false, /*skips_zeros=*/false,
+                                  /*uses_blas=*/false, Supports, Run, Sizes};
 
 }  // namespace jaxcps

@@ -1,7 +1,7 @@
 // Workspace: an aligned, uninitialised float/index buffer whose allocation failure is an
 // error message, not an exception or a crash. Sizes are checked against a cap first.
-#ifndef JAXCPS_WORKSPACE_H_
-#define JAXCPS_WORKSPACE_H_
+#ifndef JAXCPS_RUNTIME_WORKSPACE_H_
+#define JAXCPS_RUNTIME_WORKSPACE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -55,4 +55,4 @@ class Workspace {
 
 }  // namespace jaxcps
 
-#endif  // JAXCPS_WORKSPACE_H_
+#endif  // JAXCPS_RUNTIME_WORKSPACE_H_

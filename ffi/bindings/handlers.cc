@@ -11,7 +11,7 @@
 // meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped product gives
 // nothing. So when any weight is non-finite they run im2col instead, which multiplies every
 // activation and padding zero as lax does. The check is one vectorized pass over the weights.
-#include "handlers.h"
+#include "bindings/handlers.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -21,7 +21,7 @@
 #include <mutex>
 #include <new>
 
-#include "algorithms.h"
+#include "kernels/kernel.h"
 
 namespace ffi = xla::ffi;
 
@@ -84,9 +84,10 @@ class PoolParallel final : public Parallel {
   ffi::ThreadPool pool_;
 };
 
+// Fills g from the buffers and attributes (not yet derived or checked).
 ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span strides,
                           Int64Span padding, Int64Span dilation, int64_t groups,
-                          F32Rank4Result& y, ConvGeometry* g) {
+                          ConvGeometry* g) {
   if (strides.size() != 2) return ffi::Error::InvalidArgument("window_strides must have 2 entries");
   if (padding.size() != 4) return ffi::Error::InvalidArgument("padding must have 4 entries");
   if (dilation.size() != 2) return ffi::Error::InvalidArgument("rhs_dilation must have 2 entries");
@@ -99,8 +100,11 @@ ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span stride
   g->pad_left = padding[2], g->pad_right = padding[3];
   g->dh = dilation[0], g->dw = dilation[1];
   g->groups = groups;
-  const std::string err = g->Derive();
-  if (!err.empty()) return ffi::Error::InvalidArgument(err);
+  return ffi::Error::Success();
+}
+
+ffi::Error CheckOutput(const ConvGeometry& geometry, F32Rank4Result& y) {
+  const ConvGeometry* g = &geometry;
   const auto yd = y->dimensions();
   if (yd[0] != g->n || yd[1] != g->oh || yd[2] != g->ow || yd[3] != g->o) {
     return ffi::Error::InvalidArgument(
@@ -111,9 +115,6 @@ ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span stride
   }
   return ffi::Error::Success();
 }
-
-using SupportsFn = std::string (*)(const ConvGeometry&);
-using RunFn = std::string (*)(const ConvGeometry&, const float*, const float*, float*, Parallel&);
 
 // True if any of the count floats is NaN or infinite (all exponent bits set). Integer ops
 // without an early exit inside a block, so the compiler vectorizes the loop; cloned per ISA
@@ -135,46 +136,50 @@ bool HasNonFinite(const float* values, int64_t count) {
   return false;
 }
 
-ffi::Error Convolve(const char* name, SupportsFn supports, RunFn run, ffi::ThreadPool pool,
-                    F32Rank4 x, F32Rank4 w, Int64Span strides, Int64Span padding,
-                    Int64Span dilation, int64_t groups, F32Rank4Result y) {
+ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w,
+                    Int64Span strides, Int64Span padding, Int64Span dilation, int64_t groups,
+                    F32Rank4Result y) {
   ConvGeometry g;
-  ffi::Error status = DecodeGeometry(x, w, strides, padding, dilation, groups, y, &g);
+  ffi::Error status = DecodeGeometry(x, w, strides, padding, dilation, groups, &g);
   if (status.failure()) return status;
-  std::string err = supports(g);
+  std::string err = CheckKernel(kernel, &g);
   if (!err.empty()) return ffi::Error::InvalidArgument(err);
-  const bool skips_zeros = run == RunCpo || run == RunCps;
-  if (skips_zeros && HasNonFinite(w.typed_data(), static_cast<int64_t>(w.element_count()))) {
-    err = Im2colSupports(g);
+  status = CheckOutput(g, y);
+  if (status.failure()) return status;
+  const Kernel* run = &kernel;
+  if (kernel.skips_zeros &&
+      HasNonFinite(w.typed_data(), static_cast<int64_t>(w.element_count()))) {
+    err = kIm2col.supports(g);
     if (!err.empty()) {
-      return ffi::Error::InvalidArgument(std::string(name) +
+      return ffi::Error::InvalidArgument(std::string(kernel.name) +
                                          ": the weights hold NaN or Inf, and the dense "
                                          "fallback cannot run: " + err);
     }
-    run = RunIm2col;
+    run = &kIm2col;
   }
   try {
     PoolParallel parallel(pool);
-    err = run(g, x.typed_data(), w.typed_data(), y->typed_data(), parallel);
+    err = run->run(g, x.typed_data(), w.typed_data(), y->typed_data(), parallel);
   } catch (const std::bad_alloc&) {
     err = "out of memory";
   } catch (const std::exception& e) {
     err = e.what();
   }
-  if (!err.empty()) return ffi::Error::Internal(std::string(name) + ": " + err);
+  if (!err.empty()) return ffi::Error::Internal(std::string(kernel.name) + ": " + err);
   return ffi::Error::Success();
 }
 
 }  // namespace
 
-#define X(name, Name)                                                                     \
-  static ffi::Error Name##Impl(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w,               \
-                               Int64Span strides, Int64Span padding, Int64Span dilation,   \
-                               int64_t groups, F32Rank4Result y) {                         \
-    return Convolve(#name, Name##Supports, Run##Name, pool, x, w, strides, padding,        \
-                    dilation, groups, y);                                                  \
-  }                                                                                        \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(Ffi##Name, Name##Impl,                                     \
+template <const Kernel& kKernel>
+ffi::Error ConvolveWith(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, Int64Span strides,
+                        Int64Span padding, Int64Span dilation, int64_t groups,
+                        F32Rank4Result y) {
+  return Convolve(kKernel, pool, x, w, strides, padding, dilation, groups, y);
+}
+
+#define JAXCPS_KERNEL(Name)                                                                \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(Ffi##Name, ConvolveWith<k##Name>,                          \
                                 ffi::Ffi::Bind()                                           \
                                     .Ctx<ffi::ThreadPool>()                                \
                                     .Arg<F32Rank4>()  /* x */                              \
@@ -184,7 +189,7 @@ ffi::Error Convolve(const char* name, SupportsFn supports, RunFn run, ffi::Threa
                                     .Attr<Int64Span>("rhs_dilation")                       \
                                     .Attr<int64_t>("feature_group_count")                  \
                                     .Ret<F32Rank4>() /* y */);
-#include "kernels.inc"
-#undef X
+#include "kernels/kernels.inc"
+#undef JAXCPS_KERNEL
 
 }  // namespace jaxcps

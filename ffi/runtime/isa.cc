@@ -1,5 +1,5 @@
 // Reads the CPU's features once and picks the sparse kernel set (see isa.h).
-#include "isa.h"
+#include "runtime/isa.h"
 
 #include <atomic>
 #include <cstdlib>

@@ -1,12 +1,12 @@
 // Run-time choice of the instruction set for the sparse tile kernels: the best one this CPU
 // supports, unless JAXCPS_ISA (scalar, avx2, avx512) or SetSparseIsa() asks for another.
-#ifndef JAXCPS_ISA_H_
-#define JAXCPS_ISA_H_
+#ifndef JAXCPS_RUNTIME_ISA_H_
+#define JAXCPS_RUNTIME_ISA_H_
 
 #include <string>
 #include <vector>
 
-#include "sparse_kernels.h"
+#include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 
@@ -18,4 +18,4 @@ std::string SetSparseIsa(const std::string& isa);
 
 }  // namespace jaxcps
 
-#endif  // JAXCPS_ISA_H_
+#endif  // JAXCPS_RUNTIME_ISA_H_

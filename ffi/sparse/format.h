@@ -1,4 +1,4 @@
-// The compressed activation forms of CPO and CPS (DESIGN.md §3). Both keep every non-zero
+// The compressed activation forms of CPO and CPS. Both keep every non-zero
 // exactly once and no zero, padding included; the overlap pattern of an element (which
 // outputs and taps it feeds) follows from its position and is never stored. Both are built in
 // one streaming pass over the NHWC input, in parallel over input rows ("slots" = image n,
@@ -20,13 +20,15 @@
 #include <cstdint>
 #include <string>
 
-#include "parallel.h"
-#include "workspace.h"
+#include "runtime/parallel.h"
+#include "runtime/workspace.h"
 
 namespace jaxcps {
 
 // Largest input width (and channel count) that the uint16 indices address.
 constexpr int64_t kMaxSparseWidth = 65535;
+// Most channels in one CPO channel block.
+constexpr int64_t kCpoMaxChannelBlock = 64;
 
 struct CpoActivation {
   int64_t n = 0, h = 0, w = 0, c = 0;

@@ -1,8 +1,15 @@
-// CPO and CPS inner kernels. Included once per instruction set by sparse_kernels_<isa>.cc,
+// CPO and CPS inner kernels. Included once per instruction set by tile_kernels_<isa>.cc,
 // inside namespace jaxcps::<isa>, and compiled with that file's ISA flags. Arithmetic runs on
 // GCC vector types of 16 floats, which each ISA lowers to its own registers (one zmm, two
 // ymm, four xmm). Everything here has internal linkage, so no ISA-specific copy can leak to
 // another file through the linker.
+
+// The AVX-512 paths of the builders: compiled only into the avx512 variant.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define JAXCPS_TILE_AVX512 1
+#else
+#define JAXCPS_TILE_AVX512 0
+#endif
 
 namespace {
 
@@ -82,18 +89,24 @@ void CpoBandWith(const CpoJob& job) {
   }
 }
 
-void CpoBand(const CpoJob& job) {
-  if (job.o_len % kLanes != 0) return CpoBandWith<NarrowAccumulator>(job);
+// False (and nothing written) for an o_len the accumulators cannot hold: the driver passes
+// only multiples of 16 up to the ISA's cpo_max_o_block, or fewer than 16.
+bool CpoBand(const CpoJob& job) {
+  if (job.o_len < kLanes) {
+    CpoBandWith<NarrowAccumulator>(job);
+    return true;
+  }
+  if (job.o_len % kLanes != 0) return false;
   switch (job.o_len / kLanes) {
-    case 1: return CpoBandWith<VectorAccumulator<1>>(job);
-    case 2: return CpoBandWith<VectorAccumulator<2>>(job);
-    case 3: return CpoBandWith<VectorAccumulator<3>>(job);
-    case 4: return CpoBandWith<VectorAccumulator<4>>(job);
-    case 5: return CpoBandWith<VectorAccumulator<5>>(job);
-    case 6: return CpoBandWith<VectorAccumulator<6>>(job);
-    case 7: return CpoBandWith<VectorAccumulator<7>>(job);
-    case 8: return CpoBandWith<VectorAccumulator<8>>(job);
-    default: return CpoBandWith<NarrowAccumulator>(job);  // the driver caps o_len at 128
+    case 1: CpoBandWith<VectorAccumulator<1>>(job); return true;
+    case 2: CpoBandWith<VectorAccumulator<2>>(job); return true;
+    case 3: CpoBandWith<VectorAccumulator<3>>(job); return true;
+    case 4: CpoBandWith<VectorAccumulator<4>>(job); return true;
+    case 5: CpoBandWith<VectorAccumulator<5>>(job); return true;
+    case 6: CpoBandWith<VectorAccumulator<6>>(job); return true;
+    case 7: CpoBandWith<VectorAccumulator<7>>(job); return true;
+    case 8: CpoBandWith<VectorAccumulator<8>>(job); return true;
+    default: return false;
   }
 }
 
@@ -199,9 +212,9 @@ void CpsTile(const CpsJob& job) {
         if (q0 + len <= job.q_begin) continue;
         if (q0 >= job.q_end) break;
         if (shifted != nullptr) {
-          const int64_t base = q0 + job.pad_left - job.ow_begin;
+          const int64_t col = q0 + job.pad_left - job.ow_begin;  // tile column of tap 0
           for (int32_t u = 0; u < row_taps; ++u) {
-            shifted(job.acc + oh_list[u] * job.tile_w * kTileO, job.tile_w, vals, len, base,
+            shifted(job.acc + oh_list[u] * job.tile_w * kTileO, job.tile_w, vals, len, col,
                     wc + kh_list[u] * job.kw_count * job.tap_stride, job.tap_stride);
           }
           continue;
@@ -235,7 +248,7 @@ void CpsTile(const CpsJob& job) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Builders (one pass over a row slot; layouts in sparse_format.h).
+// Builders (one pass over a row slot; layouts in sparse/format.h).
 
 // CPO: each pixel's non-zeros in channel order. Written branch-free: every value is stored
 // and the cursor advances only past non-zeros, so a zero is overwritten by the next
@@ -250,7 +263,7 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t block, int64_t 
       p[b] = k;
       const int64_t end = b * block + block < c ? b * block + block : c;
       int64_t ch = b * block;
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if JAXCPS_TILE_AVX512
       // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their
       // channel numbers in registers, then store them with a length mask. (A compressing
       // store to memory is microcoded and slow on some CPUs.)
@@ -279,7 +292,7 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t block, int64_t 
   }
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if JAXCPS_TILE_AVX512
 // One channel of a CPS row with AVX-512: its values along the row are gathered 16 columns at a
 // time, the non-zeros compressed into `values`, and the runs read off the non-zero bitmask of
 // 64 columns at a time (per run, not per element). A run may continue across 64-column words.
@@ -362,10 +375,9 @@ void BuildCpsRow(const float* row, int64_t w, int64_t c, float* values, uint16_t
   vptr[c] = vtotal;
   ptr[c] = rtotal;
   for (int64_t ch = 0; ch < c; ++ch) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if JAXCPS_TILE_AVX512
     CpsChannelRuns(row, w, c, ch, values + vptr[ch], run_start + ptr[ch], run_len + ptr[ch]);
-    continue;
-#endif
+#else
     uint32_t k = vptr[ch], r = ptr[ch];
     uint32_t prev_nz = 0, length = 0;
     for (int64_t q = 0; q < w; ++q) {
@@ -380,6 +392,7 @@ void BuildCpsRow(const float* row, int64_t w, int64_t c, float* values, uint16_t
       run_len[nz ? r - 1 : r] = static_cast<uint16_t>(length);
       prev_nz = nz;
     }
+#endif
   }
 }
 

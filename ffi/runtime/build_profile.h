@@ -1,8 +1,8 @@
 // Optional timing of the compressed-form builds that CPO/CPS calls make, for the benchmark's
 // build-share column (jaxcps._ffi.build_profile). Off by default, when it costs one relaxed
 // atomic load per build.
-#ifndef JAXCPS_BUILD_PROFILE_H_
-#define JAXCPS_BUILD_PROFILE_H_
+#ifndef JAXCPS_RUNTIME_BUILD_PROFILE_H_
+#define JAXCPS_RUNTIME_BUILD_PROFILE_H_
 
 #include <chrono>
 #include <cstdint>
@@ -42,4 +42,4 @@ class BuildProfileScope {
 
 }  // namespace jaxcps
 
-#endif  // JAXCPS_BUILD_PROFILE_H_
+#endif  // JAXCPS_RUNTIME_BUILD_PROFILE_H_

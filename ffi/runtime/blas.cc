@@ -1,5 +1,5 @@
 // OpenBLAS calls (see blas.h).
-#include "blas.h"
+#include "runtime/blas.h"
 
 #include <initializer_list>
 #include <limits>

@@ -1,11 +1,11 @@
 // The inner kernels of CPO and CPS, compiled once per instruction set
-// (sparse_kernels_<isa>.cc, from the template sparse_kernels_impl.h) and chosen at run time
-// (isa.cc). The drivers (cpo.cc, cps.cc) split the work and prepare these jobs.
+// (tile_kernels_<isa>.cc, from the template tile_kernels_impl.h) and chosen at run time
+// (runtime/isa.cc). The drivers (kernels/cpo.cc, kernels/cps.cc) split the work and prepare these jobs.
 //
 // This header holds only plain data: ISA files must not share inline code with other files,
 // or the linker could pick an AVX-512 copy for the scalar path.
-#ifndef JAXCPS_SPARSE_KERNELS_H_
-#define JAXCPS_SPARSE_KERNELS_H_
+#ifndef JAXCPS_SPARSE_TILE_KERNELS_H_
+#define JAXCPS_SPARSE_TILE_KERNELS_H_
 
 #include <cstdint>
 
@@ -16,7 +16,7 @@ namespace jaxcps {
 // non-zeros of every input pixel in its window, times the matching weight rows, are added.
 // Channel blocks run outermost, so one block's weights (taps x block x o_len) stay in L2.
 struct CpoJob {
-  const float* values;    // compressed activation of this image (sparse_format.h)
+  const float* values;    // compressed activation of this image (sparse/format.h)
   const uint16_t* chans;
   const uint32_t* ptr;
   int64_t h, w, blocks;
@@ -41,7 +41,7 @@ constexpr int64_t kTileO = 64;  // CPS: output channels per tile (accumulator ro
 // one group, accumulated in L1 by scattering runs. The driver precomputes each input row's and
 // column's overlap pattern for the tile, so the kernel does no division and no bounds checks.
 struct CpsJob {
-  // Compressed activation (sparse_format.h), as raw arrays.
+  // Compressed activation (sparse/format.h), as raw arrays.
   const float* values;
   const uint16_t* run_start;
   const uint16_t* run_len;
@@ -76,7 +76,7 @@ struct CpsJob {
   int64_t tile_w;
 };
 
-// Builders of one row slot of the compressed forms (layouts in sparse_format.h).
+// Builders of one row slot of the compressed forms (layouts in sparse/format.h).
 // CPO: row = W pixels x C channels; writes values/chans and W*(blocks+1) pointers.
 using CpoRowBuilder = void (*)(const float* row, int64_t w, int64_t c, int64_t block,
                                int64_t blocks, float* values, uint16_t* chans, uint32_t* ptr);
@@ -89,17 +89,17 @@ using CpsRowBuilder = void (*)(const float* row, int64_t w, int64_t c, float* va
 struct SparseKernelSet {
   const char* isa;
   int64_t cpo_max_o_block;  // widest CPO output-channel block that fits the registers
-  void (*cpo_band)(const CpoJob&);
+  bool (*cpo_band)(const CpoJob&);  // false: o_len not one it can hold
   void (*cps_tile)(const CpsJob&);
   CpoRowBuilder build_cpo_row;
   CpsRowBuilder build_cps_row;
 };
 
-// Defined in sparse_kernels_<isa>.cc.
+// Defined in tile_kernels_<isa>.cc.
 namespace scalar { extern const SparseKernelSet kKernels; }
 namespace avx2 { extern const SparseKernelSet kKernels; }
 namespace avx512 { extern const SparseKernelSet kKernels; }
 
 }  // namespace jaxcps
 
-#endif  // JAXCPS_SPARSE_KERNELS_H_
+#endif  // JAXCPS_SPARSE_TILE_KERNELS_H_

@@ -1,4 +1,4 @@
-// CPS driver: build the run-compressed activation (sparse_format.h), split the output into
+// CPS driver: build the run-compressed activation (sparse/format.h), split the output into
 // tiles, compute each tile's row overlap patterns, and run the ISA tile kernel (CpsTile).
 //
 // Parallel work is one tile (image, output-row band, output-column block, group, block of
@@ -9,12 +9,12 @@
 #include <algorithm>
 #include <cstring>
 
-#include "algorithms.h"
-#include "build_profile.h"
-#include "isa.h"
-#include "sparse_format.h"
-#include "sparse_kernels.h"
-#include "workspace.h"
+#include "kernels/kernel.h"
+#include "runtime/build_profile.h"
+#include "runtime/isa.h"
+#include "sparse/format.h"
+#include "sparse/tile_kernels.h"
+#include "runtime/workspace.h"
 
 namespace jaxcps {
 
@@ -66,11 +66,9 @@ Tiling MakeTiling(const ConvGeometry& g) {
   return t;
 }
 
-}  // namespace
+std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
-std::string CpsSupports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
-
-std::string RunCps(const ConvGeometry& g, const float* x, const float* w, float* y,
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                    Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   CpsActivation act;
@@ -160,5 +158,19 @@ std::string RunCps(const ConvGeometry& g, const float* x, const float* w, float*
   });
   return {};
 }
+
+KernelSizes Sizes() {
+  return {{"tile_o", kTileO},
+          {"tile_pixels", kTilePixels},
+          {"max_tile_w", kMaxTileW},
+          {"max_width", kMaxSparseWidth},
+          {"max_channels", kMaxSparseWidth}};
+}
+
+}  // namespace
+
+extern const Kernel kCps = {"cps", "Compressed Pattern Sets: runs of non-zeros scattered into L1 tiles",
+                            /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
+                            Supports, Run, Sizes};
 
 }  // namespace jaxcps

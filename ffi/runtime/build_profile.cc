@@ -1,5 +1,5 @@
 // Counters behind build_profile.h.
-#include "build_profile.h"
+#include "runtime/build_profile.h"
 
 #include <atomic>
 

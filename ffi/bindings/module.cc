@@ -1,17 +1,21 @@
-// The nanobind module jaxcps._ffi: FFI handler capsules for jaxcps/_targets.py, the exact
-// footprint of the CPO/CPS compressed forms, and the run-time instruction-set switch.
+// The nanobind module jaxcps._ffi: the list of kernels with their traits, the check whether a
+// kernel can run a convolution (the same one the FFI handlers make), FFI handler capsules for
+// jaxcps/_targets.py, the exact footprint of the CPO/CPS compressed forms, and the run-time
+// instruction-set switch.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/array.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include <type_traits>
 
-#include "blas.h"
-#include "build_profile.h"
-#include "handlers.h"
-#include "isa.h"
-#include "sparse_format.h"
+#include "runtime/blas.h"
+#include "runtime/build_profile.h"
+#include "bindings/handlers.h"
+#include "kernels/kernel.h"
+#include "runtime/isa.h"
+#include "sparse/format.h"
 
 namespace nb = nanobind;
 
@@ -27,10 +31,47 @@ nb::capsule EncapsulateHandler(T* fn) {
 
 nb::dict Registrations() {
   nb::dict d;
-#define X(name, Name) d[#name] = EncapsulateHandler(Ffi##Name);
-#include "kernels.inc"
-#undef X
+#define JAXCPS_KERNEL(Name) d[k##Name.name] = EncapsulateHandler(Ffi##Name);
+#include "kernels/kernels.inc"
+#undef JAXCPS_KERNEL
   return d;
+}
+
+nb::list Kernels() {
+  nb::list kernels;
+  for (const Kernel* kernel : AllKernels()) {
+    nb::dict sizes;
+    for (const auto& [name, value] : kernel->sizes()) sizes[name.c_str()] = value;
+    nb::dict d;
+    d["name"] = kernel->name;
+    d["brief"] = kernel->brief;
+    d["user_facing"] = kernel->user_facing;
+    d["skips_zeros"] = kernel->skips_zeros;
+    d["uses_blas"] = kernel->uses_blas;
+    d["sizes"] = sizes;
+    kernels.append(d);
+  }
+  return kernels;
+}
+
+using Dims4 = std::array<int64_t, 4>;
+using Dims2 = std::array<int64_t, 2>;
+
+// Why `algorithm` cannot run this convolution (NHWC x, HWIO w; padding top, bottom, left,
+// right), or "" if it can: CheckKernel, as the FFI handler calls it.
+std::string Check(const std::string& algorithm, Dims4 x, Dims4 w, Dims2 strides, Dims4 padding,
+                  Dims2 dilation, int64_t groups) {
+  const Kernel* kernel = FindKernel(algorithm);
+  if (kernel == nullptr) throw nb::value_error(("unknown kernel '" + algorithm + "'").c_str());
+  ConvGeometry g;
+  g.n = x[0], g.h = x[1], g.w = x[2], g.c = x[3];
+  g.kh = w[0], g.kw = w[1], g.ci = w[2], g.o = w[3];
+  g.sh = strides[0], g.sw = strides[1];
+  g.pad_top = padding[0], g.pad_bottom = padding[1], g.pad_left = padding[2],
+  g.pad_right = padding[3];
+  g.dh = dilation[0], g.dw = dilation[1];
+  g.groups = groups;
+  return CheckKernel(*kernel, &g);
 }
 
 using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
@@ -70,10 +111,19 @@ uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t gro
 }  // namespace jaxcps
 
 NB_MODULE(_ffi, m) {
-  m.doc() = "jaxcps C++ kernels: XLA FFI handlers for im2col, MEC, CPO, CPS and a reference.";
+  m.doc() = "jaxcps C++ kernels as XLA FFI handlers, and what Python asks of them.";
   jaxcps::SetBlasSingleThreaded();
+  m.def("kernels", &jaxcps::Kernels,
+        "The kernels in the order of ffi/kernels/kernels.inc, each a dict: name, brief, "
+        "user_facing, skips_zeros, uses_blas, sizes (tile sizes and limits by name).");
+  m.def("check", &jaxcps::Check, nb::arg("algorithm"), nb::arg("x_shape"), nb::arg("w_shape"),
+        nb::arg("window_strides"), nb::arg("padding"), nb::arg("rhs_dilation"),
+        nb::arg("feature_group_count"),
+        "Why kernel `algorithm` cannot run the convolution of NHWC x_shape with HWIO w_shape "
+        "(padding: top, bottom, left, right), or '' if it can. The FFI handler makes the same "
+        "check.");
   m.def("registrations", &jaxcps::Registrations,
-        "Algorithm name -> XLA FFI handler capsule, one per entry of ffi/kernels.inc.");
+        "Algorithm name -> XLA FFI handler capsule, one per kernel.");
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
         nb::arg("groups") = 1,
         "Bytes (values, indices, pointers) of the CPO or CPS form of x (float32 NHWC).");

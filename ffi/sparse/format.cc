@@ -1,23 +1,25 @@
-// Builders of the CPO and CPS compressed activations (see sparse_format.h).
-#include "sparse_format.h"
+// Builders of the CPO and CPS compressed activations (see format.h).
+#include "sparse/format.h"
 
 #include <algorithm>
 
-#include "isa.h"
+#include "runtime/isa.h"
 
 namespace jaxcps {
 
 namespace {
 
-constexpr int64_t kMaxBlock = 64;
 
 }  // namespace
 
 std::string CheckSparseShape(int64_t w, int64_t c) {
-  if (w > kMaxSparseWidth || c > kMaxSparseWidth) {
-    return "input width " + std::to_string(w) + " or channels " + std::to_string(c) +
-           " exceed " + std::to_string(kMaxSparseWidth) +
-           ", the largest that the 16-bit CPO/CPS indices address";
+  if (w > kMaxSparseWidth) {
+    return "input width " + std::to_string(w) + " exceeds " + std::to_string(kMaxSparseWidth) +
+           ", the largest that the 16-bit CPO/CPS column indices address";
+  }
+  if (c > kMaxSparseWidth) {
+    return "input channels " + std::to_string(c) + " exceed " + std::to_string(kMaxSparseWidth) +
+           ", the largest that the 16-bit CPO/CPS channel indices address";
   }
   if (w * c >= (int64_t{1} << 32)) {
     return "input width x channels = " + std::to_string(w * c) +
@@ -49,8 +51,8 @@ void ForEachSlot(int64_t slots, int64_t slot_elems, Parallel& parallel, BuildSlo
 
 int64_t CpoBlockSize(int64_t channels, int64_t groups) {
   const int64_t per_group = channels / std::max<int64_t>(1, groups);
-  if (groups <= 1) return std::max<int64_t>(1, std::min(channels, kMaxBlock));
-  for (int64_t b = std::min(per_group, kMaxBlock); b > 1; --b) {
+  if (groups <= 1) return std::max<int64_t>(1, std::min(channels, kCpoMaxChannelBlock));
+  for (int64_t b = std::min(per_group, kCpoMaxChannelBlock); b > 1; --b) {
     if (per_group % b == 0) return b;
   }
   return 1;

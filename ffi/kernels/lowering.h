@@ -1,7 +1,7 @@
 // The one copy step shared by the lowering baselines (im2col, MEC): one kernel tap's input
 // channels of one group, or zeros where the tap falls on padding.
-#ifndef JAXCPS_LOWERING_H_
-#define JAXCPS_LOWERING_H_
+#ifndef JAXCPS_KERNELS_LOWERING_H_
+#define JAXCPS_KERNELS_LOWERING_H_
 
 #include <cstring>
 
@@ -22,4 +22,4 @@ inline void CopyTapChannels(const ConvGeometry& g, const float* x, int64_t n, in
 
 }  // namespace jaxcps
 
-#endif  // JAXCPS_LOWERING_H_
+#endif  // JAXCPS_KERNELS_LOWERING_H_

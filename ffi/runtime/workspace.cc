@@ -1,5 +1,5 @@
 // The workspace size limit (see workspace.h).
-#include "workspace.h"
+#include "runtime/workspace.h"
 
 #include <unistd.h>
 

@@ -1,8 +1,8 @@
 // Parallel: the one interface through which kernels run work on several threads.
-// Kernels see only this; handlers.cc implements it on XLA's FFI thread pool, and
+// Kernels see only this; bindings/handlers.cc implements it on XLA's FFI thread pool, and
 // SerialParallel runs everything on the calling thread (tests, tools).
-#ifndef JAXCPS_PARALLEL_H_
-#define JAXCPS_PARALLEL_H_
+#ifndef JAXCPS_RUNTIME_PARALLEL_H_
+#define JAXCPS_RUNTIME_PARALLEL_H_
 
 #include <algorithm>
 #include <atomic>
@@ -50,4 +50,4 @@ inline int64_t WorkerCount(const Parallel& parallel, int64_t chunks) {
 
 }  // namespace jaxcps
 
-#endif  // JAXCPS_PARALLEL_H_
+#endif  // JAXCPS_RUNTIME_PARALLEL_H_
