@@ -76,6 +76,16 @@ std::string Check(const std::string& algorithm, Dims4 x, Dims4 w, Dims2 strides,
 
 using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
 
+// The channel block size CPO chooses for x (NHWC) in a convolution with `groups` groups.
+int64_t CpoChannelBlock(Activation x, int64_t groups) {
+  if (groups < 1 || x.shape(3) % groups != 0) {
+    throw nb::value_error("groups must be >= 1 and divide the channels");
+  }
+  const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
+  const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
+  return CpoBlockSize(EstimateDensity(x.data(), n, h, w, c), c / groups, w);
+}
+
 // Builds the compressed form that `algorithm` ("cpo" or "cps") makes of x (NHWC) in a
 // convolution with `groups` feature groups, with the kernels' own builder. Returns its bytes.
 uint64_t BuildCompressed(const std::string& algorithm, const Activation& x, int64_t groups,
@@ -89,7 +99,7 @@ uint64_t BuildCompressed(const std::string& algorithm, const Activation& x, int6
   uint64_t bytes = 0;
   if (algorithm == "cpo") {
     CpoActivation act;
-    err = BuildCpo(x.data(), n, h, w, c, CpoBlockSize(c, groups), parallel, &act);
+    err = BuildCpo(x.data(), n, h, w, c, groups, CpoChannelBlock(x, groups), parallel, &act);
     bytes = act.FootprintBytes();
   } else if (algorithm == "cps") {
     CpsActivation act;
@@ -127,6 +137,8 @@ NB_MODULE(_ffi, m) {
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
         nb::arg("groups") = 1,
         "Bytes (values, indices, pointers) of the CPO or CPS form of x (float32 NHWC).");
+  m.def("cpo_channel_block", &jaxcps::CpoChannelBlock, nb::arg("x"), nb::arg("groups") = 1,
+        "Channels per block of the CPO form of x (float32 NHWC): chosen from x's density.");
   m.def("build_profile", [](bool enable) {
         jaxcps::EnableBuildProfile(enable);
         const jaxcps::BuildProfileTotals totals = jaxcps::TakeBuildProfile();

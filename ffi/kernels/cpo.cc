@@ -1,19 +1,26 @@
-// CPO driver: build the pixel-major compressed activation (sparse/format.h) and run the ISA
-// gather kernel (CpoBand) over independent pieces of the output.
+// CPO (Compressed Pattern Overlap): build the channel-block-major compressed activation
+// (sparse/format.h) and gather, for every output pixel, the non-zeros under the kernel times
+// their weight rows (the ISA kernel CpoBand). Each non-zero is stored once; the taps it feeds
+// follow from its position and are never stored.
 //
-// A piece is (image, group, block of output channels, band of output rows): pieces write
-// disjoint outputs, so threads never conflict. The output-channel block is as wide as the
-// ISA keeps in registers (128 floats with AVX-512); inside a piece, channel blocks of the
-// input run outermost so their weights stay in L2, and each output pixel's accumulators stay
-// in registers while the non-zeros of its window are gathered (each non-zero is stored once;
-// its overlap pattern is implied by its position).
+// Work is split into pieces (group, block of output channels, band of output rows across the
+// batch) that write disjoint outputs, so threads never conflict. Inside a piece, channel blocks
+// run outermost: the piece packs one block's weights ([kh][kw][channel][output], zero-padded to
+// whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
+// pixel of the band gathers from them, its accumulators held in registers.
+//
+// Refinements of the paper's CPO, each measured (docs/design.md): channel blocks sized from the
+// activation's density, so a block holds a few non-zeros per pixel at any sparsity; per-block
+// packed weights; one gather loop per kernel row (its columns are one range of the row).
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <vector>
 
 #include "kernels/kernel.h"
 #include "runtime/build_profile.h"
 #include "runtime/isa.h"
+#include "runtime/workspace.h"
 #include "sparse/format.h"
 #include "sparse/tile_kernels.h"
 
@@ -24,27 +31,37 @@ namespace {
 constexpr int64_t kLanes = 16;
 
 struct OutputBlock {
-  int64_t offset, length;  // within a group's output channels
+  int64_t offset, length, vecs;  // within a group's output channels; vecs = ceil(length / 16)
 };
 
-// Splits og output channels into blocks of at most max_block, each a multiple of 16 except a
-// last one of fewer than 16 (the kernels' narrow path).
-std::vector<OutputBlock> SplitOutputChannels(int64_t og, int64_t max_block) {
+// Splits og output channels into blocks of max_vecs vectors; the last may be narrower.
+std::vector<OutputBlock> SplitOutputChannels(int64_t og, int64_t max_vecs) {
   std::vector<OutputBlock> blocks;
-  int64_t offset = 0;
-  while (og - offset >= kLanes) {
-    const int64_t length = std::min(max_block, (og - offset) / kLanes * kLanes);
-    blocks.push_back({offset, length});
-    offset += length;
+  for (int64_t offset = 0; offset < og; offset += max_vecs * kLanes) {
+    const int64_t length = std::min(max_vecs * kLanes, og - offset);
+    blocks.push_back({offset, length, (length + kLanes - 1) / kLanes});
   }
-  if (offset < og) blocks.push_back({offset, og - offset});
   return blocks;
+}
+
+// Packs W[kh][kw][c_first + c][o_first + o] for c < count, o < o_len into
+// dst[(kh*KW + kw)*block_size + c][o_pad] (o_len <= o_pad, the rest zero).
+void PackWeights(const ConvGeometry& g, const float* w, int64_t c_first, int64_t count,
+                 int64_t block_size, int64_t o_first, int64_t o_len, int64_t o_pad, float* dst) {
+  for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
+    for (int64_t c = 0; c < count; ++c) {
+      float* row = dst + (tap * block_size + c) * o_pad;
+      std::memcpy(row, w + (tap * g.ci + c_first + c) * g.o + o_first,
+                  static_cast<size_t>(o_len) * sizeof(float));
+      std::fill(row + o_len, row + o_pad, 0.0f);
+    }
+  }
 }
 
 std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
-                   Parallel& parallel) {
+                Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   if (g.ci == 0) {  // no input channels: every output is an empty sum
     std::fill(y, y + g.n * g.oh * g.ow * g.o, 0.0f);
@@ -54,68 +71,96 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   std::string err;
   {
     BuildProfileScope profile;
-    err = BuildCpo(x, g.n, g.h, g.w, g.c, CpoBlockSize(g.c, g.groups), parallel, &act);
+    const int64_t block_size = CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w);
+    err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, parallel, &act);
   }
   if (!err.empty()) return err;
 
   const SparseKernelSet& kernels = ActiveSparseKernels();
   const std::vector<OutputBlock> o_blocks =
-      SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_block);
-  const int64_t per_image = g.groups * static_cast<int64_t>(o_blocks.size());
-  // Enough bands for about four pieces per thread; fewer bands reuse weights longer.
-  const int64_t wanted = (4 * parallel.NumThreads() + g.n * per_image - 1) / (g.n * per_image);
-  const int64_t band_rows = (g.oh + std::clamp<int64_t>(wanted, 1, g.oh) - 1) /
-                            std::clamp<int64_t>(wanted, 1, g.oh);
-  const int64_t bands = (g.oh + band_rows - 1) / band_rows;
-  const int64_t pieces = g.n * per_image * bands;
-  const int64_t blocks_per_group = act.blocks / g.groups;
+      SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_vecs);
+  const int64_t per_band = g.groups * static_cast<int64_t>(o_blocks.size());
+  // Bands only where output blocks alone leave threads idle: every band packs the weights again.
+  const int64_t rows = g.n * g.oh;
+  const int64_t bands = std::clamp<int64_t>(
+      (2 * parallel.NumThreads() + per_band - 1) / per_band, 1, rows);
+  const int64_t band_rows = (rows + bands - 1) / bands;
+  const int64_t pieces = per_band * bands;
+  const int64_t workers = WorkerCount(parallel, pieces);
+
+  // Per worker: one block's packed weights and, for a block narrower than its vectors, an
+  // output tile that the kernel accumulates into before the valid channels are copied out.
+  const int64_t max_o = kernels.cpo_max_o_vecs * kLanes;
+  const int64_t weight_floats = g.kh * g.kw * act.block_size * max_o;
+  const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(),
+                                  [](const OutputBlock& b) { return b.length % kLanes != 0; });
+  const int64_t tile_floats = narrow ? band_rows * g.ow * max_o : 0;
+  Workspace<float> packed, tiles;
+  err = packed.Allocate(CheckedBytes(workers, weight_floats), "the CPO packed weights");
+  if (err.empty()) err = tiles.Allocate(CheckedBytes(workers, tile_floats), "the CPO tiles");
+  if (!err.empty()) return err;
 
   std::atomic<bool> failed{false};
-  ForEachChunk(parallel, pieces, WorkerCount(parallel, pieces), [&](int64_t piece, int64_t) {
+  ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
     const int64_t band = piece % bands;
     const OutputBlock& ob = o_blocks[(piece / bands) % o_blocks.size()];
-    const int64_t grp = (piece / (bands * o_blocks.size())) % g.groups;
-    const int64_t n = piece / (bands * per_image);
-    const int64_t o_begin = grp * g.OutPerGroup() + ob.offset;
+    const int64_t grp = piece / (bands * o_blocks.size());
+    const int64_t o_first = grp * g.OutPerGroup() + ob.offset;
+    const int64_t o_pad = ob.vecs * kLanes;
+    const bool to_tile = ob.length != o_pad;
 
     CpoJob job;
-    job.values = act.values.data() + n * g.h * act.SlotCapacity();
-    job.chans = act.chans.data() + n * g.h * act.SlotCapacity();
-    job.ptr = act.ptr.data() + n * g.h * g.w * (act.blocks + 1);
+    job.values = act.values.data();
+    job.index = act.index.data();
+    job.ptr = act.ptr.data();
     job.h = g.h;
     job.w = g.w;
-    job.blocks = act.blocks;
     job.slot_capacity = act.SlotCapacity();
-    job.block_begin = grp * blocks_per_group;
-    job.block_end = (grp + 1) * blocks_per_group;
-    job.c_begin = grp * g.ci;
-    job.weights = w + o_begin;
-    job.tap_stride = g.ci * g.o;
-    job.o_stride = g.o;
-    job.kh = g.kh;
-    job.kw = g.kw;
+    job.blocks = act.Blocks();
+    job.block_size = act.block_size;
+    job.weights = packed.data() + worker * weight_floats;
+    job.kh_count = g.kh;
+    job.kw_count = g.kw;
     job.sh = g.sh;
     job.sw = g.sw;
     job.dh = g.dh;
     job.dw = g.dw;
     job.pad_top = g.pad_top;
     job.pad_left = g.pad_left;
-    job.out = y + n * g.oh * g.ow * g.o + o_begin;
-    job.oh_begin = band * band_rows;
-    job.oh_end = std::min(g.oh, job.oh_begin + band_rows);
+    job.oh = g.oh;
     job.ow = g.ow;
-    job.out_stride = g.o;
-    job.o_len = ob.length;
-    if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
+    job.row_begin = band * band_rows;
+    job.row_end = std::min(rows, job.row_begin + band_rows);
+    job.out = to_tile ? tiles.data() + worker * tile_floats
+                      : y + job.row_begin * g.ow * g.o + o_first;
+    job.out_stride = to_tile ? o_pad : g.o;
+    job.o_vecs = ob.vecs;
+    if (job.row_begin >= job.row_end) return;
+
+    for (int64_t b = 0; b < act.blocks_per_group; ++b) {
+      const int64_t c_first = b * act.block_size;
+      PackWeights(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size,
+                  o_first, ob.length, o_pad, packed.data() + worker * weight_floats);
+      job.block = grp * act.blocks_per_group + b;
+      job.accumulate = b > 0;
+      if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
+    }
+    if (to_tile) {
+      for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
+        std::memcpy(y + (job.row_begin * g.ow + p) * g.o + o_first, job.out + p * o_pad,
+                    static_cast<size_t>(ob.length) * sizeof(float));
+      }
+    }
   });
   if (failed.load()) return "internal error: an output-channel block wider than the registers";
   return {};
 }
 
 KernelSizes Sizes() {
-  return {{"channel_block", kCpoMaxChannelBlock},
-          {"o_lanes", kLanes},
-          {"max_o_block", ActiveSparseKernels().cpo_max_o_block},
+  return {{"o_lanes", kLanes},
+          {"max_o_block", ActiveSparseKernels().cpo_max_o_vecs * kLanes},
+          {"min_channel_block", kCpoMinChannelBlock},
+          {"max_channel_block", kCpoMaxChannelBlock},
           {"max_width", kMaxSparseWidth},
           {"max_channels", kMaxSparseWidth}};
 }

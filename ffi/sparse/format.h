@@ -5,11 +5,14 @@
 // row r). Each slot has a fixed capacity of W*C entries so slots build independently;
 // footprints count only what is used.
 //
-// CPO, pixel-major: a slot lists, pixel by pixel (column q), the non-zeros of that pixel in
-//   channel order: values[k] and their channels chans[k] (uint16). Channels are cut into
-//   blocks of `block` channels; ptr[(slot*W + q)*(blocks+1) + b] is the offset (in the slot)
-//   of block b's first non-zero at pixel q. An all-zero block, pixel or row is an empty range:
-//   skipped without touching its weights. Dead channels never appear at all.
+// CPO, channel-block-major: a slot lists, channel block by channel block and within a block
+//   pixel by pixel (column q), the non-zeros of that pixel's channels in the block: values[k]
+//   and index[k] = q * block_size + (channel - first channel of the block). Blocks never
+//   straddle a feature group. ptr[(slot*blocks + b)*(W+1) + q] is the offset (in the slot) of
+//   block b's first non-zero at pixel q, so the non-zeros of consecutive pixels are one range,
+//   and an all-zero block, pixel or row is an empty one: skipped without touching its weights.
+//   The index locates the weight row of a non-zero within a block's packed weights, for every
+//   kernel column at once (see CpoJob). Dead channels never appear at all.
 //
 // CPS, channel-major runs: a slot groups, channel by channel, the maximal runs of horizontally
 //   adjacent non-zeros: run_start[j], run_len[j] (uint16) and their values contiguous;
@@ -27,17 +30,20 @@ namespace jaxcps {
 
 // Largest input width (and channel count) that the uint16 indices address.
 constexpr int64_t kMaxSparseWidth = 65535;
-// Most channels in one CPO channel block.
+// Fewest and most channels in one CPO channel block.
+constexpr int64_t kCpoMinChannelBlock = 4;
 constexpr int64_t kCpoMaxChannelBlock = 64;
 
 struct CpoActivation {
   int64_t n = 0, h = 0, w = 0, c = 0;
-  int64_t block = 1;   // channels per block
-  int64_t blocks = 0;  // ceil(c / block)
+  int64_t groups = 1;
+  int64_t block_size = 1;        // channels per block (the last block of a group may have fewer)
+  int64_t blocks_per_group = 0;  // ceil((c / groups) / block_size)
   Workspace<float> values;
-  Workspace<uint16_t> chans;
-  Workspace<uint32_t> ptr;  // per pixel: blocks + 1 offsets into its slot
+  Workspace<uint16_t> index;  // q * block_size + channel within the block (< 65536)
+  Workspace<uint32_t> ptr;    // per slot and block: w + 1 offsets into the slot
 
+  int64_t Blocks() const { return groups * blocks_per_group; }
   int64_t SlotCapacity() const { return w * c; }
   uint64_t NonZeros() const;
   uint64_t FootprintBytes() const;
@@ -60,13 +66,19 @@ struct CpsActivation {
 // "" if CPO/CPS can index an input of this width and channel count, else the reason.
 std::string CheckSparseShape(int64_t w, int64_t c);
 
-// Channel block size for CPO: at most 64 channels, and never straddling a group of
-// `channels_per_group` (so a block's channels share one group's weights).
-int64_t CpoBlockSize(int64_t channels, int64_t groups);
+// Channel block size for CPO: enough channels that a block holds about kCpoTargetNonZeros
+// non-zeros per pixel at the non-zero fraction `density` (so the work per pixel and block
+// outweighs its fixed cost), within [kCpoMinChannelBlock, kCpoMaxChannelBlock], at most the
+// channels of a group, and small enough that every index (column * block + channel) of a
+// row of `width` columns fits 16 bits.
+int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width);
+// Fraction of non-zeros in x (n*h*w*c floats), estimated from at most about 64K of them spread
+// evenly over the rows; deterministic.
+double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
 
 // Build the compressed forms of x (NHWC, shape n,h,w,c). Return an error message or "".
-std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t block,
-                     Parallel& parallel, CpoActivation* out);
+std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
+                     int64_t block_size, Parallel& parallel, CpoActivation* out);
 std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                      Parallel& parallel, CpsActivation* out);
 

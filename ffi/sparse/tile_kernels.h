@@ -1,6 +1,7 @@
 // The inner kernels of CPO and CPS, compiled once per instruction set
 // (tile_kernels_<isa>.cc, from the template tile_kernels_impl.h) and chosen at run time
-// (runtime/isa.cc). The drivers (kernels/cpo.cc, kernels/cps.cc) split the work and prepare these jobs.
+// (runtime/isa.cc). The drivers (kernels/cpo.cc, kernels/cps.cc) split the work and prepare
+// these jobs.
 //
 // This header holds only plain data: ISA files must not share inline code with other files,
 // or the linker could pick an AVX-512 copy for the scalar path.
@@ -11,28 +12,35 @@
 
 namespace jaxcps {
 
-// CPO: one output-row band of one image for one block of output channels (o_len of them),
-// gathered pixel by pixel: the accumulators of an output pixel stay in registers while the
-// non-zeros of every input pixel in its window, times the matching weight rows, are added.
-// Channel blocks run outermost, so one block's weights (taps x block x o_len) stay in L2.
+// CPO: one channel block x one output-channel block over a band of output rows, gathered pixel
+// by pixel: the accumulators of an output pixel (o_vecs vectors of 16 output channels) stay in
+// registers while, for each kernel row, the non-zeros of the input pixels under the kernel
+// (one contiguous range of the compressed row) are multiplied with their weight rows. The
+// weights of the block are packed by the driver as [kh][kw][channel in block][o_vecs * 16]
+// (zero-padded), so a non-zero's weight row for output column q0 is
+//   weights + kh * kw_count * block_size * O + (index - q0 * block_size) * O,  O = o_vecs * 16,
+// where q0 is the input column under the kernel's first column: no per-tap bounds checks.
 struct CpoJob {
-  const float* values;    // compressed activation of this image (sparse/format.h)
-  const uint16_t* chans;
+  // Compressed activation (sparse/format.h) of the whole batch.
+  const float* values;
+  const uint16_t* index;
   const uint32_t* ptr;
-  int64_t h, w, blocks;
-  int64_t slot_capacity;  // w * c: entries between consecutive input rows
-  int64_t block_begin, block_end;  // channel blocks of this group
-  int64_t c_begin;        // first input channel of this group
+  int64_t h, w;            // input rows and columns per image
+  int64_t slot_capacity;   // w * c: entries between consecutive slots (input rows)
+  int64_t blocks;          // channel blocks per slot
+  int64_t block;           // this channel block
+  int64_t block_size;
 
-  const float* weights;   // &W[0][0][0][o_begin], HWIO
-  int64_t tap_stride;     // ci * O: floats between consecutive taps
-  int64_t o_stride;       // O: floats between consecutive input channels
-  int64_t kh, kw, sh, sw, dh, dw, pad_top, pad_left;
+  const float* weights;    // packed, see above
+  int64_t kh_count, kw_count, sh, sw, dh, dw, pad_top, pad_left;
 
-  float* out;             // &y[n][0][0][o_begin], NHWC
-  int64_t oh_begin, oh_end, ow;
-  int64_t out_stride;     // O: floats between consecutive output pixels
-  int64_t o_len;          // output channels in this block: a multiple of 16, or < 16
+  // Output rows are (image, row) pairs flattened: row r is image r / oh, output row r % oh.
+  int64_t oh, ow;
+  int64_t row_begin, row_end;
+  float* out;              // output pixel (row_begin, 0), first channel of the block
+  int64_t out_stride;      // floats between consecutive output pixels
+  bool accumulate;         // add to out (false: the first channel block starts from zero)
+  int64_t o_vecs;          // vectors of 16 output channels, 1..cpo_max_o_vecs
 };
 
 constexpr int64_t kTileO = 64;  // CPS: output channels per tile (accumulator row stride)
@@ -77,9 +85,11 @@ struct CpsJob {
 };
 
 // Builders of one row slot of the compressed forms (layouts in sparse/format.h).
-// CPO: row = W pixels x C channels; writes values/chans and W*(blocks+1) pointers.
-using CpoRowBuilder = void (*)(const float* row, int64_t w, int64_t c, int64_t block,
-                               int64_t blocks, float* values, uint16_t* chans, uint32_t* ptr);
+// CPO: row = W pixels x C channels, channels_per_group = C / groups; writes values/index and
+// groups * blocks_per_group * (W+1) pointers.
+using CpoRowBuilder = void (*)(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                               int64_t block_size, int64_t blocks_per_group, int64_t groups,
+                               float* values, uint16_t* index, uint32_t* ptr);
 // CPS: writes values/run_start/run_len and C+1 run and value pointers; counts is scratch for
 // 2*C counters.
 using CpsRowBuilder = void (*)(const float* row, int64_t w, int64_t c, float* values,
@@ -88,8 +98,8 @@ using CpsRowBuilder = void (*)(const float* row, int64_t w, int64_t c, float* va
 
 struct SparseKernelSet {
   const char* isa;
-  int64_t cpo_max_o_block;  // widest CPO output-channel block that fits the registers
-  bool (*cpo_band)(const CpoJob&);  // false: o_len not one it can hold
+  int64_t cpo_max_o_vecs;  // most CPO accumulator vectors (of 16 floats) the registers hold
+  bool (*cpo_band)(const CpoJob&);  // false: o_vecs out of range, nothing written
   void (*cps_tile)(const CpsJob&);
   CpoRowBuilder build_cpo_row;
   CpsRowBuilder build_cps_row;

@@ -4,10 +4,12 @@
 
 namespace jaxcps {
 namespace avx2 {
+// CPO keeps 64 output channels (4 vectors of 16, 8 ymm registers) per pixel.
+#define JAXCPS_CPO_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"
 
-// CPO keeps 64 output channels (4 vectors of 16) in registers per pixel.
-extern const SparseKernelSet kKernels = {"avx2", 64, CpoBand, CpsTile,
-                                      BuildCpoRow, BuildCpsRow};
+extern const SparseKernelSet kKernels = {"avx2", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
+                                         BuildCpoRow, BuildCpsRow};
+#undef JAXCPS_CPO_MAX_O_VECS
 }  // namespace avx2
 }  // namespace jaxcps

@@ -6,10 +6,12 @@
 
 namespace jaxcps {
 namespace avx512 {
+// CPO keeps 128 output channels (8 vectors of 16, 8 zmm registers) per pixel.
+#define JAXCPS_CPO_MAX_O_VECS 8
 #include "sparse/tile_kernels_impl.h"
 
-// CPO keeps 128 output channels (8 vectors of 16) in registers per pixel.
-extern const SparseKernelSet kKernels = {"avx512", 128, CpoBand, CpsTile,
-                                      BuildCpoRow, BuildCpsRow};
+extern const SparseKernelSet kKernels = {"avx512", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
+                                         BuildCpoRow, BuildCpsRow};
+#undef JAXCPS_CPO_MAX_O_VECS
 }  // namespace avx512
 }  // namespace jaxcps

@@ -23,89 +23,77 @@ inline void StoreVec(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v;
 // ---------------------------------------------------------------------------------------------
 // CPO: gather per output pixel (see CpoJob). NV vectors of output channels stay in registers.
 
-// Output-pixel accumulators: NV vectors of 16 output channels, kept in registers.
+// Adds the non-zeros [begin, end) of a compressed row to acc: entry e's weight row is
+// w + (index[e] - shift) * NV * 16.
 template <int NV>
-struct VectorAccumulator {
-  Vec acc[NV];
-  void Load(const float* out, bool zero, int64_t) {
+inline void GatherRange(Vec (&acc)[NV], const float* values, const uint16_t* index,
+                        uint32_t begin, uint32_t end, const float* w, int64_t shift) {
+  for (uint32_t e = begin; e < end; ++e) {
+    const float v = values[e];
+    const float* row = w + (static_cast<int64_t>(index[e]) - shift) * (NV * kLanes);
 #pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) acc[i] = zero ? Vec{} : LoadVec(out + i * kLanes);
+    for (int i = 0; i < NV; ++i) acc[i] += v * LoadVec(row + i * kLanes);
   }
-  void Add(float v, const float* w, int64_t) {
-#pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) acc[i] += v * LoadVec(w + i * kLanes);
-  }
-  void Store(float* out, int64_t) const {
-#pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) StoreVec(out + i * kLanes, acc[i]);
-  }
-};
+}
 
-// Fewer than 16 output channels (a block's tail or a narrow layer): plain scalar loops.
-struct NarrowAccumulator {
-  float acc[kLanes];
-  void Load(const float* out, bool zero, int64_t n) {
-    for (int64_t o = 0; o < n; ++o) acc[o] = zero ? 0.0f : out[o];
-  }
-  void Add(float v, const float* w, int64_t n) {
-    for (int64_t o = 0; o < n; ++o) acc[o] += v * w[o];
-  }
-  void Store(float* out, int64_t n) const {
-    for (int64_t o = 0; o < n; ++o) out[o] = acc[o];
-  }
-};
-
-// The CPO band: for each channel block, output pixel and tap, the non-zeros of the input
-// pixel under the tap are multiplied with their weight rows into the pixel's accumulators.
-template <typename Accumulator>
-void CpoBandWith(const CpoJob& job) {
-  const int64_t ptr_row = job.w * (job.blocks + 1);
-  for (int64_t b = job.block_begin; b < job.block_end; ++b) {
-    const bool first_block = b == job.block_begin;
-    for (int64_t oh = job.oh_begin; oh < job.oh_end; ++oh) {
-      for (int64_t ow = 0; ow < job.ow; ++ow) {
-        float* out = job.out + (oh * job.ow + ow) * job.out_stride;
-        Accumulator acc;
-        acc.Load(out, first_block, job.o_len);
-        for (int64_t kh = 0; kh < job.kh; ++kh) {
-          const int64_t ih = oh * job.sh - job.pad_top + kh * job.dh;
-          if (ih < 0 || ih >= job.h) continue;
-          const float* vals = job.values + ih * job.slot_capacity;
-          const uint16_t* chans = job.chans + ih * job.slot_capacity;
-          const uint32_t* ptr = job.ptr + ih * ptr_row + b;
-          for (int64_t kw = 0; kw < job.kw; ++kw) {
-            const int64_t iw = ow * job.sw - job.pad_left + kw * job.dw;
-            if (iw < 0 || iw >= job.w) continue;
-            const uint32_t* p = ptr + iw * (job.blocks + 1);
-            const float* tap = job.weights + (kh * job.kw + kw) * job.tap_stride;
-            for (uint32_t e = p[0]; e < p[1]; ++e) {
-              acc.Add(vals[e], tap + (chans[e] - job.c_begin) * job.o_stride, job.o_len);
-            }
+template <int NV>
+void CpoBandWith(const CpoJob& job_ref) {
+  const CpoJob job = job_ref;  // a local copy: the vector stores may alias the caller's job
+  constexpr int64_t kO = NV * kLanes;
+  const int64_t ptr_row = job.blocks * (job.w + 1);
+  const int64_t kh_floats = job.kw_count * job.block_size * kO;
+  for (int64_t row = job.row_begin; row < job.row_end; ++row) {
+    const int64_t n = row / job.oh, oh = row % job.oh;
+    for (int64_t ow = 0; ow < job.ow; ++ow) {
+      float* out = job.out + ((row - job.row_begin) * job.ow + ow) * job.out_stride;
+      Vec acc[NV];
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) acc[i] = job.accumulate ? LoadVec(out + i * kLanes) : Vec{};
+      const int64_t q0 = ow * job.sw - job.pad_left;  // input column under kernel column 0
+      for (int64_t kh = 0; kh < job.kh_count; ++kh) {
+        const int64_t ih = oh * job.sh - job.pad_top + kh * job.dh;
+        if (ih < 0 || ih >= job.h) continue;
+        const int64_t slot = n * job.h + ih;
+        const uint32_t* p = job.ptr + slot * ptr_row + job.block * (job.w + 1);
+        const float* values = job.values + slot * job.slot_capacity;
+        const uint16_t* index = job.index + slot * job.slot_capacity;
+        const float* wk = job.weights + kh * kh_floats;
+        if (job.dw == 1) {  // the kernel's columns are consecutive pixels: one range
+          const int64_t lo = q0 < 0 ? 0 : q0;
+          const int64_t hi = q0 + job.kw_count < job.w ? q0 + job.kw_count : job.w;
+          // Entries of column q have index q*block_size + c, and tap q - q0's rows start at
+          // (q - q0)*block_size: shift by q0 columns.
+          if (lo < hi) {
+            GatherRange<NV>(acc, values, index, p[lo], p[hi], wk, q0 * job.block_size);
           }
+          continue;
         }
-        acc.Store(out, job.o_len);
+        for (int64_t kw = 0; kw < job.kw_count; ++kw) {
+          const int64_t iw = q0 + kw * job.dw;
+          if (iw < 0 || iw >= job.w) continue;
+          GatherRange<NV>(acc, values, index, p[iw], p[iw + 1], wk, (iw - kw) * job.block_size);
+        }
       }
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) StoreVec(out + i * kLanes, acc[i]);
     }
   }
 }
 
-// False (and nothing written) for an o_len the accumulators cannot hold: the driver passes
-// only multiples of 16 up to the ISA's cpo_max_o_block, or fewer than 16.
 bool CpoBand(const CpoJob& job) {
-  if (job.o_len < kLanes) {
-    CpoBandWith<NarrowAccumulator>(job);
-    return true;
-  }
-  if (job.o_len % kLanes != 0) return false;
-  switch (job.o_len / kLanes) {
-    case 1: CpoBandWith<VectorAccumulator<1>>(job); return true;
-    case 2: CpoBandWith<VectorAccumulator<2>>(job); return true;
-    case 3: CpoBandWith<VectorAccumulator<3>>(job); return true;
-    case 4: CpoBandWith<VectorAccumulator<4>>(job); return true;
-    case 5: CpoBandWith<VectorAccumulator<5>>(job); return true;
-    case 6: CpoBandWith<VectorAccumulator<6>>(job); return true;
-    case 7: CpoBandWith<VectorAccumulator<7>>(job); return true;
-    case 8: CpoBandWith<VectorAccumulator<8>>(job); return true;
+  switch (job.o_vecs) {
+    case 1: CpoBandWith<1>(job); return true;
+    case 2: CpoBandWith<2>(job); return true;
+#if JAXCPS_CPO_MAX_O_VECS >= 4
+    case 3: CpoBandWith<3>(job); return true;
+    case 4: CpoBandWith<4>(job); return true;
+#endif
+#if JAXCPS_CPO_MAX_O_VECS >= 8
+    case 5: CpoBandWith<5>(job); return true;
+    case 6: CpoBandWith<6>(job); return true;
+    case 7: CpoBandWith<7>(job); return true;
+    case 8: CpoBandWith<8>(job); return true;
+#endif
     default: return false;
   }
 }
@@ -250,45 +238,55 @@ void CpsTile(const CpsJob& job) {
 // ---------------------------------------------------------------------------------------------
 // Builders (one pass over a row slot; layouts in sparse/format.h).
 
-// CPO: each pixel's non-zeros in channel order. Written branch-free: every value is stored
-// and the cursor advances only past non-zeros, so a zero is overwritten by the next
-// non-zero. The cursor never passes the element being read, so writes stay inside the slot.
-void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t block, int64_t blocks,
-                 float* values, uint16_t* chans, uint32_t* ptr) {
+// CPO: per channel block, each pixel's non-zeros in channel order. Written branch-free: every
+// value is stored and the cursor advances only past non-zeros, so a zero is overwritten by the
+// next non-zero. The cursor never passes the element being read, so writes stay in the slot.
+void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                 int64_t block_size, int64_t blocks_per_group, int64_t groups, float* values,
+                 uint16_t* index, uint32_t* ptr) {
   uint32_t k = 0;
-  for (int64_t q = 0; q < w; ++q) {
-    const float* px = row + q * c;
-    uint32_t* p = ptr + q * (blocks + 1);
-    for (int64_t b = 0; b < blocks; ++b) {
-      p[b] = k;
-      const int64_t end = b * block + block < c ? b * block + block : c;
-      int64_t ch = b * block;
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t b = 0; b < blocks_per_group; ++b, ptr += w + 1) {
+      const int64_t first = b * block_size;
+      const int64_t count =
+          channels_per_group - first < block_size ? channels_per_group - first : block_size;
+      const float* px = row + grp * channels_per_group + first;
+      for (int64_t q = 0; q < w; ++q, px += c) {
+        ptr[q] = k;
+        const uint32_t base = static_cast<uint32_t>(q * block_size);
+        int64_t ch = 0;
 #if JAXCPS_TILE_AVX512
-      // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their
-      // channel numbers in registers, then store them with a length mask. (A compressing
-      // store to memory is microcoded and slow on some CPUs.)
-      const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-      for (; ch < end; ch += 16) {
-        const __mmask16 valid = end - ch >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (end - ch)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
-        const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-        const unsigned count = static_cast<unsigned>(__builtin_popcount(nz));
-        const __mmask16 head = static_cast<__mmask16>((1u << count) - 1);
-        _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
-        const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(ch)));
-        _mm256_mask_storeu_epi16(chans + k, head,
-                                 _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(nz, idx)));
-        k += count;
-      }
+        // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their
+        // indices in registers, then store them with a length mask. (A compressing store to
+        // memory is microcoded and slow on some CPUs.)
+        const __m512i lanes =
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (; ch < count; ch += 16) {
+          const int64_t left = count - ch;
+          const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+          const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
+          const __mmask16 nz =
+              _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+          const unsigned found = static_cast<unsigned>(__builtin_popcount(nz));
+          const __mmask16 head = static_cast<__mmask16>((1u << found) - 1);
+          _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
+          const __m512i idx =
+              _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
+          _mm256_mask_storeu_epi16(index + k, head,
+                                   _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(nz, idx)));
+          k += found;
+        }
+#else
+        for (; ch < count; ++ch) {
+          const float v = px[ch];
+          values[k] = v;
+          index[k] = static_cast<uint16_t>(base + static_cast<uint32_t>(ch));
+          k += v != 0.0f;
+        }
 #endif
-      for (; ch < end; ++ch) {
-        const float v = px[ch];
-        values[k] = v;
-        chans[k] = static_cast<uint16_t>(ch);
-        k += v != 0.0f;
       }
+      ptr[w] = k;
     }
-    p[blocks] = k;
   }
 }
 

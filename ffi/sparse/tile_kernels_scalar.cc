@@ -4,10 +4,12 @@
 
 namespace jaxcps {
 namespace scalar {
+// CPO keeps 32 output channels (2 vectors of 16, 8 SSE registers) per pixel.
+#define JAXCPS_CPO_MAX_O_VECS 2
 #include "sparse/tile_kernels_impl.h"
 
-// CPO keeps 32 output channels (2 vectors of 16) in registers per pixel.
-extern const SparseKernelSet kKernels = {"scalar", 32, CpoBand, CpsTile,
-                                      BuildCpoRow, BuildCpsRow};
+extern const SparseKernelSet kKernels = {"scalar", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
+                                         BuildCpoRow, BuildCpsRow};
+#undef JAXCPS_CPO_MAX_O_VECS
 }  // namespace scalar
 }  // namespace jaxcps
