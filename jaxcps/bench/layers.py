@@ -1,4 +1,4 @@
-"""The conv layers that `jaxcps bench` times (DESIGN.md §5), and the suites built from them.
+"""The conv layers that `jaxcps bench` times, and the suites built from them.
 
 All layers are batch 1, NHWC activations, HWIO weights, float32.
 

@@ -1,13 +1,16 @@
 """PNG plots of a `jaxcps bench` report (matplotlib, the optional `bench` extra).
 
 - `ratio_vs_zeros.png`: time ratio to XLA (t_xla / t) against the input zero fraction, one
-  panel per network, one line per layer and sparse algorithm (CPO solid, CPS dashed).
-- `compression.png`: compression ratio of MEC, CPO and CPS against im2col, and of CPO and
-  CPS against MEC, per layer at its own zero fraction (or per case if none ran at it).
+  panel per network, one line per layer and algorithm that skips zeros (CPO solid, CPS
+  dashed).
+- `compression.png`: compression ratio of every other algorithm with a footprint (MEC, CPO,
+  CPS) against im2col, and of those that skip zeros against MEC, per layer at its own zero
+  fraction (or per case if none ran at it).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,13 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from jaxcps.bench_layers import LAYERS  # noqa: E402
+from jaxcps.bench.layers import LAYERS  # noqa: E402
+from jaxcps.bench.report import SPARSE  # noqa: E402
+from jaxcps.footprint import FOOTPRINT_ALGORITHMS  # noqa: E402
 
-_STYLES = {"cpo": ("-", "o"), "cps": ("--", "s")}
-_COLORS = {"mec": "tab:gray", "cpo": "tab:blue", "cps": "tab:orange"}
+# (line style, its name, marker) per algorithm that skips zeros, in order.
+_LINES = (("-", "solid", "o"), ("--", "dashed", "s"), (":", "dotted", "^"),
+          ("-.", "dash-dot", "D"))
 
 
 def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
@@ -34,12 +40,18 @@ def _network(layer_id: str) -> str:
     return layer_id.split("/", 1)[0]
 
 
+def _in_report(report: dict[str, Any], algorithms: tuple[str, ...]) -> list[str]:
+    """The `algorithms` that every case of `report` measured."""
+    return [a for a in algorithms if all(a in r["algorithms"] for r in report["cases"])]
+
+
 def plot_ratio(report: dict[str, Any], path: Path) -> Path:
-    """Time ratio to XLA against zero fraction, per layer and sparse algorithm."""
+    """Time ratio to XLA against zero fraction, per layer and algorithm that skips zeros."""
+    styles = dict(zip(_in_report(report, SPARSE), itertools.cycle(_LINES)))
     series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list))
     for r in report["cases"]:
-        for alg in _STYLES:
+        for alg in styles:
             series[r["layer"]][alg].append((r["zeros"], r["algorithms"][alg]["ratio_to_xla"]))
     networks = sorted({_network(layer) for layer in series})
     fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 5.2),
@@ -49,7 +61,7 @@ def plot_ratio(report: dict[str, Any], path: Path) -> Path:
         palette = plt.get_cmap("tab20" if len(layers) > 10 else "tab10")
         colors = [palette(i % palette.N) for i in range(len(layers))]
         for layer, color in zip(layers, colors):
-            for alg, (linestyle, marker) in _STYLES.items():
+            for alg, (linestyle, _, marker) in styles.items():
                 zs, ratios = zip(*sorted(series[layer][alg]))
                 ax.plot(zs, ratios, linestyle=linestyle, marker=marker, color=color,
                         markersize=4, label=f"{layer.split('/', 1)[1]} {alg}")
@@ -61,7 +73,8 @@ def plot_ratio(report: dict[str, Any], path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, ncol=2 if len(layers) > 6 else 1, loc="upper left")
     axes[0][0].set_ylabel("t_xla / t  (> 1: faster than XLA; log scale)")
-    fig.suptitle(_subtitle(report, "time ratio to XLA's convolution: CPO solid, CPS dashed"))
+    legend = ", ".join(f"{alg.upper()} {name}" for alg, (_, name, _) in styles.items())
+    fig.suptitle(_subtitle(report, f"time ratio to XLA's convolution: {legend}"))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -85,14 +98,16 @@ def plot_compression(report: dict[str, Any], path: Path) -> Path:
     """Horizontal bars: CR vs im2col (MEC, CPO, CPS) and CR vs MEC (CPO, CPS), log scale."""
     cases = _compression_cases(report)
     fig, axes = plt.subplots(1, 2, figsize=(13, max(3.2, 1.8 + 0.34 * len(cases))), sharey=True)
-    panels = [("cr_vs_im2col", ("mec", "cpo", "cps"), "CR vs im2col"),
-              ("cr_vs_mec", ("cpo", "cps"), "CR vs MEC")]
+    compressed = _in_report(report, tuple(a for a in FOOTPRINT_ALGORITHMS if a != "im2col"))
+    colors = {alg: f"C{i}" for i, alg in enumerate(compressed)}
+    panels = [("cr_vs_im2col", compressed, "CR vs im2col"),
+              ("cr_vs_mec", [a for a in compressed if a in SPARSE], "CR vs MEC")]
     for ax, (key, algs, title) in zip(axes, panels):
         height = 0.8 / len(algs)
         for i, alg in enumerate(algs):
             values = [r["algorithms"][alg][key] for r in cases]
             ys = [j + (i - (len(algs) - 1) / 2) * height for j in range(len(cases))]
-            bars = ax.barh(ys, values, height=height, color=_COLORS[alg], label=alg)
+            bars = ax.barh(ys, values, height=height, color=colors[alg], label=alg)
             ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=2)
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xscale("log")
@@ -103,7 +118,7 @@ def plot_compression(report: dict[str, Any], path: Path) -> Path:
     axes[0].set_yticks(range(len(cases)), [r["id"] for r in cases], fontsize=7)
     axes[0].invert_yaxis()
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.legend(handles, labels, loc="lower center", ncol=len(compressed), fontsize=8)
     fig.suptitle(_subtitle(report, "compression ratio per layer (layer@zero fraction)"))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)

@@ -3,20 +3,20 @@
 Per case and contender: median time, ratio to XLA (t_xla / t, > 1 = faster than XLA), the
 paper's time saving against im2col (100 · (t_im2col − t) / t_im2col), compression ratio
 against im2col and MEC (from `jaxcps.footprint`), useful and dense-equivalent GFLOP/s, the
-share of the achievable peak, and the error against XLA's result.
+share of the achievable peak, the share of building the compressed form, and the error
+against XLA's result.
 
 FLOP counts (per multiply-add, 2 FLOP):
 - dense-equivalent = 2 · N·OH·OW·KH·KW·C·O, what a dense convolution computes;
 - useful = 2 · O · Σ over non-zero inputs of the number of (output pixel, tap) pairs that
   the input feeds. At stride 1 away from the borders that is 2 · nnz · KH·KW · O; counting
   the pairs exactly keeps stride 2 and border pixels honest.
-- %peak divides the FLOP rate an algorithm really executes (useful for CPO/CPS, which only
-  touch non-zeros; dense-equivalent for XLA, im2col and MEC) by the achievable peak.
+- %peak divides the FLOP rate an algorithm really executes (useful for the kernels that skip
+  zeros, CPO and CPS; dense-equivalent for XLA, im2col and MEC) by the achievable peak.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -26,13 +26,13 @@ import numpy as np
 from jax import lax
 
 import jaxcps
-from jaxcps.bench_layers import Case
+from jaxcps.algorithms import FFI_ALGORITHMS, KERNELS
+from jaxcps.bench.layers import Case
+from jaxcps.footprint import FOOTPRINT_ALGORITHMS
 from jaxcps.timing import medians as median_times
 
-#: Contenders that compute on non-zeros only.
-SPARSE: tuple[str, ...] = ("cpo", "cps")
-#: Algorithms with a footprint (`jaxcps.footprint`).
-LOWERED: tuple[str, ...] = ("im2col", "mec", "cpo", "cps")
+#: Contenders that compute on non-zeros only (and build a compressed form in every call).
+SPARSE: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].skips_zeros)
 #: A result passes if max|y − y_xla| ≤ REL_TOL · max|y_xla|.
 REL_TOL = 1e-4
 
@@ -51,18 +51,20 @@ def case_record(
     times: dict[str, list[float]],
     outputs: dict[str, np.ndarray],
     xla_paths: dict[str, str],
-    args: argparse.Namespace,
+    *,
+    uniform: bool,
     build_seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Everything measured and derived for one case (without %peak, see `finish_report`).
 
-    `xla_paths` says which XLA CPU path ("ynn", "eigen") ran each XLA contender;
-    `build_seconds` the mean time CPO/CPS spent building their compressed forms per call.
+    `xla_paths` says which XLA CPU path ("ynn", "eigen") ran each XLA contender; `uniform`
+    whether zeros were placed uniformly (else clustered); `build_seconds` the mean time each
+    kernel in `SPARSE` spent building its compressed form per call.
     """
     layer = case.layer
     flops = {"useful": useful_flops(case, x), "dense": dense_flops(case, outputs["xla"].shape)}
     footprints = {a: jaxcps.footprint(x, layer.kernel_shape, layer.strides, layer.padding, a)
-                  for a in LOWERED}
+                  for a in FOOTPRINT_ALGORITHMS}
     medians = median_times(times)
     algorithms = {
         name: _algorithm_metrics(name, ts, medians, footprints, flops,
@@ -84,7 +86,7 @@ def case_record(
         "mean_run": mean_run_length(x),
         "useful_flops": flops["useful"],
         "dense_flops": flops["dense"],
-        "zeros_placement": "uniform" if args.uniform else "clustered",
+        "zeros_placement": "uniform" if uniform else "clustered",
         "xla_conv_path": xla_paths["xla"],
         "xla_eigen_conv_path": xla_paths.get("xla_eigen"),
         "algorithms": algorithms,
@@ -190,9 +192,9 @@ def write_all(report: dict[str, Any], out: Path, *, plots: bool = True) -> list[
     paths = [write_json(report, out / "bench.json"), write_csv(report, out / "bench.csv")]
     images = []
     if plots:
-        from jaxcps import bench_plots  # matplotlib only when plotting
+        from jaxcps.bench import plots  # matplotlib only when plotting
 
-        images = bench_plots.plot_all(report, out)
+        images = plots.plot_all(report, out)
     paths.append(write_markdown(report, out / "results.md", images))
     return paths + images
 
@@ -295,16 +297,20 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def format_summary(report: dict[str, Any]) -> str:
-    """One row per case: time ratio to XLA of every contender and CPS's CR vs im2col."""
+    """One row per case: time ratio to XLA of every contender and the CR vs im2col of every
+    contender that skips zeros."""
     names = [n for n in report["cases"][0]["algorithms"] if n != "xla"]
+    compressed = [n for n in names if n in SPARSE]
+    cr_heads = [f"CR {n}/im2col" for n in compressed]
     width = max(len(r["id"]) for r in report["cases"])
     head = "case".ljust(width) + "  xla ms  " + "  ".join(n.rjust(9) for n in names)
-    lines = ["time ratio to XLA (t_xla / t, > 1 = faster)", head + "  CR cps/im2col"]
+    lines = ["time ratio to XLA (t_xla / t, > 1 = faster)", "  ".join([head, *cr_heads])]
     for r in report["cases"]:
         algs = r["algorithms"]
         ratios = "  ".join(f"{algs[n]['ratio_to_xla']:9.2f}" for n in names)
-        lines.append(f"{r['id'].ljust(width)}  {algs['xla']['median_ms']:6.2f}  {ratios}"
-                     f"  {_fmt(algs['cps']['cr_vs_im2col'], '13.1f')}")
+        crs = [_fmt(algs[n]["cr_vs_im2col"], f"{len(h)}.1f") for n, h in zip(compressed, cr_heads)]
+        lines.append("  ".join([f"{r['id'].ljust(width)}  {algs['xla']['median_ms']:6.2f}  {ratios}",
+                                *crs]))
     return "\n".join(lines)
 
 

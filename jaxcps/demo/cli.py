@@ -25,10 +25,10 @@ import numpy as np
 from jaxcps.plan import Plan
 from jaxcps.timing import medians, time_interleaved
 
-#: Model name (a key of `jaxcps.models.MODELS`) -> smallest image it accepts (both halve
-#: the size five times).
+#: Model name (a key of `jaxcps.demo.models.MODELS`) -> smallest image it accepts (both
+#: halve the size five times).
 MIN_IMAGE_SIZE = {"vgg16": 32, "resnet18": 32}
-#: `jaxcps.models.PROFILES`, repeated here so that the options need no Flax.
+#: `jaxcps.demo.models.PROFILES`, repeated here so that the options need no Flax.
 PROFILES = ("rising", "inception")
 #: Relative tolerance of the parity check, on the output scale.
 PARITY_RTOL = 1e-3
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"jaxcps demo: error: {problem}", file=sys.stderr)
         return 2
     try:
-        from jaxcps import models
+        from jaxcps.demo import models
         from jaxcps.flax import select
     except ImportError as error:
         print(f"jaxcps demo: error: the demo needs Flax (pip install 'jaxcps[flax]'): {error}",
@@ -160,51 +160,11 @@ def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan, repeats: i
 
 
 def _plots(plan: Plan, e2e: dict[str, Any], out: str) -> list[str]:
-    """Writes layers.png (time against XLA per layer, zeros) and compression.png; returns
-    the file names (none, with a note, if matplotlib is missing)."""
+    """Writes the demo's plots into `out`; returns their file names (none, with a note, if
+    matplotlib is missing)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from jaxcps.demo import plots
     except ImportError:
-        _log("matplotlib is not installed: no plots (pip install 'jaxcps[bench]')")
+        _log("matplotlib is not installed: no plots (pip install 'jaxcps[demo]')")
         return []
-    records = plan.records
-    labels = [r.path for r in records]
-    positions = np.arange(len(records))
-    candidates = [c for c in plan.meta.get("candidates", []) if c != "xla"]
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(records)), 4.5))
-    for c in candidates:
-        ratio = [r.times["xla"] / r.times[c] if r.times.get(c) else np.nan for r in records]
-        ax.plot(positions, ratio, marker="o", label=c)
-    ax.axhline(1.0, color="gray", linewidth=0.8)
-    ax.set_ylabel("speed-up over XLA (higher is faster)")
-    ax.set_xticks(positions, labels, rotation=60, ha="right", fontsize=7)
-    zeros = ax.twinx()
-    zeros.bar(positions, [r.zero_fraction or 0 for r in records], alpha=0.15, color="k")
-    zeros.set_ylabel("zero fraction of the input (bars)")
-    zeros.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(f"{plan.meta.get('model')} / {plan.meta.get('profile')}: per layer; "
-                 f"end-to-end {e2e['speedup']:.2f}x")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "layers.png"), dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(records)), 4.5))
-    for c in candidates:
-        if c == "im2col":
-            continue
-        cr = [r.footprints["im2col"] / r.footprints[c]
-              if r.footprints.get(c) and r.footprints.get("im2col") else np.nan for r in records]
-        ax.plot(positions, cr, marker="o", label=c)
-    ax.set_ylabel("compression ratio against im2col")
-    ax.set_yscale("log")
-    ax.set_xticks(positions, labels, rotation=60, ha="right", fontsize=7)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "compression.png"), dpi=110)
-    plt.close(fig)
-    return ["layers.png", "compression.png"]
+    return plots.plot_all(plan, e2e, out)

@@ -7,7 +7,8 @@
 - `calibrate_linen` / `calibrate_nnx`: set each conv's bias so that the activation feeding
   the next conv has the zero fraction that a profile gives for that depth on a sample input.
   Profiles: "rising" (50% zeros at the second conv rising to 90% at the last) and
-  "inception" (the Inception-v3 densities of DESIGN.md §5, placed by layer id over depth).
+  "inception" (the Inception-v3 input densities the paper's authors list, the same as in
+  `jaxcps.bench.layers`, placed by layer number over depth).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ RESNET18_STAGES: tuple[tuple[int, int, int], ...] = (
     (64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
 #: The sparsity profiles `calibrate_*` accept.
 PROFILES: tuple[str, ...] = ("rising", "inception")
-#: Inception-v3 (layer id, input density) from DESIGN.md §5; Inception-v3 has 94 convs.
+#: Inception-v3 (layer number, input density) as the paper's authors list them (the layers
+#: of `jaxcps.bench.layers`); Inception-v3 has 94 convs.
 _INCEPTION_DENSITIES = ((1, 0.59), (2, 0.46), (4, 0.48), (7, 0.48), (52, 0.14), (53, 0.17),
                         (91, 0.14), (92, 0.14))
 _INCEPTION_CONVS = 94
@@ -304,10 +306,11 @@ def calibrate_linen(
 
     Example usage::
 
-      >>> import jax, jaxcps.models as jm
+      >>> import jax, jaxcps.demo.models as jm
+      >>> key = jax.random.key(0, impl="rbg")  # XLA:CPU compiles the default PRNG slowly
       >>> model = jm.VGG16(width=0.125)
-      >>> x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
-      >>> variables = jm.calibrate_linen(model, model.init(jax.random.key(1), x), x)
+      >>> x = jax.random.normal(key, (1, 32, 32, 3))
+      >>> variables = jm.calibrate_linen(model, model.init(key, x), x)
 
     Args:
       model: a linen model whose convs are `nn.Conv` with biases, each followed (directly
@@ -347,10 +350,11 @@ def calibrate_nnx(
 
     Example usage::
 
-      >>> import jax, jaxcps.models as jm
+      >>> import jax, jaxcps.demo.models as jm
       >>> from flax import nnx
-      >>> model = jm.VGG16NNX(width=0.125, rngs=nnx.Rngs(0))
-      >>> jm.calibrate_nnx(model, jax.random.normal(jax.random.key(0), (1, 32, 32, 3)))
+      >>> key = jax.random.key(0, impl="rbg")  # XLA:CPU compiles the default PRNG slowly
+      >>> model = jm.VGG16NNX(width=0.125, rngs=nnx.Rngs(key))
+      >>> jm.calibrate_nnx(model, jax.random.normal(key, (1, 32, 32, 3)))
 
     Args:
       model: an NNX model whose convs are `nnx.Conv` with biases.

@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxcps._progress import ProgressBar
 from jaxcps.algorithms import FFI_ALGORITHMS
 from jaxcps.conv import conv_general_dilated
 from jaxcps.flax._hooks import swap_convs
 from jaxcps.footprint import footprint
 from jaxcps.geometry import resolve_conv
 from jaxcps.plan import LayerRecord, Plan
-from jaxcps.progress import ProgressBar
 from jaxcps.timing import medians, time_interleaved
 
 #: Candidates `select` times by default: every algorithm except "auto".
