@@ -13,22 +13,28 @@ import json
 import numpy as np
 import pytest
 
-from jaxcps import bench
-from jaxcps.activations import relu_activation
-from jaxcps.bench_layers import LAYERS, SWEEP_ZEROS, select_cases, suite_cases
-from jaxcps.bench_report import CSV_COLUMNS, mean_run_length, useful_flops
+from jaxcps.bench import cli, harness
+from jaxcps.bench.activations import relu_activation
+from jaxcps.bench.layers import LAYERS, SWEEP_ZEROS, select_cases, suite_cases
+from jaxcps.bench.report import (
+    CSV_COLUMNS,
+    SPARSE,
+    format_summary,
+    mean_run_length,
+    useful_flops,
+)
 
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
+    cli.add_arguments(parser)
     return parser.parse_args(list(argv))
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bench")
-    code = bench.run(_parse("--suite", "smoke", "--repeats", "2", "--warmup", "1",
+    code = cli.run(_parse("--suite", "smoke", "--repeats", "2", "--warmup", "1",
                             "--out", str(out)))
     return code, out
 
@@ -39,7 +45,7 @@ def test_smoke_run_verifies_every_contender(smoke_run) -> None:
     report = json.loads((out / "bench.json").read_text())
     assert [c["id"] for c in report["cases"]] == [c.id for c in suite_cases("smoke")]
     for case in report["cases"]:
-        assert set(case["algorithms"]) == set(bench.CONTENDERS)
+        assert set(case["algorithms"]) == set(harness.CONTENDERS)
         for name, m in case["algorithms"].items():
             assert len(m["times_ms"]) == 2 and m["median_ms"] > 0
             assert m["ok"] in ((None,) if name == "xla" else (True,))
@@ -55,9 +61,11 @@ def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
     with (out / "bench.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert len(rows) == len(suite_cases("smoke")) * len(bench.CONTENDERS)
+    assert len(rows) == len(suite_cases("smoke")) * len(harness.CONTENDERS)
     assert all(float(r["median_ms"]) > 0 for r in rows)
     assert "| case |" in (out / "results.md").read_text()
+    report = json.loads((out / "bench.json").read_text())
+    assert all(f"CR {a}/im2col" in format_summary(report) for a in SPARSE)
     for name in ("ratio_vs_zeros.png", "compression.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -20,7 +20,6 @@ import threading
 
 import pytest
 
-ALGORITHMS = ("im2col", "mec", "cpo", "cps")
 DN = ("NHWC", "HWIO", "NHWC")
 THREADS = 6
 ROUNDS = 3
@@ -53,9 +52,11 @@ def _hammer_threads() -> dict:
     """THREADS threads, each ROUNDS times over every algorithm on its own input."""
     import numpy as np
 
-    fns = {a: _conv_fn(a) for a in ALGORITHMS}
+    from jaxcps.algorithms import FFI_ALGORITHMS
+
+    fns = {a: _conv_fn(a) for a in FFI_ALGORITHMS}
     inputs = [_inputs(seed) for seed in range(THREADS)]
-    serial = [{a: np.asarray(fns[a](x, w)) for a in ALGORITHMS} for x, w in inputs]
+    serial = [{a: np.asarray(fns[a](x, w)) for a in FFI_ALGORITHMS} for x, w in inputs]
     mismatches, errors = [], []
     barrier = threading.Barrier(THREADS)
 
@@ -64,7 +65,7 @@ def _hammer_threads() -> dict:
             barrier.wait()
             x, w = inputs[t]
             for r in range(ROUNDS):
-                for a in ALGORITHMS[r % 2 :] + ALGORITHMS[: r % 2]:
+                for a in FFI_ALGORITHMS[r % 2 :] + FFI_ALGORITHMS[: r % 2]:
                     if not np.array_equal(np.asarray(fns[a](x, w)), serial[t][a]):
                         mismatches.append((t, r, a))
         except Exception as e:  # noqa: BLE001 (reported to the test)
@@ -76,7 +77,7 @@ def _hammer_threads() -> dict:
     for t in threads:
         t.join(DEADLINE)
     hung = sum(t.is_alive() for t in threads)
-    return dict(calls=THREADS * ROUNDS * len(ALGORITHMS), mismatches=mismatches,
+    return dict(calls=THREADS * ROUNDS * len(FFI_ALGORITHMS), mismatches=mismatches,
                 errors=errors, hung=hung)
 
 
@@ -89,13 +90,14 @@ def _many_devices() -> dict:
     from jax.sharding import PartitionSpec as P
 
     import jaxcps
+    from jaxcps.algorithms import FFI_ALGORITHMS
 
     devices = jax.devices()
     mesh = Mesh(np.array(devices), ("d",))
     report = dict(devices=len(devices), mismatches=[])
     x, w = _inputs(100, batch=2 * len(devices))
     x_sharded = jax.device_put(x, NamedSharding(mesh, P("d")))
-    for a in ALGORITHMS:
+    for a in FFI_ALGORITHMS:
         fn = _conv_fn(a)
         serial = np.concatenate([np.asarray(fn(x[i : i + 1], w)) for i in range(len(x))])
         for _ in range(ROUNDS):
@@ -103,18 +105,18 @@ def _many_devices() -> dict:
                 report["mismatches"].append(f"sharded {a}")
 
     # Independent convolutions (different algorithms, inputs and shapes) in one program.
-    pairs = [_inputs(200 + i, batch=1 + i % 2) for i in range(len(ALGORITHMS))]
+    pairs = [_inputs(200 + i, batch=1 + i % 2) for i in range(len(FFI_ALGORITHMS))]
 
     @jax.jit
     def independent(pairs):
         return [
             jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN, algorithm=a)
-            for a, (x, w) in zip(ALGORITHMS, pairs)
+            for a, (x, w) in zip(FFI_ALGORITHMS, pairs)
         ]
 
-    serial = [np.asarray(_conv_fn(a)(x, w)) for a, (x, w) in zip(ALGORITHMS, pairs)]
+    serial = [np.asarray(_conv_fn(a)(x, w)) for a, (x, w) in zip(FFI_ALGORITHMS, pairs)]
     for _ in range(ROUNDS):
-        for a, got, want in zip(ALGORITHMS, independent(pairs), serial):
+        for a, got, want in zip(FFI_ALGORITHMS, independent(pairs), serial):
             if not np.array_equal(np.asarray(got), want):
                 report["mismatches"].append(f"independent {a}")
     return report

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FFI_ALGORITHMS, NATIVE_DN, lax_conv, sparse_activation, weights
+from conftest import (
+    FFI_ALGORITHMS,
+    NATIVE_DN,
+    SPARSE,
+    lax_conv,
+    sparse_activation,
+    weights,
+)
 
 import jaxcps
 
@@ -93,7 +100,7 @@ def test_nonfinite_weight_meets_zeros_as_in_lax(
     )
 
 
-@pytest.mark.parametrize("algorithm", ("cpo", "cps"))
+@pytest.mark.parametrize("algorithm", SPARSE)
 def test_nonfinite_weight_on_all_zero_input(algorithm: str) -> None:
     # Every product is 0 x w: finite weights give exact zeros, one Inf gives NaN in its output
     # channel (at every pixel: SAME padding zeros meet it too), as in lax.
