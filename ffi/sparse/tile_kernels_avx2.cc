@@ -5,11 +5,13 @@
 namespace jaxcps {
 namespace avx2 {
 // CPO keeps 64 output channels (4 vectors of 16, 8 ymm registers) per pixel.
+#define JAXCPS_CPO_PAIR_MAX_O_VECS 2  // two pixels: 8 ymm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"
 
 extern const SparseKernelSet kKernels = {"avx2", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
                                          BuildCpoRow, BuildCpsRow};
 #undef JAXCPS_CPO_MAX_O_VECS
+#undef JAXCPS_CPO_PAIR_MAX_O_VECS
 }  // namespace avx2
 }  // namespace jaxcps
