@@ -19,9 +19,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxcps._progress import ProgressBar
@@ -89,8 +91,8 @@ def _inputs(case: Case, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarra
                                dead_channels=args.dead_channels)
 
 
-def _time(case: Case, fns: dict, x: np.ndarray, w: np.ndarray, args: argparse.Namespace,
-          bar: ProgressBar) -> dict[str, list[float]]:
+def _time(case: Case, fns: dict[str, Callable[..., jax.Array]], x: np.ndarray, w: np.ndarray,
+          args: argparse.Namespace, bar: ProgressBar) -> dict[str, list[float]]:
     return harness.time_case(case, fns, x, w, repeats=args.repeats, warmup=args.warmup, bar=bar)
 
 

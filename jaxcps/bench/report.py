@@ -308,9 +308,9 @@ def format_summary(report: dict[str, Any]) -> str:
     for r in report["cases"]:
         algs = r["algorithms"]
         ratios = "  ".join(f"{algs[n]['ratio_to_xla']:9.2f}" for n in names)
+        row = f"{r['id'].ljust(width)}  {algs['xla']['median_ms']:6.2f}  {ratios}"
         crs = [_fmt(algs[n]["cr_vs_im2col"], f"{len(h)}.1f") for n, h in zip(compressed, cr_heads)]
-        lines.append("  ".join([f"{r['id'].ljust(width)}  {algs['xla']['median_ms']:6.2f}  {ratios}",
-                                *crs]))
+        lines.append("  ".join([row, *crs]))
     return "\n".join(lines)
 
 
