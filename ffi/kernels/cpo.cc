@@ -29,6 +29,9 @@ namespace jaxcps {
 namespace {
 
 constexpr int64_t kLanes = 16;
+// Output pixels of one band: their accumulated outputs (up to 128 floats each, 512 KiB) are
+// read and written once per channel block and should stay in L2.
+constexpr int64_t kMaxBandPixels = 1024;
 
 struct OutputBlock {
   int64_t offset, length, vecs;  // within a group's output channels; vecs = ceil(length / 16)
@@ -80,10 +83,12 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   const std::vector<OutputBlock> o_blocks =
       SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_vecs);
   const int64_t per_band = g.groups * static_cast<int64_t>(o_blocks.size());
-  // Bands only where output blocks alone leave threads idle: every band packs the weights again.
+  // Every band packs the weights again, so bands only where output blocks alone leave threads
+  // idle, or where a band's accumulated outputs would no longer fit in L2.
   const int64_t rows = g.n * g.oh;
-  const int64_t bands = std::clamp<int64_t>(
-      (2 * parallel.NumThreads() + per_band - 1) / per_band, 1, rows);
+  const int64_t for_threads = (2 * parallel.NumThreads() + per_band - 1) / per_band;
+  const int64_t for_cache = (rows * g.ow + kMaxBandPixels - 1) / kMaxBandPixels;
+  const int64_t bands = std::clamp<int64_t>(std::max(for_threads, for_cache), 1, rows);
   const int64_t band_rows = (rows + bands - 1) / bands;
   const int64_t pieces = per_band * bands;
   const int64_t workers = WorkerCount(parallel, pieces);
