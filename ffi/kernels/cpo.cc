@@ -161,6 +161,15 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return {};
 }
 
+uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                         int64_t groups, std::string* err) {
+  SerialParallel serial;
+  CpoActivation act;
+  const int64_t block_size = CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w);
+  *err = BuildCpo(x, n, h, w, c, groups, block_size, serial, &act);
+  return err->empty() ? act.FootprintBytes() : 0;
+}
+
 KernelSizes Sizes() {
   return {{"o_lanes", kLanes},
           {"max_o_block", ActiveSparseKernels().cpo_max_o_vecs * kLanes},
@@ -174,6 +183,6 @@ KernelSizes Sizes() {
 
 extern const Kernel kCpo = {"cpo", "Compressed Pattern Overlap: per-pixel gather of non-zeros",
                             /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
-                            Supports, Run, Sizes};
+                            Supports, Run, Sizes, CompressedBytes};
 
 }  // namespace jaxcps

@@ -361,7 +361,7 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
           const __m512i idx =
               _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
           _mm256_mask_storeu_epi16(index + k, head,
-                                   _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(nz, idx)));
+                                   _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
           k += found;
         }
 #else
