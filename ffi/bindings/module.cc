@@ -15,6 +15,7 @@
 #include "bindings/handlers.h"
 #include "kernels/kernel.h"
 #include "runtime/isa.h"
+#include "runtime/workspace.h"
 #include "sparse/format.h"
 
 namespace nb = nanobind;
@@ -134,6 +135,8 @@ NB_MODULE(_ffi, m) {
       }, nb::arg("enable"),
       "Turns timing of the CPO/CPS compressed-form builds on or off; returns (builds, seconds)"
       " accumulated since the previous call, and resets them.");
+  m.def("workspace_cache", [] { return nb::make_tuple(jaxcps::CachedBytes(), jaxcps::MaxCachedBytes()); },
+        "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
   m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },
