@@ -86,7 +86,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   // Every band packs the weights again, so bands only where output blocks alone leave threads
   // idle, or where a band's accumulated outputs would no longer fit in L2.
   const int64_t rows = g.n * g.oh;
-  const int64_t for_threads = (2 * parallel.NumThreads() + per_band - 1) / per_band;
+  const int64_t for_threads = (parallel.NumThreads() + per_band - 1) / per_band;
   const int64_t for_cache = (rows * g.ow + kMaxBandPixels - 1) / kMaxBandPixels;
   const int64_t bands = std::clamp<int64_t>(std::max(for_threads, for_cache), 1, rows);
   const int64_t band_rows = (rows + bands - 1) / bands;
