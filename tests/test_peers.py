@@ -8,18 +8,26 @@ missing torch stays a skip in CI too; torch installed but failing to import does
 
 from __future__ import annotations
 
+import argparse
+import csv
 import functools
 import json
 import os
+import runpy
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import skip_unless_allowed
 from jax import lax
 
-from jaxcps.bench import peers
+from jaxcps.bench import cli, harness, peers
+from jaxcps.bench.layers import suite_cases
+from jaxcps.bench.report import CSV_COLUMNS, DENSE_ENGINES
+
+CHECKER = Path(__file__).resolve().parent.parent / "benchmarks" / "check_peer_targets.py"
 
 ENGINE = pytest.mark.parametrize("engine", peers.ENGINES)
 RTOL = 1e-4
@@ -214,3 +222,46 @@ def test_openvino_import_sends_no_telemetry(tmp_path):
 def test_environment_keeps_the_users_choice(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert peers.configure_environment() == {"OMP_WAIT_POLICY": "ACTIVE"}
+
+
+def test_bench_times_the_engines_in_the_same_rounds(tmp_path, monkeypatch, capsys):
+    """`jaxcps bench --peers` on the smoke suite, then the targets checker on its output."""
+    for engine in peers.ENGINES:
+        if engine not in OPTIONAL_ENGINES:
+            _require(engine)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--suite", "smoke", "--peers", "--repeats", "2", "--warmup", "1",
+                              "--peak-size", "256", "--out", str(tmp_path)])
+    assert cli.run(args) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    timed = [e for e in peers.ENGINES if _available()[e] is None]
+    assert list(report["settings"]["peers"]["engines"]) == timed
+    assert set(report["settings"]["peers"]["unavailable"]) == set(peers.ENGINES) - set(timed)
+    for case in report["cases"]:
+        for engine in timed:
+            metrics = case["algorithms"][engine]
+            assert metrics["ok"] and len(metrics["times_ms"]) == 2
+        assert case["best_dense"] in DENSE_ENGINES
+        best = case["algorithms"][case["best_dense"]]["median_ms"]
+        assert best == min(case["algorithms"][e]["median_ms"] for e in ("xla", *timed))
+        assert case["sparse_vs_dense"] == pytest.approx(
+            best / case["algorithms"][case["best_sparse"]]["median_ms"])
+    fastest_engine = max(case["algorithms"][e]["dense_gflops"]
+                         for case in report["cases"] for e in ("xla", *timed))
+    assert report["peak"]["achievable_gflops"] >= fastest_engine
+    with (tmp_path / "bench.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == len(suite_cases("smoke")) * (len(harness.CONTENDERS) + len(timed))
+    assert "## Against the best dense engine" in (tmp_path / "results.md").read_text()
+    for name in ("dense_ratio.png", "peak_share.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "against the best dense engine" in capsys.readouterr().out
+
+    monkeypatch.setattr(sys, "argv", [str(CHECKER), str(tmp_path / "bench.json"),
+                                      "--holdout", str(tmp_path / "bench.json")])
+    runpy.run_path(str(CHECKER), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "## holdout" in printed
+    assert printed.count("speed-up over the best dense engine >= 1.2x at 50% zeros") == 2
