@@ -105,6 +105,16 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   if (err.empty()) err = tiles.Allocate(CheckedBytes(workers, tile_floats), "the CPO tiles");
   if (!err.empty()) return err;
 
+  // Channel blocks with no non-zero anywhere in the batch (dead channels) are skipped: their
+  // weights are neither packed nor read.
+  std::vector<char> live(act.Blocks(), 0);
+  for (int64_t slot = 0; slot < g.n * g.h; ++slot) {
+    for (int64_t b = 0; b < act.Blocks(); ++b) {
+      const uint32_t* p = act.ptr.data() + (slot * act.Blocks() + b) * (g.w + 1);
+      live[b] |= p[g.w] != p[0];
+    }
+  }
+
   std::atomic<bool> failed{false};
   ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
     const int64_t band = piece % bands;
@@ -142,13 +152,20 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.o_vecs = ob.vecs;
     if (job.row_begin >= job.row_end) return;
 
+    job.accumulate = false;
     for (int64_t b = 0; b < act.blocks_per_group; ++b) {
+      job.block = grp * act.blocks_per_group + b;
+      if (!live[job.block]) continue;
       const int64_t c_first = b * act.block_size;
       PackWeights(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size,
                   o_first, ob.length, o_pad, packed.data() + worker * weight_floats);
-      job.block = grp * act.blocks_per_group + b;
-      job.accumulate = b > 0;
       if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
+      job.accumulate = true;
+    }
+    if (!job.accumulate) {  // no live block in this group: every output is an empty sum
+      for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
+        std::fill_n(job.out + p * job.out_stride, ob.length, 0.0f);
+      }
     }
     if (to_tile) {
       for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {

@@ -2,6 +2,8 @@
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <immintrin.h>
 
+#include <memory>
+
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {

@@ -33,7 +33,6 @@ inline void StoreVec(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v;
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 0
 #endif
 constexpr int kPairVecs = JAXCPS_CPO_PAIR_MAX_O_VECS;
-constexpr int kMaxPairTaps = 32;  // kernel rows of a pair beyond which rows run one at a time
 
 // Adds the non-zeros [begin, end) of a compressed row to acc: entry e's weight row is
 // w + (index[e] - shift) * NV * 16.
@@ -70,8 +69,8 @@ struct RowTap {
 };
 
 // The input rows that output rows oh (a) and oh + pair (b, if pair is 1) of one image read.
-inline int RowTaps(const CpoJob& job, int64_t oh, int pair, RowTap* taps) {
-  int count = 0;
+inline int64_t RowTaps(const CpoJob& job, int64_t oh, int pair, RowTap* taps) {
+  int64_t count = 0;
   const int64_t top_a = oh * job.sh - job.pad_top, top_b = (oh + 1) * job.sh - job.pad_top;
   for (int64_t kh = 0; kh < job.kh_count; ++kh) {  // rows of a, with b's matching kernel row
     const int64_t ih = top_a + kh * job.dh;
@@ -95,14 +94,14 @@ inline int RowTaps(const CpoJob& job, int64_t oh, int pair, RowTap* taps) {
 }
 
 // Output pixels (oh, ow) (and (oh + 1, ow) if kPair) for every ow; out_a/out_b point to the
-// first pixel of each output row.
+// first pixel of each output row; taps has room for 2 * kh_count entries.
 template <int NV, bool kPair>
-void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* out_b) {
+void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* out_b,
+                RowTap* taps) {
   constexpr int64_t kO = NV * kLanes;
   const int64_t ptr_row = job.blocks * (job.w + 1);
   const int64_t kh_floats = job.kw_count * job.block_size * kO;
-  RowTap taps[kMaxPairTaps];
-  const int tap_count = RowTaps(job, oh, kPair ? 1 : 0, taps);
+  const int64_t tap_count = RowTaps(job, oh, kPair ? 1 : 0, taps);
   for (int64_t ow = 0; ow < job.ow; ++ow) {
     Vec acc_a[NV], acc_b[NV];
     float* pixel_a = out_a + ow * job.out_stride;
@@ -113,7 +112,7 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
       if (kPair) acc_b[i] = job.accumulate ? LoadVec(pixel_b + i * kLanes) : Vec{};
     }
     const int64_t q0 = ow * job.sw - job.pad_left;  // input column under kernel column 0
-    for (int t = 0; t < tap_count; ++t) {
+    for (int64_t t = 0; t < tap_count; ++t) {
       const RowTap& tap = taps[t];
       const int64_t slot = n * job.h + tap.ih;
       const uint32_t* p = job.ptr + slot * ptr_row + job.block * (job.w + 1);
@@ -154,15 +153,15 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
 template <int NV>
 void CpoBandWith(const CpoJob& job_ref) {
   const CpoJob job = job_ref;  // a local copy: the vector stores may alias the caller's job
-  const bool pairs = NV <= kPairVecs && 2 * job.kh_count <= kMaxPairTaps;
+  const std::unique_ptr<RowTap[]> taps(new RowTap[2 * job.kh_count]);
   for (int64_t row = job.row_begin; row < job.row_end;) {
     const int64_t n = row / job.oh, oh = row % job.oh;
     float* out = job.out + (row - job.row_begin) * job.ow * job.out_stride;
-    if (pairs && row + 1 < job.row_end && oh + 1 < job.oh) {
-      GatherRows<NV, true>(job, n, oh, out, out + job.ow * job.out_stride);
+    if (NV <= kPairVecs && row + 1 < job.row_end && oh + 1 < job.oh) {
+      GatherRows<NV, true>(job, n, oh, out, out + job.ow * job.out_stride, taps.get());
       row += 2;
     } else {
-      GatherRows<NV, false>(job, n, oh, out, nullptr);
+      GatherRows<NV, false>(job, n, oh, out, nullptr, taps.get());
       row += 1;
     }
   }
