@@ -8,6 +8,7 @@ cannot run (lhs_dilation, batch_group_count, dtypes, 1-D), which "auto" and "xla
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -118,6 +119,42 @@ def test_dtype_mismatch_is_a_type_error_as_in_lax() -> None:
             jaxcps.conv_general_dilated(
                 X, w16, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm
             )
+
+
+@pytest.mark.parametrize("keyword", ["algoritm", "unused", "out_shardings", "kernel_dilation"])
+def test_unknown_keyword_is_a_type_error_naming_it(keyword: str) -> None:
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}'"):
+        jaxcps.conv_general_dilated(
+            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, **{keyword: "cpo"}
+        )
+
+
+def test_keywords_are_lax_s_plus_algorithm_and_name() -> None:
+    """Every parameter of the installed jax's lax.conv_general_dilated, in the same order,
+    then only the keyword-only `algorithm` and `name`."""
+    ours = inspect.signature(jaxcps.conv_general_dilated).parameters
+    theirs = inspect.signature(lax.conv_general_dilated).parameters
+    assert list(ours)[: len(theirs)] == list(theirs)
+    assert list(ours)[len(theirs):] == ["algorithm", "name"]
+    assert all(ours[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("algorithm", "name"))
+    assert "out_sharding" in theirs  # the keyword Flax's nnx.Conv passes
+
+
+@pytest.mark.parametrize("algorithm", ["xla", "cps"])
+def test_out_sharding_is_applied_as_by_lax(algorithm: str) -> None:
+    mesh = jax.make_mesh((1,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "d"))
+    with jax.set_mesh(mesh):  # where lax honours out_sharding
+        want = lax.conv_general_dilated(
+            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, out_sharding=sharding
+        )
+        got = jaxcps.conv_general_dilated(
+            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, out_sharding=sharding,
+            algorithm=algorithm,
+        )
+    assert got.sharding == want.sharding
+    assert got.sharding.spec[:2] == (None, "d")
+    np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 #: Configurations that lax runs but that the named kernels refuse; "auto" runs them on XLA
