@@ -76,16 +76,16 @@ def conv_general_dilated(
     check_algorithm(algorithm)
     lhs = jnp.asarray(lhs)
     rhs = jnp.asarray(rhs)
-    lax_args = dict(
-        lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-        out_sharding=out_sharding,
-    )
+    lax_args = {
+        "lhs_dilation": lhs_dilation,
+        "rhs_dilation": rhs_dilation,
+        "dimension_numbers": dimension_numbers,
+        "feature_group_count": feature_group_count,
+        "batch_group_count": batch_group_count,
+        "precision": precision,
+        "preferred_element_type": preferred_element_type,
+        "out_sharding": out_sharding,
+    }
     if algorithm == "xla":
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **lax_args)
     if lhs.dtype != rhs.dtype:

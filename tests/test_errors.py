@@ -28,46 +28,52 @@ W = np.ones((3, 3, 4, 8), np.float32)
 #: (id, arguments that replace the defaults, message pattern). Defaults: X, W, (1, 1),
 #: "SAME", dimension_numbers NHWC/HWIO/NHWC.
 BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
-    ("rank-lhs", dict(lhs=np.ones((2, 5, 4), np.float32)), "rank"),
-    ("rank-both", dict(lhs=np.ones((2, 5, 6, 4, 1)), rhs=W), "rank"),
+    ("rank-lhs", {"lhs": np.ones((2, 5, 4), np.float32)}, "rank"),
+    ("rank-both", {"lhs": np.ones((2, 5, 6, 4, 1)), "rhs": W}, "rank"),
     (
         "rank-too-small",
-        dict(lhs=np.ones((2, 4), np.float32), rhs=np.ones((4, 8), np.float32)),
+        {"lhs": np.ones((2, 4), np.float32), "rhs": np.ones((4, 8), np.float32)},
         "rank",
     ),
-    ("channels", dict(rhs=np.ones((3, 3, 3, 8), np.float32)), "channels"),
+    ("channels", {"rhs": np.ones((3, 3, 3, 8), np.float32)}, "channels"),
     (
         "channels-groups",
-        dict(rhs=np.ones((3, 3, 4, 8), np.float32), feature_group_count=2),
+        {"rhs": np.ones((3, 3, 4, 8), np.float32), "feature_group_count": 2},
         "channels",
     ),
     (
         "groups-divide-out",
-        dict(rhs=np.ones((3, 3, 2, 7), np.float32), feature_group_count=2),
+        {"rhs": np.ones((3, 3, 2, 7), np.float32), "feature_group_count": 2},
         "feature_group_count",
     ),
-    ("groups-zero", dict(feature_group_count=0), "feature_group_count"),
-    ("batch-groups-zero", dict(batch_group_count=0), "batch_group_count"),
-    ("stride-zero", dict(window_strides=(0, 1)), "window_strides"),
-    ("stride-negative", dict(window_strides=(1, -2)), "window_strides"),
-    ("stride-short", dict(window_strides=(1,)), "window_strides"),
-    ("stride-long", dict(window_strides=(1, 1, 1)), "window_strides"),
-    ("stride-not-int", dict(window_strides=(1.5, 1)), "window_strides"),
-    ("rhs-dilation-zero", dict(rhs_dilation=(1, 0)), "rhs_dilation"),
-    ("rhs-dilation-long", dict(rhs_dilation=(1, 1, 1)), "rhs_dilation"),
-    ("padding-short", dict(padding=((1, 1),)), "padding"),
-    ("padding-long", dict(padding=((1, 1), (1, 1), (1, 1))), "padding"),
-    ("padding-pair-of-3", dict(padding=((1, 1, 1), (0, 0))), "padding"),
-    ("padding-string", dict(padding="FULL"), "padding"),
-    ("padding-not-int", dict(padding=((0.5, 1), (0, 0))), "padding"),
-    ("padding-negative-height", dict(padding=((-3, -3), (0, 0))), "padding"),
-    ("padding-negative-width", dict(padding=((0, 0), (-7, 0))), "padding"),
-    ("dimension-numbers", dict(dimension_numbers=("NHWC", "HWIO", "NHW")), "dimension_numbers"),
+    ("groups-zero", {"feature_group_count": 0}, "feature_group_count"),
+    ("batch-groups-zero", {"batch_group_count": 0}, "batch_group_count"),
+    ("stride-zero", {"window_strides": (0, 1)}, "window_strides"),
+    ("stride-negative", {"window_strides": (1, -2)}, "window_strides"),
+    ("stride-short", {"window_strides": (1,)}, "window_strides"),
+    ("stride-long", {"window_strides": (1, 1, 1)}, "window_strides"),
+    ("stride-not-int", {"window_strides": (1.5, 1)}, "window_strides"),
+    ("rhs-dilation-zero", {"rhs_dilation": (1, 0)}, "rhs_dilation"),
+    ("rhs-dilation-long", {"rhs_dilation": (1, 1, 1)}, "rhs_dilation"),
+    ("padding-short", {"padding": ((1, 1),)}, "padding"),
+    ("padding-long", {"padding": ((1, 1), (1, 1), (1, 1))}, "padding"),
+    ("padding-pair-of-3", {"padding": ((1, 1, 1), (0, 0))}, "padding"),
+    ("padding-string", {"padding": "FULL"}, "padding"),
+    ("padding-not-int", {"padding": ((0.5, 1), (0, 0))}, "padding"),
+    ("padding-negative-height", {"padding": ((-3, -3), (0, 0))}, "padding"),
+    ("padding-negative-width", {"padding": ((0, 0), (-7, 0))}, "padding"),
+    ("dimension-numbers", {"dimension_numbers": ("NHWC", "HWIO", "NHW")}, "dimension_numbers"),
 ]
 
 
 def _call(fn: Any, changes: dict[str, Any], **extra: Any) -> Any:
-    args = dict(lhs=X, rhs=W, window_strides=(1, 1), padding="SAME", dimension_numbers=NATIVE_DN)
+    args = {
+        "lhs": X,
+        "rhs": W,
+        "window_strides": (1, 1),
+        "padding": "SAME",
+        "dimension_numbers": NATIVE_DN,
+    }
     args.update(changes)
     lhs, rhs = args.pop("lhs"), args.pop("rhs")
     if lhs.ndim != 4 and "dimension_numbers" not in changes:
@@ -162,23 +168,23 @@ def test_out_sharding_is_applied_as_by_lax(algorithm: str) -> None:
 UNSUPPORTED: list[tuple[str, tuple[Any, Any], dict[str, Any], str]] = [
     ("int32", (X.astype(np.int32), W.astype(np.int32)), {}, "dtype"),
     ("int8", (X.astype(np.int8), W.astype(np.int8)), {}, "dtype"),
-    ("lhs-dilation", (X, W), dict(lhs_dilation=(2, 1), padding=((1, 1), (1, 1))), "lhs_dilation"),
+    ("lhs-dilation", (X, W), {"lhs_dilation": (2, 1), "padding": ((1, 1), (1, 1))}, "lhs_dilation"),
     (
         "batch-group-count",
         (X, np.ones((3, 3, 4, 8), np.float32)),
-        dict(batch_group_count=2),
+        {"batch_group_count": 2},
         "batch_group_count",
     ),
     (
         "1-d",
         (np.ones((2, 4, 9), np.float32), np.ones((8, 4, 3), np.float32)),
-        dict(dimension_numbers=None),
+        {"dimension_numbers": None},
         "spatial",
     ),
     (
         "3-d",
         (np.ones((1, 2, 4, 5, 6), np.float32), np.ones((3, 2, 2, 2, 2), np.float32)),
-        dict(dimension_numbers=None),
+        {"dimension_numbers": None},
         "spatial",
     ),
 ]
@@ -190,7 +196,7 @@ UNSUPPORTED: list[tuple[str, tuple[Any, Any], dict[str, Any], str]] = [
 def test_unsupported_for_named_kernel(
     name: str, operands: tuple[Any, Any], extra: dict[str, Any], pattern: str
 ) -> None:
-    kwargs = dict(dimension_numbers=NATIVE_DN)
+    kwargs = {"dimension_numbers": NATIVE_DN}
     kwargs.update(extra)
     padding = kwargs.pop("padding", "SAME")
     strides = (1,) * (operands[0].ndim - 2)

@@ -190,7 +190,7 @@ def test_grad_matches_lax(
 
 
 def test_check_grads(rng: np.random.Generator) -> None:
-    """Numerical check of the custom VJP (first order, reverse mode), in float32."""
+    """Numerical check of the custom JVP (first order, reverse mode), in float32."""
     x = rng.uniform(0.1, 1.0, (1, 4, 5, 2)).astype(np.float32)
     w = weights(rng, (2, 3, 2, 3))
     for algorithm in FFI_ALGORITHMS:
