@@ -2,12 +2,14 @@
 
 `conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` that can run the
 convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom calls.
+`routed(fn, policy)` runs the convolutions of any JAX program through it, by layer key.
 """
 
 from jaxcps.algorithms import ALGORITHMS
 from jaxcps.conv import conv_general_dilated
 from jaxcps.footprint import footprint
 from jaxcps.plan import Plan
+from jaxcps.routing import conv_keys, routed
 
-__all__ = ["ALGORITHMS", "Plan", "conv_general_dilated", "footprint"]
+__all__ = ["ALGORITHMS", "Plan", "conv_general_dilated", "conv_keys", "footprint", "routed"]
 __version__ = "0.1.0"
