@@ -2,7 +2,8 @@
 
 `conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` that can run the
 convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom calls.
-`routed(fn, policy)` runs the convolutions of any JAX program through it, by layer key.
+`routed(fn, policy)` runs the convolutions of any JAX program through it, by layer key, and
+`select(fn, *args)` measures which algorithm is fastest for each of them.
 """
 
 from jaxcps.algorithms import ALGORITHMS
@@ -10,6 +11,15 @@ from jaxcps.conv import conv_general_dilated
 from jaxcps.footprint import footprint
 from jaxcps.plan import Plan
 from jaxcps.routing import conv_keys, routed
+from jaxcps.selection import select
 
-__all__ = ["ALGORITHMS", "Plan", "conv_general_dilated", "conv_keys", "footprint", "routed"]
+__all__ = [
+    "ALGORITHMS",
+    "Plan",
+    "conv_general_dilated",
+    "conv_keys",
+    "footprint",
+    "routed",
+    "select",
+]
 __version__ = "0.1.0"

@@ -100,7 +100,9 @@ def _router(lookup: PlanLookup) -> Callable[[ConvSite], ConvFn | None]:
             return None  # keep lax's equation
         # "auto" with the policy as the active plan: the policy's algorithm where its kernel
         # can run this convolution, XLA where it cannot.
-        return functools.partial(conv_general_dilated, **site.params, algorithm="auto", name=site.key)
+        return functools.partial(
+            conv_general_dilated, **site.params, algorithm="auto", name=site.key
+        )
 
     return replace
 
