@@ -17,7 +17,12 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from jaxcps.measure import DEFAULT_CANDIDATES, CapturedConv, check_selection, measure_layers
+from jaxcps.measure import (
+    DEFAULT_CANDIDATES,
+    CapturedConv,
+    check_selection,
+    measure_layers,
+)
 from jaxcps.plan import Plan
 from jaxcps.rewrite import ConvFn, ConvSite, conv_sites, replace_convs
 
