@@ -3,11 +3,13 @@
 `conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` that can run the
 convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom calls.
 `routed(fn, policy)` runs the convolutions of any JAX program through it, by layer key, and
-`select(fn, *args)` measures which algorithm is fastest for each of them.
+`select(fn, *args)` measures which algorithm is fastest for each of them; `export_checks()`
+lets `jax.export` serialize programs that use jaxcps.
 """
 
 from jaxcps.algorithms import ALGORITHMS
 from jaxcps.conv import conv_general_dilated
+from jaxcps.export import export_checks
 from jaxcps.footprint import footprint
 from jaxcps.plan import Plan
 from jaxcps.routing import conv_keys, routed
@@ -18,6 +20,7 @@ __all__ = [
     "Plan",
     "conv_general_dilated",
     "conv_keys",
+    "export_checks",
     "footprint",
     "routed",
     "select",
