@@ -32,7 +32,9 @@ and a convolution in a loop body has one key however often it runs.
 Convolutions that reverse-mode differentiation produced (their name stack holds a
 "transpose", as do the gradient convolutions of a `jax.grad` traced inside the program) have
 no key and are never replaced: derivatives stay on XLA's dense convolution, as those of
-`jaxcps.conv_general_dilated` do.
+`jaxcps.conv_general_dilated` do. The forward convolutions of such a program keep the keys
+they have without the `jax.grad`, except inside custom_jvp / custom_vjp functions, whose
+convolutions are then the ones their rules compute, keyed by the scopes the rules open.
 """
 
 from __future__ import annotations
