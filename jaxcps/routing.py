@@ -23,6 +23,7 @@ from jax.extend import core as jcore
 from jaxcps.algorithms import ALGORITHMS, PlanLookup, reset_active_plan, set_active_plan
 from jaxcps.conv import conv_general_dilated
 from jaxcps.plan import Plan
+from jaxcps.program import Call
 from jaxcps.rewrite import ConvFn, ConvSite, conv_sites, replace_convs
 
 #: What a policy can be: a plan, {key glob: algorithm}, or one algorithm for every conv.
@@ -86,12 +87,13 @@ def conv_keys(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[str]:
 
     Args:
       fn: any JAX callable; it is traced, not run.
-      *args, **kwargs: arguments (arrays or `jax.ShapeDtypeStruct`s) to trace it with.
+      *args, **kwargs: arguments to trace it with (as `routed` takes them).
 
     Returns:
       The key of every convolution that `routed` would route (see `jaxcps.rewrite`).
     """
-    return [site.key for site in conv_sites(jax.make_jaxpr(fn)(*args, **kwargs))]
+    program, _ = Call.of(args, kwargs).trace(fn)
+    return [site.key for site in conv_sites(program)]
 
 
 def _router(lookup: PlanLookup) -> Callable[[ConvSite], ConvFn | None]:
@@ -108,21 +110,15 @@ def _router(lookup: PlanLookup) -> Callable[[ConvSite], ConvFn | None]:
 
 
 def _trace_routed(
-    fn: Callable[..., Any], lookup: PlanLookup, in_tree: Any, leaves: list[Any]
+    fn: Callable[..., Any], lookup: PlanLookup, call: Call
 ) -> tuple[jcore.ClosedJaxpr, Any]:
-    """The routed program of `fn` for these arguments, and the tree of its outputs."""
-
-    def flat_fn(*flat: Any) -> Any:
-        args, kwargs = jax.tree.unflatten(in_tree, flat)
-        return fn(*args, **kwargs)
-
-    program, out_shapes = jax.make_jaxpr(flat_fn, return_shape=True)(*leaves)
+    """The routed program of `fn` for this call, and the tree of its outputs."""
+    program, out_tree = call.trace(fn)
     token = set_active_plan(lookup)
     try:
-        program = replace_convs(program, _router(lookup))
+        return replace_convs(program, _router(lookup)), out_tree
     finally:
         reset_active_plan(token)
-    return program, jax.tree.structure(out_shapes)
 
 
 def routed(fn: Callable[..., Any], policy: Policy) -> Callable[..., Any]:
@@ -145,8 +141,9 @@ def routed(fn: Callable[..., Any], policy: Policy) -> Callable[..., Any]:
         other transformations; `fn` is traced once per input structure and shapes/dtypes
         (cached), so a jitted routed function traces `fn` once however often it is called,
         and arrays that `fn` closes over are captured when it is first traced for those
-        inputs (pass parameters as arguments to change them between calls). Every leaf of
-        the arguments is an array (no static arguments; use `functools.partial`).
+        inputs (pass parameters as arguments to change them between calls). Array and
+        number leaves of the arguments are traced; any other leaf (a function, a string) is
+        static, as in `equinox.filter_jit`, and part of the cache key.
       - Not covered, "xla" or "auto": the convolution is left as it is.
       - A convolution the named kernel cannot run (1-D or 3-D, lhs_dilation,
         batch_group_count > 1, a dtype the kernels do not take) stays on XLA, as under
@@ -171,7 +168,8 @@ def routed(fn: Callable[..., Any], policy: Policy) -> Callable[..., Any]:
       (1, 4, 8, 8)
 
     Args:
-      fn: any JAX callable taking and returning pytrees of arrays.
+      fn: any JAX callable taking pytrees (of arrays, numbers and static leaves) and
+        returning pytrees of arrays.
       policy: one algorithm for every convolution (e.g. "cpo"), a dict from key globs to
         algorithms (exact key first, then `fnmatch` globs in insertion order; "*" also
         matches "/"), or a `jaxcps.Plan` (from `jaxcps.select`).
@@ -188,11 +186,11 @@ def routed(fn: Callable[..., Any], policy: Policy) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        leaves, in_tree = jax.tree.flatten((args, kwargs))
-        signature = (in_tree, tuple(jax.typeof(leaf) for leaf in leaves))
+        call = Call.of(args, kwargs)
+        signature = call.signature()
         if signature not in programs:
-            programs[signature] = _trace_routed(fn, lookup, in_tree, leaves)
+            programs[signature] = _trace_routed(fn, lookup, call)
         program, out_tree = programs[signature]
-        return jax.tree.unflatten(out_tree, jcore.jaxpr_as_fun(program)(*leaves))
+        return jax.tree.unflatten(out_tree, jcore.jaxpr_as_fun(program)(*call.traced))
 
     return run

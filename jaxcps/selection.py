@@ -24,6 +24,7 @@ from jaxcps.measure import (
     measure_layers,
 )
 from jaxcps.plan import Plan
+from jaxcps.program import Call
 from jaxcps.rewrite import ConvFn, ConvSite, conv_sites, replace_convs
 
 
@@ -57,10 +58,11 @@ def capture(fn: Callable[..., Any], *args: Any) -> list[CapturedConv]:
     not in the list; one that runs several times (in a scan or while_loop body) is
     recorded at its first execution.
     """
-    program = jax.make_jaxpr(fn)(*args)
+    call = Call.of(args, {})
+    program, _ = call.trace(fn)
     store: dict[str, CapturedConv] = {}
     recording = replace_convs(program, _recorder(store))
-    jax.block_until_ready(jax.jit(jcore.jaxpr_as_fun(recording))(*jax.tree.leaves(args)))
+    jax.block_until_ready(jax.jit(jcore.jaxpr_as_fun(recording))(*call.traced))
     return [store[site.key] for site in conv_sites(program) if site.key in store]
 
 
@@ -100,7 +102,7 @@ def select(
       >>> y = jax.jit(jaxcps.routed(net, plan))(x, w, w)
 
     Args:
-      fn: any JAX callable (jitted or not) taking pytrees of arrays.
+      fn: any JAX callable (jitted or not), taking arguments as `jaxcps.routed` does.
       *args: the sample inputs passed to `fn`; their values matter (zeros are measured).
       candidates: algorithms to time, from "xla", "im2col", "mec", "cpo", "cps" (default:
         all five).

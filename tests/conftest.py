@@ -13,9 +13,11 @@ CI sets JAXCPS_REQUIRE_ALL_TESTS=1: `skip_unless_allowed` then fails instead of 
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -69,7 +71,7 @@ def sparse_activation(
         index = [slice(None)] * len(shape)
         index[channel_axis] = slice(0, dead_channels)
         dead[tuple(index)] = True
-    target = max(int(round(zero_fraction * size)), int(dead.sum()))
+    target = max(round(zero_fraction * size), int(dead.sum()))
     live = np.flatnonzero(~dead.ravel())
     extra = target - (size - live.size)
     if clustered:
@@ -165,6 +167,16 @@ def assert_close(
         f"index {tuple(int(i) for i in worst)}: got {actual[worst]!r}, expected "
         f"{expected[worst]!r}; {context}"
     )
+
+
+def kernel_calls(fn: Callable[..., Any], *args: Any) -> collections.Counter[str]:
+    """Algorithm -> number of jaxcps custom calls in the compiled program of `fn(*args)`.
+
+    The compiled program, not the lowered one: lowering emits one function per distinct
+    jitted kernel call and calls it from every site, compiling inlines them.
+    """
+    hlo = jax.jit(fn).lower(*args).compile().as_text()
+    return collections.Counter(re.findall(r'custom_call_target="jaxcps_(\w+)_f32"', hlo))
 
 
 @pytest.fixture

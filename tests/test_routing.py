@@ -9,14 +9,11 @@ routed convolution. Selection's timing is rigged (no timed assertions).
 
 from __future__ import annotations
 
-import collections
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import NATIVE_DN, assert_close, sparse_activation, weights
+from conftest import NATIVE_DN, assert_close, kernel_calls, sparse_activation, weights
 from jax import lax
 
 import jaxcps
@@ -101,12 +98,6 @@ def inputs(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]
         "stem", "block", "cond", "remat", "while", "smooth", "clipped", "vmap", "head")}
     ws["scan"] = weights(rng, (2, 3, 3, C, C)) * 0.3
     return sparse_activation(rng, (2, 8, 7, C), 0.5), ws
-
-
-def kernel_calls(fn, *args) -> collections.Counter[str]:
-    """Algorithm -> number of jaxcps custom calls in the compiled program."""
-    hlo = jax.jit(fn).lower(*args).compile().as_text()
-    return collections.Counter(re.findall(r'custom_call_target="jaxcps_(\w+)_f32"', hlo))
 
 
 def test_keys_follow_the_name_stack_into_every_sub_program(inputs) -> None:
