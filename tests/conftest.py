@@ -169,14 +169,20 @@ def assert_close(
     )
 
 
-def kernel_calls(fn: Callable[..., Any], *args: Any) -> collections.Counter[str]:
-    """Algorithm -> number of jaxcps custom calls in the compiled program of `fn(*args)`.
+def compiled(fn: Callable[..., Any], *args: Any) -> jax.stages.Compiled:
+    """`fn` jitted and compiled for `args` (call it with the same arguments)."""
+    return jax.jit(fn).lower(*args).compile()
+
+
+def kernel_calls(program: jax.stages.Compiled) -> collections.Counter[str]:
+    """Algorithm -> number of jaxcps custom calls in a compiled program.
 
     The compiled program, not the lowered one: lowering emits one function per distinct
     jitted kernel call and calls it from every site, compiling inlines them.
     """
-    hlo = jax.jit(fn).lower(*args).compile().as_text()
-    return collections.Counter(re.findall(r'custom_call_target="jaxcps_(\w+)_f32"', hlo))
+    return collections.Counter(
+        re.findall(r'custom_call_target="jaxcps_(\w+)_f32"', program.as_text())
+    )
 
 
 @pytest.fixture

@@ -13,7 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import NATIVE_DN, assert_close, kernel_calls, sparse_activation, weights
+from conftest import (
+    NATIVE_DN,
+    assert_close,
+    compiled,
+    kernel_calls,
+    sparse_activation,
+    weights,
+)
 from jax import lax
 
 import jaxcps
@@ -127,14 +134,15 @@ def test_routed_runs_every_conv_on_the_kernel(inputs) -> None:
     assert_close(fast(*inputs), program(*inputs), "routed program, eager")
     assert_close(jax.jit(fast)(*inputs), program(*inputs), "routed program, jit")
     # The scan and while bodies hold their conv once; the cond's false branch has none.
-    assert kernel_calls(fast, *inputs) == {"cps": len(KEYS)}
-    assert kernel_calls(program, *inputs) == {}
+    assert kernel_calls(compiled(fast, *inputs)) == {"cps": len(KEYS)}
+    assert kernel_calls(compiled(program, *inputs)) == {}
 
 
 def test_policy_globs_exact_keys_and_plans(inputs) -> None:
     policy = {"*": "mec", "stem": "cpo", "#[0-2]": "im2col", "loop": "xla", "stem#*": "cps"}
     # Exact key first ("stem"), then the first matching glob in insertion order ("*").
-    assert kernel_calls(jaxcps.routed(program, policy), *inputs) == {"cpo": 1, "mec": 8}
+    calls = kernel_calls(compiled(jaxcps.routed(program, policy), *inputs))
+    assert calls == {"cpo": 1, "mec": 8}
     lookup = policy_lookup(policy)
     assert [lookup(k) for k in ("stem", "stem#1", "#1", "loop", "other")] == [
         "cpo", "mec", "mec", "xla", "mec"]
@@ -142,7 +150,7 @@ def test_policy_globs_exact_keys_and_plans(inputs) -> None:
     assert [lookup(k) for k in ("stem", "stem#1", "#1", "#3", "loop")] == [
         "mec", "cps", "im2col", "mec", "xla"]
     plan = jaxcps.Plan.from_choices({"block": "cps", "#3": "cpo", "elsewhere": "mec"})
-    assert kernel_calls(jaxcps.routed(program, plan), *inputs) == {"cps": 1, "cpo": 1}
+    assert kernel_calls(compiled(jaxcps.routed(program, plan), *inputs)) == {"cps": 1, "cpo": 1}
 
 
 def test_routed_composes_with_jit_vmap_and_autodiff(inputs) -> None:
@@ -167,7 +175,7 @@ def test_routed_composes_with_jit_vmap_and_autodiff(inputs) -> None:
     # Routing a differentiated function: its forward convs are keyed and routed.
     routed_grad = jax.jit(jaxcps.routed(jax.grad(loss(program)), "cps"))
     assert_close(routed_grad(x, ws), want[0], "routed(grad)")
-    assert kernel_calls(routed_grad, x, ws)["cps"] > 0
+    assert kernel_calls(compiled(routed_grad, x, ws))["cps"] > 0
 
 
 def test_traces_once_per_input_signature(inputs, rng) -> None:
@@ -219,7 +227,7 @@ def test_convs_the_kernel_cannot_run_stay_on_xla(rng) -> None:
     fast = jaxcps.routed(fn, "cps")
     for got, want in zip(fast(x1, w1, x2, w2), fn(x1, w1, x2, w2)):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    assert kernel_calls(fast, x1, w1, x2, w2) == {}
+    assert kernel_calls(compiled(fast, x1, w1, x2, w2)) == {}
 
 
 def test_bad_policies_raise_at_once() -> None:
@@ -251,7 +259,7 @@ def test_select_plan_routed_round_trip(inputs, cpo_wins, tmp_path) -> None:
     assert plan.record("stem").input_shape == x.shape
     plan.save(tmp_path / "plan.json")
     fast = jaxcps.routed(program, jaxcps.Plan.load(tmp_path / "plan.json"))
-    assert kernel_calls(fast, x, ws) == {"cpo": len(KEYS)}
+    assert kernel_calls(compiled(fast, x, ws)) == {"cpo": len(KEYS)}
     assert_close(fast(x, ws), program(x, ws), "routed with the selected plan")
 
 
