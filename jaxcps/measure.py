@@ -21,7 +21,7 @@ import numpy as np
 from jaxcps.algorithms import FFI_ALGORITHMS
 from jaxcps.conv import conv_general_dilated
 from jaxcps.footprint import footprint
-from jaxcps.geometry import resolve_conv
+from jaxcps.geometry import ResolvedConv, resolve_conv
 from jaxcps.plan import LayerRecord, Plan
 from jaxcps.progress import ProgressBar
 from jaxcps.timing import medians, time_interleaved
@@ -40,6 +40,20 @@ class CapturedConv:
     window_strides: Any
     padding: Any
     options: dict[str, Any]
+
+    def resolve(self) -> ResolvedConv:
+        """The convolution's geometry, and the moves to and from NHWC/HWIO."""
+        return resolve_conv(
+            self.lhs.shape,
+            self.rhs.shape,
+            self.window_strides,
+            self.padding,
+            self.options["lhs_dilation"],
+            self.options["rhs_dilation"],
+            self.options["dimension_numbers"],
+            self.options["feature_group_count"],
+            self.options["batch_group_count"],
+        )
 
     def run(self, algorithm: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """The jitted standalone conv of this layer with `algorithm`."""
@@ -66,18 +80,9 @@ def check_selection(candidates: Sequence[str], repeats: int) -> None:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
 
 
-def _footprints(layer: CapturedConv, candidates: Sequence[str]) -> dict[str, int | None]:
-    resolved = resolve_conv(
-        layer.lhs.shape,
-        layer.rhs.shape,
-        layer.window_strides,
-        layer.padding,
-        layer.options["lhs_dilation"],
-        layer.options["rhs_dilation"],
-        layer.options["dimension_numbers"],
-        layer.options["feature_group_count"],
-        layer.options["batch_group_count"],
-    )
+def _footprints(
+    layer: CapturedConv, resolved: ResolvedConv, candidates: Sequence[str]
+) -> dict[str, int | None]:
     x = np.transpose(layer.lhs, resolved.lhs_perm)
     kernel_shape = tuple(layer.rhs.shape[i] for i in resolved.rhs_perm)
     result: dict[str, int | None] = {}
@@ -122,18 +127,18 @@ def measure(
         time_interleaved(contenders, repeats=repeats, warmup=warmup, on_round=on_round)
     )
     choice = min(times, key=times.__getitem__)
+    resolved = layer.resolve()
     return LayerRecord(
         path=layer.path,
         choice=choice,
-        input_shape=tuple(layer.lhs.shape),
-        kernel_shape=tuple(layer.rhs.shape),
-        output_shape=out_shape,
-        window_strides=tuple(
-            int(s) for s in np.broadcast_to(layer.window_strides, (layer.lhs.ndim - 2,))
-        ),
+        # In NHWC / HWIO, whatever the layer's own layout.
+        input_shape=tuple(layer.lhs.shape[i] for i in resolved.lhs_perm),
+        kernel_shape=tuple(layer.rhs.shape[i] for i in resolved.rhs_perm),
+        output_shape=tuple(out_shape[i] for i in np.argsort(resolved.out_perm)),
+        window_strides=tuple(resolved.window_strides),
         zero_fraction=float(np.mean(layer.lhs == 0)),
         times={a: times.get(a) for a in candidates},
-        footprints=_footprints(layer, candidates),
+        footprints=_footprints(layer, resolved, candidates),
     )
 
 

@@ -184,7 +184,8 @@ def routed(fn: Callable[..., Any], policy: Policy) -> Callable[..., Any]:
     lookup = policy_lookup(policy)
     programs: dict[Hashable, tuple[jcore.ClosedJaxpr, Any]] = {}
 
-    @functools.wraps(fn)
+    # Name and docstring from fn, not its attributes: fn may be a model object.
+    @functools.wraps(fn, updated=())
     def run(*args: Any, **kwargs: Any) -> Any:
         call = Call.of(args, kwargs)
         signature = call.signature()

@@ -199,16 +199,29 @@ def test_traces_once_per_input_signature(inputs, rng) -> None:
     assert len(traces) == 2  # a new shape
 
 
-def test_pytrees_in_and_out_and_keywords(rng) -> None:
+def test_pytrees_in_and_out_keywords_and_static_leaves(rng) -> None:
+    traces = []
+
     def fn(inputs, *, scale):
-        y = conv(inputs["x"], inputs["w"]) * scale
+        traces.append(inputs["activation"])
+        y = inputs["activation"](conv(inputs["x"], inputs["w"])) * scale
         return {"y": y, "stats": [y.sum(), y.max()]}
 
-    inputs = {"x": sparse_activation(rng, (1, 6, 5, C), 0.5), "w": weights(rng, (2, 2, C, 4))}
-    got = jaxcps.routed(fn, "cpo")(inputs, scale=2.0)
+    inputs = {
+        "x": sparse_activation(rng, (1, 6, 5, C), 0.5),
+        "w": weights(rng, (2, 2, C, 4)),
+        "activation": jax.nn.relu,  # not an array: static
+    }
+    fast = jaxcps.routed(fn, "cpo")
+    got = fast(inputs, scale=2.0)
     want = fn(inputs, scale=2.0)
     assert jax.tree.structure(got) == jax.tree.structure(want)
     jax.tree.map(lambda a, b: assert_close(a, b, "pytree output"), got, want)
+    # Another function is another program; the same one is the cached program.
+    other = {**inputs, "activation": jnp.tanh}
+    assert_close(fast(other, scale=2.0)["y"], fn(other, scale=2.0)["y"], "tanh")
+    fast(inputs, scale=3.0)
+    assert traces.count(jax.nn.relu) == 2 and traces.count(jnp.tanh) == 2  # 1 routed + 1 direct
 
 
 def test_convs_the_kernel_cannot_run_stay_on_xla(rng) -> None:
@@ -271,6 +284,23 @@ def test_select_leaves_out_convs_that_do_not_run(rng, cpo_wins) -> None:
     assert jaxcps.conv_keys(fn, x, w) == ["#0", "#1"]
     plan = jaxcps.select(fn, x, w, candidates=("xla", "cpo"), repeats=1, progress=False)
     assert list(plan) == ["#0"]  # the branch's conv ("#1") never ran
+
+
+def test_select_records_shapes_in_nhwc_whatever_the_layout(rng, cpo_wins) -> None:
+    x = sparse_activation(rng, (2, C, 9, 8), 0.5)  # NCHW
+    w = weights(rng, (5, C, 3, 2))  # OIHW
+    plan = jaxcps.select(
+        lambda x, w: lax.conv(x, w, (2, 1), "SAME"), x, w, candidates=("xla", "cpo"),
+        repeats=1, progress=False,
+    )
+    record = plan.record("#0")
+    assert record.input_shape == (2, 9, 8, C)
+    assert record.kernel_shape == (3, 2, C, 5)
+    assert record.output_shape == (2, 5, 8, 5)
+    assert record.window_strides == (2, 1)
+    assert record.footprints["cpo"] == jaxcps.footprint(
+        np.transpose(x, (0, 2, 3, 1)), record.kernel_shape, (2, 1), "SAME", "cpo"
+    )
 
 
 def test_capture_records_the_first_execution_of_a_loop_body(inputs) -> None:
