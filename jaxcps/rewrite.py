@@ -2,8 +2,8 @@
 
 `conv_sites(program)` lists the `lax.conv_general_dilated` equations of a program traced with
 `jax.make_jaxpr`, including those inside the sub-programs of higher-order primitives (jit,
-scan, cond, while_loop, checkpoint, custom_jvp and custom_vjp bodies, ...), each with its
-key. `replace_convs(program, replace)` re-traces the program equation by equation, computing
+scan, cond, while_loop, checkpoint, shard_map, custom_jvp and custom_vjp bodies, ...), each
+with its key. `replace_convs(program, replace)` re-traces the program equation by equation, computing
 each convolution for which `replace` returns a function with that function, and binding
 every other equation as it was (a higher-order one with its sub-programs re-traced the same
 way, so their structure stays: a scan stays a scan).
@@ -195,11 +195,30 @@ def _evaluate_equation(
         if fn is not None:
             return fn(*invals)
         params = eqn.params
+    elif eqn.primitive.name == "shard_map" and _has_conv(eqn.params["jaxpr"]):
+        return _evaluate_shard_map(eqn, invals, scope, keys, replace)
     else:
         params = {
             name: _retrace_param(value, scope, keys, replace) for name, value in eqn.params.items()
         }
     return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+
+
+def _evaluate_shard_map(
+    eqn: jcore.JaxprEqn, invals: list[Any], scope: _Scope, keys: _Keys, replace: Replace
+) -> list[Any]:
+    """A shard_map rebuilt through `jax.shard_map`: its body can only be traced inside one
+    (it refers to the manual mesh axes)."""
+    params = eqn.params
+    body = params["jaxpr"]
+    return jax.shard_map(
+        lambda *args: tuple(_evaluate(body, (), args, scope, keys, replace)),
+        mesh=params["mesh"],
+        in_specs=params["in_specs"],
+        out_specs=params["out_specs"],
+        axis_names=params["newly_manual_axes"],
+        check_vma=params["check_vma"],
+    )(*invals)
 
 
 def _retrace_param(value: Any, scope: _Scope, keys: _Keys, replace: Replace) -> Any:

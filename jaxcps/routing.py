@@ -128,8 +128,9 @@ def routed(fn: Callable[..., Any], policy: Policy) -> Callable[..., Any]:
     `fn` is traced (`jax.make_jaxpr`) and its program re-traced with every
     `lax.conv_general_dilated` whose key the policy covers replaced by
     `jaxcps.conv_general_dilated` with the policy's algorithm; every other operation is
-    kept as it was, also inside jit, scan, cond, while_loop, checkpoint and custom_jvp /
-    custom_vjp bodies, and vmapped code (whose batch is already folded into the convs).
+    kept as it was, also inside jit, scan, cond, while_loop, checkpoint, shard_map and
+    custom_jvp / custom_vjp bodies, and vmapped code (whose batch is already folded into the
+    convs).
 
     Keys are the name-stack paths JAX records, made unique by an occurrence index: "Net/c1"
     (Flax linen), "resnet50/conv2_block1_2_conv" (Keras), "eqx.nn.Conv", "eqx.nn.Conv#1"
