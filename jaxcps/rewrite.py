@@ -3,10 +3,10 @@
 `conv_sites(program)` lists the `lax.conv_general_dilated` equations of a program traced with
 `jax.make_jaxpr`, including those inside the sub-programs of higher-order primitives (jit,
 scan, cond, while_loop, checkpoint, shard_map, custom_jvp and custom_vjp bodies, ...), each
-with its key. `replace_convs(program, replace)` re-traces the program equation by equation, computing
-each convolution for which `replace` returns a function with that function, and binding
-every other equation as it was (a higher-order one with its sub-programs re-traced the same
-way, so their structure stays: a scan stays a scan).
+with its key. `replace_convs(program, replace)` re-traces the program equation by equation,
+computing each convolution for which `replace` returns a function with that function, and
+binding every other equation as it was (a higher-order one with its sub-programs re-traced
+the same way, so their structure stays: a scan stays a scan).
 
 Keys
 ----
