@@ -27,7 +27,7 @@ class LayerRecord:
     """What selection measured for one conv layer, and what it chose.
 
     Attributes:
-      path: the layer key (module path or explicit name).
+      path: the layer key (see the module docstring).
       choice: the algorithm the plan runs for this layer.
       input_shape: NHWC shape of the activation the layer was measured on (default: ()).
       kernel_shape: HWIO shape of its weights (default: ()).
