@@ -23,7 +23,7 @@ SCRIPTS = {
 REQUIRES = {"route_keras.py": "keras", "route_equinox.py": "equinox"}
 #: script -> what it prints when its check passed
 PRINTS = {
-    "route_keras.py": "53 convolutions, e.g. ['resnet50/conv1_conv'",
+    "route_keras.py": "keys: ['cnn/stem', 'cnn/down', 'cnn/body']",
     "route_equinox.py": "routed output matches",
 }
 
