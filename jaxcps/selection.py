@@ -33,7 +33,7 @@ def _keep_first(store: dict[str, CapturedConv], site: ConvSite, lhs: Any, rhs: A
         return
     params = dict(site.params)
     # Measured standalone, on one device.
-    del params["out_sharding"]
+    params.pop("out_sharding", None)
     window_strides, padding = params.pop("window_strides"), params.pop("padding")
     store[site.key] = CapturedConv(
         site.key, np.asarray(lhs), np.asarray(rhs), window_strides, padding, params
