@@ -1,4 +1,4 @@
-"""Checks a recorded `paper` run against the performance targets of issue 3.
+"""Checks a recorded `paper` run against the performance targets taken from the CPO/CPS paper.
 
     python benchmarks/check_targets.py benchmarks/results/paper/bench.json [--dense DENSE.json]
 
@@ -17,9 +17,10 @@ import json
 from collections.abc import Callable, Iterable
 
 import jaxcps
-from jaxcps.activations import relu_activation
-from jaxcps.bench_layers import LAYERS
+from jaxcps.bench.activations import relu_activation
+from jaxcps.bench.layers import LAYERS
 
+#: The paper's two algorithms, which its targets name.
 SPARSE = ("cpo", "cps")
 #: The layers the speed targets name: VGG-16 conv3_x-conv5_x, ResNet-50's 14x14 and 7x7 3x3
 #: convolutions (conv4_x, conv5_x), Inception-v3 layers 52, 53, 91, 92.

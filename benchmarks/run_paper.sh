@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Records the full `paper` suite into benchmarks/results/ (DESIGN.md §5, issue 3):
+# Records the full `paper` suite into benchmarks/results/ (protocol: benchmarks/README.md):
 #   results/paper/          clustered zeros (realistic), with XLA's Eigen path as "xla_eigen"
 #   results/paper-uniform/  iid zeros, the worst case for CPS
 # Each directory gets results.md (table + plots), bench.json, bench.csv, the PNGs, table.txt.

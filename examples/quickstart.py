@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcps
-from jaxcps.activations import relu_activation
+from jaxcps.bench.activations import relu_activation
+from jaxcps.footprint import FOOTPRINT_ALGORITHMS
 from jaxcps.timing import medians, time_interleaved
 
 
@@ -35,7 +36,8 @@ def main() -> None:
                 x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), algorithm=a
             )
         )
-        for algorithm in ("xla", "im2col", "mec", "cpo", "cps")
+        for algorithm in jaxcps.ALGORITHMS
+        if algorithm != "auto"  # without a plan, "auto" is "xla"
     }
     times = medians(
         time_interleaved({name: (lambda f=f: f(x_dev, w_dev)) for name, f in convs.items()})
@@ -44,13 +46,16 @@ def main() -> None:
     im2col_bytes = jaxcps.footprint(x, w.shape, (1, 1), "SAME", "im2col")
 
     print(f"layer {x.shape} * {w.shape}, {args.zeros:.0%} zeros, active ISA "
-          f"{jaxcps._targets._ffi.active_isa()}")
+          f"{jaxcps.active_isa()}")
     print(f"{'algorithm':>9}  {'median ms':>9}  {'vs XLA':>7}  {'CR vs im2col':>12}  {'rel. error':>10}")
     for name, f in convs.items():
         y = f(x_dev, w_dev)
         error = float(jnp.max(jnp.abs(y - expected)) / jnp.max(jnp.abs(expected)))
-        ratio = im2col_bytes / jaxcps.footprint(x, w.shape, (1, 1), "SAME", name) if name != "xla" else None
-        cr = f"{ratio:11.1f}x" if ratio else f"{'-':>12}"
+        if name in FOOTPRINT_ALGORITHMS:
+            ratio = im2col_bytes / jaxcps.footprint(x, w.shape, (1, 1), "SAME", name)
+            cr = f"{ratio:11.1f}x"
+        else:
+            cr = f"{'-':>12}"
         print(f"{name:>9}  {times[name] * 1e3:9.2f}  {times['xla'] / times[name]:6.2f}x  {cr}  {error:10.1e}")
 
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 import jaxcps.flax
-from jaxcps import models
+from jaxcps.demo import models
 
 
 def key(seed):
@@ -20,7 +20,10 @@ def key(seed):
 parser = argparse.ArgumentParser()
 parser.add_argument("--image-size", type=int, default=64)
 parser.add_argument("--width", type=float, default=0.25)
-parser.add_argument("--candidates", default="xla,im2col,mec,cpo,cps")
+parser.add_argument(
+    "--candidates", default=",".join(a for a in jaxcps.ALGORITHMS if a != "auto"),
+    help="comma-separated algorithms to time (default: all but auto)",
+)
 args = parser.parse_args()
 
 model = models.VGG16(width=args.width)

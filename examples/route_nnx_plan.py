@@ -13,7 +13,7 @@ import numpy as np
 from flax import nnx
 
 import jaxcps.flax
-from jaxcps import models
+from jaxcps.demo import models
 
 
 def key(seed):
@@ -24,7 +24,10 @@ def key(seed):
 parser = argparse.ArgumentParser()
 parser.add_argument("--image-size", type=int, default=64)
 parser.add_argument("--width", type=float, default=0.25)
-parser.add_argument("--candidates", default="xla,im2col,mec,cpo,cps")
+parser.add_argument(
+    "--candidates", default=",".join(a for a in jaxcps.ALGORITHMS if a != "auto"),
+    help="comma-separated algorithms to time (default: all but auto)",
+)
 args = parser.parse_args()
 
 model = models.ResNet18NNX(width=args.width, rngs=nnx.Rngs(key(0)))

@@ -12,7 +12,7 @@ import jax
 
 import jaxcps
 import jaxcps.flax
-from jaxcps import models
+from jaxcps.demo import models
 
 
 def key(seed):
@@ -23,7 +23,10 @@ def key(seed):
 parser = argparse.ArgumentParser()
 parser.add_argument("--image-size", type=int, default=64)
 parser.add_argument("--width", type=float, default=0.25)
-parser.add_argument("--candidates", default="xla,im2col,mec,cpo,cps")
+parser.add_argument(
+    "--candidates", default=",".join(a for a in jaxcps.ALGORITHMS if a != "auto"),
+    help="comma-separated algorithms to time (default: all but auto)",
+)
 parser.add_argument("--plan", default=os.path.join(tempfile.gettempdir(), "jaxcps_plan.json"))
 args = parser.parse_args()
 

@@ -4,9 +4,11 @@
 convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom calls.
 `routed(fn, policy)` runs the convolutions of any JAX program through it, by layer key, and
 `select(fn, *args)` measures which algorithm is fastest for each of them; `export_checks()`
-lets `jax.export` serialize programs that use jaxcps.
+lets `jax.export` serialize programs that use jaxcps. The Flax integration is `jaxcps.flax`;
+the benchmark harness `jaxcps.bench`; the demo `jaxcps.demo`.
 """
 
+from jaxcps._targets import active_isa, supported_isas
 from jaxcps.algorithms import ALGORITHMS
 from jaxcps.conv import conv_general_dilated
 from jaxcps.export import export_checks
@@ -18,11 +20,13 @@ from jaxcps.selection import select
 __all__ = [
     "ALGORITHMS",
     "Plan",
+    "active_isa",
     "conv_general_dilated",
     "conv_keys",
     "export_checks",
     "footprint",
     "routed",
     "select",
+    "supported_isas",
 ]
 __version__ = "0.1.0"

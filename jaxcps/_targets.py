@@ -1,7 +1,8 @@
-"""Registers the C++ convolution kernels (ffi/) with XLA, once, at import.
+"""Loads the compiled module and registers its convolution kernels (ffi/) with XLA, once.
 
 The one rule for target names lives here: `jaxcps_<algorithm>_f32`. The registry of FFI
-targets is global to the process, hence the prefix.
+targets is global to the process, hence the prefix. Also here: which instruction set the
+sparse kernels run on, as the compiled module reports it.
 """
 
 from jaxcps._blas import load_openblas
@@ -20,10 +21,6 @@ except ImportError as e:  # pragma: no cover - depends on how jaxcps was install
         "reinstall with `pip install .`."
     ) from e
 
-#: Algorithms with a C++ kernel, in the order of ffi/kernels.inc ("reference" is the naive
-#: direct convolution used by the tests).
-KERNELS: tuple[str, ...] = tuple(_ffi.registrations())
-
 
 def target_name(algorithm: str) -> str:
     """Name of the FFI target that runs `algorithm` on float32."""
@@ -32,3 +29,16 @@ def target_name(algorithm: str) -> str:
 
 for _name, _capsule in _ffi.registrations().items():
     jax.ffi.register_ffi_target(target_name(_name), _capsule, platform="cpu")
+
+
+def active_isa() -> str:
+    """The instruction set the sparse kernels use now, e.g. "scalar", "avx2" or "avx512".
+
+    The best one this CPU supports, unless the environment variable JAXCPS_ISA names another.
+    """
+    return _ffi.active_isa()
+
+
+def supported_isas() -> tuple[str, ...]:
+    """The instruction sets of the sparse kernels that this CPU supports, portable first."""
+    return tuple(_ffi.supported_isas())

@@ -1,37 +1,83 @@
-"""The algorithm names, what each FFI kernel can run, and the rule behind `algorithm="auto"`.
+"""The algorithm names, what each C++ kernel can run, and the rule behind `algorithm="auto"`.
 
-`unsupported_reason` is the one place that says which configurations a kernel cannot run;
-`conv_general_dilated` raises it as a `ValueError` for an explicitly named algorithm and falls
-back to XLA under "auto".
+The kernels, their order, traits and sizes come from the compiled module (`_ffi.kernels()`,
+generated from ffi/kernels/kernels.inc), so adding a kernel in C++ adds it here. Whether a
+kernel can run a convolution is asked of C++ too (`_ffi.check`, the check its FFI handler
+makes); Python adds only what C++ never sees (dimensionality, dtypes, lhs_dilation,
+batch_group_count). `conv_general_dilated` raises a refusal as a `ValueError` for an
+explicitly named algorithm and falls back to XLA under "auto".
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+import dataclasses
+import types
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from jaxcps._targets import _ffi
 from jaxcps.geometry import ResolvedConv
 
-#: Every value `algorithm=` accepts.
-ALGORITHMS: tuple[str, ...] = ("xla", "im2col", "mec", "cpo", "cps", "auto")
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """One C++ convolution kernel, as the compiled module describes it.
+
+    Attributes:
+      name: the `algorithm=` value that runs it.
+      brief: one line on what it does.
+      user_facing: False for the naive test oracle ("reference").
+      skips_zeros: it never multiplies a zero activation (it builds a compressed form).
+      uses_blas: it multiplies with BLAS sgemm.
+      sizes: its tiles and blocks (tests probe both sides of each) and limits ("max_width",
+        "max_channels"), for the instruction set active at import.
+    """
+
+    name: str
+    brief: str
+    user_facing: bool
+    skips_zeros: bool
+    uses_blas: bool
+    sizes: Mapping[str, int]
+
+
+def _read_kernels() -> dict[str, Kernel]:
+    kernels = {}
+    for entry in _ffi.kernels():
+        kernels[entry["name"]] = Kernel(
+            name=entry["name"],
+            brief=entry["brief"],
+            user_facing=entry["user_facing"],
+            skips_zeros=entry["skips_zeros"],
+            uses_blas=entry["uses_blas"],
+            sizes=types.MappingProxyType(dict(entry["sizes"])),
+        )
+    return kernels
+
+
+#: Every C++ kernel by name, in the order of ffi/kernels/kernels.inc (the oracle included).
+KERNELS: Mapping[str, Kernel] = types.MappingProxyType(_read_kernels())
 #: The algorithms that run a jaxcps C++ kernel.
-FFI_ALGORITHMS: tuple[str, ...] = ("im2col", "mec", "cpo", "cps")
+FFI_ALGORITHMS: tuple[str, ...] = tuple(k.name for k in KERNELS.values() if k.user_facing)
+#: Every value `algorithm=` accepts.
+ALGORITHMS: tuple[str, ...] = ("xla", *FFI_ALGORITHMS, "auto")
 #: Input dtypes the kernels take (float16/bfloat16 are computed in float32 and cast back).
 FFI_DTYPES = (np.dtype("float32"), np.dtype("float16"), np.dtype("bfloat16"))
-#: Largest input width and channel count that the CPO/CPS 16-bit indices address
-#: (kMaxSparseWidth in ffi/sparse_format.h).
-MAX_SPARSE_INDEX = 65535
 
 
 def check_algorithm(algorithm: str) -> None:
+    """Raises ValueError unless `algorithm` is one of `ALGORITHMS`."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
 
 
 def unsupported_reason(algorithm: str, conv: ResolvedConv, dtype: np.dtype) -> str | None:
-    """Why the FFI kernel `algorithm` cannot run this convolution, or None if it can."""
+    """Why the C++ kernel `algorithm` cannot run this convolution, or None if it can.
+
+    Needs only shapes, so it works at trace time on abstract values.
+    """
     if conv.num_spatial != 2:
         return (
             f"algorithm={algorithm!r} runs 2-D convolutions only; this one has "
@@ -49,11 +95,19 @@ def unsupported_reason(algorithm: str, conv: ResolvedConv, dtype: np.dtype) -> s
         )
     if conv.batch_group_count != 1:
         return f"batch_group_count={conv.batch_group_count} is not supported by algorithm={algorithm!r}"
-    if algorithm in ("cpo", "cps") and max(conv.input_width, conv.input_channels) > MAX_SPARSE_INDEX:
-        return (
-            f"input width {conv.input_width} or channels {conv.input_channels} exceed "
-            f"{MAX_SPARSE_INDEX}, the largest that algorithm={algorithm!r} indexes"
-        )
+    x_shape, w_shape = conv.native_shapes()
+    (top, bottom), (left, right) = conv.padding
+    reason = _ffi.check(
+        algorithm,
+        x_shape,
+        w_shape,
+        conv.window_strides,
+        (top, bottom, left, right),
+        conv.rhs_dilation,
+        conv.feature_group_count,
+    )
+    if reason:
+        return f"algorithm={algorithm!r} cannot run this convolution: {reason} (use algorithm='xla')"
     return None
 
 

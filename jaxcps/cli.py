@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    "demo": ("jaxcps.demo", "select the fastest algorithm per layer of a Flax CNN and time it"),
-    "bench": ("jaxcps.bench", "time every algorithm against XLA on a suite of conv layers"),
+    "demo": ("jaxcps.demo.cli", "select the fastest algorithm per layer of a Flax CNN and time it"),
+    "bench": ("jaxcps.bench.cli", "time every algorithm against XLA on a suite of conv layers"),
 }
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import jax
 
-from jaxcps._targets import KERNELS, target_name
+from jaxcps._targets import target_name
+from jaxcps.algorithms import KERNELS
 
 
 def export_checks() -> list[jax.export.DisabledSafetyCheck]:

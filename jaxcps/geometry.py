@@ -64,8 +64,9 @@ class ConvSpec:
 class ResolvedConv:
     """A validated call of `conv_general_dilated`, in any number of spatial dimensions.
 
-    `lhs_perm`/`rhs_perm` move the operands to N,spatial...,C and spatial...,I,O;
-    `out_perm` moves an N,spatial...,O result back to the caller's layout.
+    `lhs_shape`/`rhs_shape` are the operand shapes as given; `lhs_perm`/`rhs_perm` move the
+    operands to N,spatial...,C and spatial...,I,O; `out_perm` moves an N,spatial...,O result
+    back to the caller's layout.
     """
 
     num_spatial: int
@@ -79,8 +80,8 @@ class ResolvedConv:
     lhs_perm: tuple[int, ...]
     rhs_perm: tuple[int, ...]
     out_perm: tuple[int, ...]
-    input_width: int
-    input_channels: int
+    lhs_shape: tuple[int, ...]
+    rhs_shape: tuple[int, ...]
 
     def spec(self) -> ConvSpec:
         """The 2-D `ConvSpec` that the kernels run (only for num_spatial == 2)."""
@@ -89,6 +90,13 @@ class ResolvedConv:
             padding=(self.padding[0], self.padding[1]),
             rhs_dilation=(self.rhs_dilation[0], self.rhs_dilation[1]),
             feature_group_count=self.feature_group_count,
+        )
+
+    def native_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The operand shapes in the kernels' layout: (N, spatial..., C), (spatial..., I, O)."""
+        return (
+            tuple(int(self.lhs_shape[d]) for d in self.lhs_perm),
+            tuple(int(self.rhs_shape[d]) for d in self.rhs_perm),
         )
 
 
@@ -237,8 +245,8 @@ def resolve_conv(
         lhs_perm=lhs_perm,
         rhs_perm=rhs_perm,
         out_perm=tuple(out_perm),
-        input_width=int(in_spatial[-1]),
-        input_channels=int(in_channels),
+        lhs_shape=lhs_shape,
+        rhs_shape=rhs_shape,
     )
 
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jaxcps.algorithms import ALGORITHMS, check_algorithm
+from jaxcps.algorithms import ALGORITHMS, FFI_ALGORITHMS, check_algorithm
 
 #: Written into every saved plan; `Plan.load` refuses other versions.
 PLAN_FORMAT = "jaxcps-plan"
@@ -203,10 +203,15 @@ def _candidates(records: list[LayerRecord]) -> list[str]:
 
 def format_table(records: list[LayerRecord]) -> str:
     """A fixed-width table: path, shapes, zeros, each candidate's median time in ms (fastest
-    starred), the compression ratios against im2col (CR) of MEC, CPO and CPS, and the choice."""
+    starred), the compression ratio against im2col (CR) of every other candidate with a
+    footprint, and the choice."""
     candidates = _candidates(records)
     header = ["layer", "input NHWC", "kernel", "zeros"] + [f"{c} ms" for c in candidates]
-    compressed = [c for c in ("mec", "cpo", "cps") if any(c in r.footprints for r in records)]
+    compressed = [
+        c
+        for c in FFI_ALGORITHMS
+        if c != "im2col" and any(r.footprints.get(c) is not None for r in records)
+    ]
     header += [f"CR {c}" for c in compressed] + ["choice"]
     rows = [header]
     for r in records:

@@ -1,5 +1,6 @@
-"""Timing by the benchmark protocol (DESIGN.md §5): contenders in one process, interleaved
-round by round, after warm-up, reported as medians. Used by `jaxcps bench` and by selection.
+"""Timing by the benchmark protocol: contenders in one process, interleaved round by round,
+after warm-up, reported as medians. Used by selection (`jaxcps.flax.select`), `jaxcps bench`
+and `jaxcps demo`.
 """
 
 from __future__ import annotations

@@ -27,10 +27,15 @@ import pytest
 from jax import lax
 
 from jaxcps import _targets
+from jaxcps.algorithms import FFI_ALGORITHMS, KERNELS
 from jaxcps.geometry import ConvSpec, crop_negative_padding, resolve_conv
 
-#: The algorithms that run a jaxcps C++ kernel.
-FFI_ALGORITHMS: tuple[str, ...] = ("im2col", "mec", "cpo", "cps")
+#: Every C++ kernel, the test oracle "reference" included, in the compiled module's order.
+TARGETS: tuple[str, ...] = tuple(KERNELS)
+#: The kernels that skip zeros (CPO, CPS): compressed forms, tile kernels per ISA.
+SPARSE: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].skips_zeros)
+#: The kernels that multiply with BLAS (im2col, MEC): 32-bit BLAS sizes.
+BLAS: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].uses_blas)
 #: Instruction sets of the sparse (CPO/CPS) tile kernels, portable first.
 ISAS: tuple[str, ...] = ("scalar", "avx2", "avx512")
 NATIVE_DN = ("NHWC", "HWIO", "NHWC")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SPARSE, assert_close, lax_conv, use_isa
 
 import jaxcps
-from conftest import assert_close, lax_conv, use_isa
 from jaxcps import _targets
 
 NATIVE_DN = ("NHWC", "HWIO", "NHWC")
@@ -39,11 +39,11 @@ def test_builders_agree_across_isas(width: int, channels: int, rng: np.random.Ge
         sizes = {}
         for isa in _targets._ffi.supported_isas():
             use_isa(isa)
-            for algorithm in ("cpo", "cps"):
+            for algorithm in SPARSE:
                 sizes[isa, algorithm] = _targets._ffi.compressed_bytes(algorithm, x)
                 got = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME",
                                                   dimension_numbers=NATIVE_DN, algorithm=algorithm)
                 assert_close(got, expected, f"{algorithm}/{isa}, {name}, width {width}")
-        for algorithm in ("cpo", "cps"):
+        for algorithm in SPARSE:
             per_isa = {isa: b for (isa, a), b in sizes.items() if a == algorithm}
             assert len(set(per_isa.values())) == 1, (algorithm, name, per_isa)

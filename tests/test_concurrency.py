@@ -1,13 +1,14 @@
-"""Concurrent jaxcps calls give the serial results, bit for bit, and never deadlock.
+"""Concurrent jaxcps calls give the serial results and never deadlock.
 
 Two sources of concurrency: Python threads calling jitted convolutions at once (XLA then runs
 several handlers on its shared intra-op pool), and XLA itself running handlers at once on
 several CPU devices (a sharded program, and independent convolutions in one program). The
-handlers share that pool with XLA (ffi/handlers.cc, PoolParallel); they must finish even when
-it has one thread or runs tasks inline, so the same checks run in subprocesses restricted to
-one CPU (the pool sizes itself from the CPUs the process may use) and with Eigen's
-multi-threading off. Every kernel partitions its output without overlap, so results are
-deterministic: they are compared exactly.
+handlers share that pool with XLA (ffi/bindings/handlers.cc, PoolParallel); they must finish
+even when it has one thread or runs tasks inline, so the same checks run in subprocesses
+restricted to one CPU (the pool sizes itself from the CPUs the process may use) and with Eigen's
+multi-threading off. Every kernel partitions its output without overlap, so results for the
+same inputs are deterministic and compared exactly; a batch split across devices is compared
+to one image at a time up to rounding (a kernel may tune itself to the batch it gets).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import threading
 
 import pytest
 
-ALGORITHMS = ("im2col", "mec", "cpo", "cps")
 DN = ("NHWC", "HWIO", "NHWC")
 THREADS = 6
 ROUNDS = 3
@@ -53,9 +53,11 @@ def _hammer_threads() -> dict:
     """THREADS threads, each ROUNDS times over every algorithm on its own input."""
     import numpy as np
 
-    fns = {a: _conv_fn(a) for a in ALGORITHMS}
+    from jaxcps.algorithms import FFI_ALGORITHMS
+
+    fns = {a: _conv_fn(a) for a in FFI_ALGORITHMS}
     inputs = [_inputs(seed) for seed in range(THREADS)]
-    serial = [{a: np.asarray(fns[a](x, w)) for a in ALGORITHMS} for x, w in inputs]
+    serial = [{a: np.asarray(fns[a](x, w)) for a in FFI_ALGORITHMS} for x, w in inputs]
     mismatches, errors = [], []
     barrier = threading.Barrier(THREADS)
 
@@ -64,7 +66,7 @@ def _hammer_threads() -> dict:
             barrier.wait()
             x, w = inputs[t]
             for r in range(ROUNDS):
-                for a in ALGORITHMS[r % 2 :] + ALGORITHMS[: r % 2]:
+                for a in FFI_ALGORITHMS[r % 2 :] + FFI_ALGORITHMS[: r % 2]:
                     if not np.array_equal(np.asarray(fns[a](x, w)), serial[t][a]):
                         mismatches.append((t, r, a))
         except Exception as e:  # noqa: BLE001 (reported to the test)
@@ -76,7 +78,7 @@ def _hammer_threads() -> dict:
     for t in threads:
         t.join(DEADLINE)
     hung = sum(t.is_alive() for t in threads)
-    return dict(calls=THREADS * ROUNDS * len(ALGORITHMS), mismatches=mismatches,
+    return dict(calls=THREADS * ROUNDS * len(FFI_ALGORITHMS), mismatches=mismatches,
                 errors=errors, hung=hung)
 
 
@@ -89,32 +91,36 @@ def _many_devices() -> dict:
     from jax.sharding import PartitionSpec as P
 
     import jaxcps
+    from jaxcps.algorithms import FFI_ALGORITHMS
 
     devices = jax.devices()
     mesh = Mesh(np.array(devices), ("d",))
     report = dict(devices=len(devices), mismatches=[])
     x, w = _inputs(100, batch=2 * len(devices))
     x_sharded = jax.device_put(x, NamedSharding(mesh, P("d")))
-    for a in ALGORITHMS:
+    for a in FFI_ALGORITHMS:
         fn = _conv_fn(a)
         serial = np.concatenate([np.asarray(fn(x[i : i + 1], w)) for i in range(len(x))])
+        # Not bit for bit: a kernel may tune itself to the batch it gets (CPO's channel block
+        # follows the batch's density), which changes the rounding, never more.
+        scale = float(np.abs(serial).max())
         for _ in range(ROUNDS):
-            if not np.array_equal(np.asarray(fn(x_sharded, w)), serial):
+            if float(np.abs(np.asarray(fn(x_sharded, w)) - serial).max()) > 1e-5 * scale:
                 report["mismatches"].append(f"sharded {a}")
 
     # Independent convolutions (different algorithms, inputs and shapes) in one program.
-    pairs = [_inputs(200 + i, batch=1 + i % 2) for i in range(len(ALGORITHMS))]
+    pairs = [_inputs(200 + i, batch=1 + i % 2) for i in range(len(FFI_ALGORITHMS))]
 
     @jax.jit
     def independent(pairs):
         return [
             jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN, algorithm=a)
-            for a, (x, w) in zip(ALGORITHMS, pairs)
+            for a, (x, w) in zip(FFI_ALGORITHMS, pairs)
         ]
 
-    serial = [np.asarray(_conv_fn(a)(x, w)) for a, (x, w) in zip(ALGORITHMS, pairs)]
+    serial = [np.asarray(_conv_fn(a)(x, w)) for a, (x, w) in zip(FFI_ALGORITHMS, pairs)]
     for _ in range(ROUNDS):
-        for a, got, want in zip(ALGORITHMS, independent(pairs), serial):
+        for a, got, want in zip(FFI_ALGORITHMS, independent(pairs), serial):
             if not np.array_equal(np.asarray(got), want):
                 report["mismatches"].append(f"independent {a}")
     return report

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxcps
-from jaxcps import demo, models
+from jaxcps.demo import cli, models
 from jaxcps.flax.select import capture
 
 TINY = ["--image-size", "32", "--width", "0.125", "--repeats", "1"]
@@ -18,7 +18,7 @@ TINY = ["--image-size", "32", "--width", "0.125", "--repeats", "1"]
 
 def parse(argv):
     parser = argparse.ArgumentParser(prog="jaxcps demo")
-    demo.add_arguments(parser)
+    cli.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -28,7 +28,7 @@ def key(seed):
 
 def test_demo_runs_on_a_tiny_configuration(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert demo.run(parse([*TINY, "--out", str(out)])) == 0
+    assert cli.run(parse([*TINY, "--out", str(out)])) == 0
     printed = capsys.readouterr()
     assert "stage5_conv3" in printed.out and "choice" in printed.out
     assert "end-to-end" in printed.out and "parity" in printed.out and "OK" in printed.out
@@ -42,11 +42,11 @@ def test_demo_runs_on_a_tiny_configuration(tmp_path, capsys):
 
 
 def test_demo_rejects_bad_options(tmp_path, capsys):
-    assert demo.run(parse(["--image-size", "16", "--out", str(tmp_path)])) == 2
+    assert cli.run(parse(["--image-size", "16", "--out", str(tmp_path)])) == 2
     assert "--image-size must be at least 32" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert demo.run(parse(["--out", str(blocker)])) == 2
+    assert cli.run(parse(["--out", str(blocker)])) == 2
     assert "is not a folder" in capsys.readouterr().err
     for argv in (["--model", "alexnet"], ["--profile", "flat"], ["--repeats", "0"],
                  ["--width", "-1"], ["--image-size", "big"]):
@@ -56,8 +56,8 @@ def test_demo_rejects_bad_options(tmp_path, capsys):
 
 
 def test_demo_options_name_the_package_models_and_profiles():
-    assert set(demo.MIN_IMAGE_SIZE) == set(models.MODELS)
-    assert demo.PROFILES == models.PROFILES
+    assert set(cli.MIN_IMAGE_SIZE) == set(models.MODELS)
+    assert cli.PROFILES == models.PROFILES
 
 
 def test_profiles():

@@ -3,7 +3,10 @@
 
 Every bad input here is also refused by `lax.conv_general_dilated` (checked), so jaxcps is
 no stricter than the function it replaces, except for configurations that a named kernel
-cannot run (lhs_dilation, batch_group_count, dtypes, 1-D), which "auto" and "xla" run.
+cannot run (lhs_dilation, batch_group_count, dtypes, 1-D, sizes past a kernel's limits),
+which "auto" and "xla" run. Those are refused when the call is traced, on shapes alone, so
+also for abstract operands (`jax.ShapeDtypeStruct` under `jit(...).lower` or
+`jax.eval_shape`); the limits come from the compiled module, never retyped here.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
-from conftest import FFI_ALGORITHMS, NATIVE_DN
+from conftest import BLAS, FFI_ALGORITHMS, NATIVE_DN, assert_close, lax_conv
 from jax import lax
 
 import jaxcps
-from jaxcps.algorithms import unsupported_reason
-from jaxcps.geometry import resolve_conv
+import jaxcps.flax
+from jaxcps.algorithms import KERNELS
 
 X = np.ones((2, 5, 6, 4), np.float32)
 W = np.ones((3, 3, 4, 8), np.float32)
@@ -206,27 +209,78 @@ def test_unsupported_for_named_kernel(
             jaxcps.conv_general_dilated(*operands, strides, padding, **kwargs, algorithm=algorithm)
 
 
-def test_mec_height_dilation_refused_as_declared() -> None:
-    """MEC refuses a height dilation exactly when `unsupported_reason` says so, naming
-    rhs_dilation; a width dilation always runs."""
-    conv = resolve_conv(
-        X.shape, W.shape, (1, 1), "SAME", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN
-    )
-    args = (X, W, (1, 1), "SAME")
-    if unsupported_reason("mec", conv, np.dtype(np.float32)) is not None:
-        with pytest.raises(ValueError, match="rhs_dilation"):
-            jaxcps.conv_general_dilated(
-                *args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec"
-            )
-    else:
+def test_mec_runs_height_and_width_dilation() -> None:
+    """MEC lowers along the width only, and runs a kernel dilation along either axis."""
+    for dilation in [(2, 1), (1, 2)]:
+        args = (X, W, (1, 1), "SAME")
         y = jaxcps.conv_general_dilated(
-            *args, rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec"
+            *args, rhs_dilation=dilation, dimension_numbers=NATIVE_DN, algorithm="mec"
         )
         assert y.shape == (2, 5, 6, 8)
-    y = jaxcps.conv_general_dilated(
-        *args, rhs_dilation=(1, 2), dimension_numbers=NATIVE_DN, algorithm="mec"
+        want = lax_conv(*args, rhs_dilation=dilation, dimension_numbers=NATIVE_DN)
+        assert_close(y, want, f"mec, rhs_dilation {dilation}")
+
+
+def _conv(algorithm: str, name: str | None = None) -> Any:
+    return lambda x, w: jaxcps.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm, name=name
     )
-    assert y.shape == (2, 5, 6, 8)
+
+
+def _lowered(algorithm: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+             name: str | None = None) -> str:
+    """StableHLO of the jitted conv of abstract float32 operands: nothing is allocated or run."""
+    operands = [jax.ShapeDtypeStruct(shape, np.float32) for shape in (x_shape, w_shape)]
+    return jax.jit(_conv(algorithm, name)).lower(*operands).as_text()
+
+
+def _operands(limit: str, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """NHWC and HWIO shapes of a 1x1 convolution whose input width (limit "max_width") or
+    channel count ("max_channels") is `size`."""
+    if limit == "max_width":
+        return (1, 1, size, 1), (1, 1, 1, 1)
+    return (1, 1, 1, size), (1, 1, size, 1)
+
+
+#: Each limit a kernel declares in its sizes, with the word its refusal names.
+LIMIT_WORDS = {"max_width": "width", "max_channels": "channels"}
+#: (kernel, limit) for every limit of every kernel.
+LIMITS = [(a, limit) for a in FFI_ALGORITHMS for limit in LIMIT_WORDS if limit in KERNELS[a].sizes]
+
+
+def test_every_kind_of_limit_is_probed() -> None:
+    """Some kernel declares each limit (CPO and CPS, whose indices are 16-bit), so the test
+    below runs for each."""
+    assert {limit for _, limit in LIMITS} == set(LIMIT_WORDS)
+
+
+@pytest.mark.parametrize("algorithm,limit", LIMITS, ids=[f"{a}-{limit}" for a, limit in LIMITS])
+def test_past_a_limit_refused_when_traced(algorithm: str, limit: str) -> None:
+    """One past a kernel's limit, the named kernel raises ValueError naming the size when the
+    call is traced (lowered, or shape-evaluated); "auto" runs XLA, also when a plan names
+    that kernel. At the limit the kernel runs."""
+    size = KERNELS[algorithm].sizes[limit]
+    past = _operands(limit, size + 1)
+    with pytest.raises(ValueError, match=LIMIT_WORDS[limit]):
+        _lowered(algorithm, *past)
+    abstract = [jax.ShapeDtypeStruct(shape, np.float32) for shape in past]
+    with pytest.raises(ValueError, match=LIMIT_WORDS[limit]):
+        jax.eval_shape(_conv(algorithm), *abstract)
+    assert "jaxcps_" not in _lowered("auto", *past)
+    with jaxcps.flax.route(jaxcps.Plan.from_choices({"big": algorithm})):
+        assert f"jaxcps_{algorithm}_" in _lowered("auto", *_operands(limit, 8), name="big")
+        assert "jaxcps_" not in _lowered("auto", *past, name="big")
+    assert f"jaxcps_{algorithm}_" in _lowered(algorithm, *_operands(limit, size))
+
+
+@pytest.mark.parametrize("algorithm", BLAS)
+def test_blas_size_overflow_refused_when_traced(algorithm: str) -> None:
+    """2^16 x 2^16 output pixels: a GEMM dimension past the 32-bit BLAS interface is refused
+    when the call is lowered, before any buffer exists; "auto" runs XLA."""
+    x_shape, w_shape = (1, 2**16, 2**16, 1), (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="32-bit BLAS"):
+        _lowered(algorithm, x_shape, w_shape)
+    assert "jaxcps_" not in _lowered("auto", x_shape, w_shape)
 
 
 def test_footprint_rejects_bad_arguments() -> None:

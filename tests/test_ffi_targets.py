@@ -1,9 +1,8 @@
-"""The C++ second line of defence: each FFI target, called directly with shapes or attributes
-that Python validation would have refused, returns a clean error (`JaxRuntimeError` with
-INVALID_ARGUMENT and a message naming the parameter): no crash, no abort, no garbage.
+"""The FFI targets called directly, beside the public function: a refused call raises under
+jit too and leaves no state behind, and MEC runs what its lowering might suggest it cannot.
 
-Eager `ffi_call` caches executables by attribute value (an int32 attribute equal to a valid
-int64 one would reuse the valid executable), so every case here uses its own shapes or values.
+The table of bad direct calls (each must be a clean `JaxRuntimeError` naming the parameter,
+never a crash) is `DIRECT_PROBES` in test_robustness.py, run in a subprocess.
 """
 
 from __future__ import annotations
@@ -13,13 +12,11 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
-from conftest import FFI_ALGORITHMS, assert_close, lax_conv
+from conftest import NATIVE_DN, TARGETS, assert_close, lax_conv
 
+import jaxcps
 from jaxcps import _targets
-from jaxcps.algorithms import unsupported_reason
 from jaxcps.geometry import ConvSpec, resolve_conv
-
-TARGETS = (*FFI_ALGORITHMS, "reference")
 
 
 def call_target(
@@ -27,224 +24,38 @@ def call_target(
     x_shape: tuple[int, ...],
     w_shape: tuple[int, ...],
     out_shape: tuple[int, ...],
-    *,
-    x_dtype: Any = np.float32,
-    drop: tuple[str, ...] = (),
     **overrides: Any,
 ) -> jax.Array:
     """Calls the target of `algorithm` on ones, with the attributes of a stride-1 unpadded
-    convolution, replaced by `overrides` and without the names in `drop`."""
+    convolution, replaced by `overrides`."""
     attrs = ConvSpec((1, 1), ((0, 0), (0, 0))).ffi_attributes()
     attrs.update(overrides)
-    for name in drop:
-        del attrs[name]
     call = jax.ffi.ffi_call(
         _targets.target_name(algorithm), jax.ShapeDtypeStruct(out_shape, np.float32)
     )
-    return call(np.ones(x_shape, x_dtype), np.ones(w_shape, np.float32), **attrs)
+    return call(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), **attrs)
 
 
-def i64(*values: int) -> np.ndarray:
-    return np.asarray(values, np.int64)
-
-
-#: (id, call arguments, message pattern). x is N,H,W,C; w is KH,KW,Ci,O; out N,OH,OW,O,
-#: never empty (XLA skips a custom call whose result has no elements).
-BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
-    (
-        "output-shape",
-        dict(x_shape=(1, 5, 5, 2), w_shape=(3, 3, 2, 4), out_shape=(1, 4, 3, 4)),
-        "output buffer shape",
-    ),
-    (
-        "output-channels",
-        dict(x_shape=(1, 5, 6, 2), w_shape=(3, 3, 2, 4), out_shape=(1, 3, 4, 5)),
-        "output buffer shape",
-    ),
-    (
-        "channel-mismatch",
-        dict(x_shape=(1, 5, 5, 4), w_shape=(3, 3, 3, 4), out_shape=(1, 3, 3, 4)),
-        "in-channels",
-    ),
-    (
-        "stride-zero",
-        dict(
-            x_shape=(1, 6, 5, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 6, 5, 3),
-            window_strides=i64(0, 1),
-        ),
-        r"window_strides\[0\]",
-    ),
-    (
-        "stride-negative",
-        dict(
-            x_shape=(1, 6, 6, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 6, 6, 3),
-            window_strides=i64(1, -2),
-        ),
-        r"window_strides\[1\]",
-    ),
-    (
-        "strides-3-entries",
-        dict(
-            x_shape=(1, 7, 5, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 7, 5, 3),
-            window_strides=i64(1, 1, 1),
-        ),
-        "window_strides must have 2",
-    ),
-    (
-        "padding-3-entries",
-        dict(
-            x_shape=(1, 7, 6, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 7, 6, 3),
-            padding=i64(0, 0, 0),
-        ),
-        "padding must have 4",
-    ),
-    (
-        "padding-crops-past-height",
-        dict(
-            x_shape=(1, 4, 5, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 1, 5, 3),
-            padding=i64(-3, -2, 0, 0),
-        ),
-        r"padding\[0\]",
-    ),
-    (
-        "padding-crops-past-width",
-        dict(
-            x_shape=(1, 5, 4, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 5, 1, 3),
-            padding=i64(0, 0, -9, 0),
-        ),
-        r"padding\[1\]",
-    ),
-    (
-        "dilation-zero",
-        dict(
-            x_shape=(1, 8, 5, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 8, 5, 3),
-            rhs_dilation=i64(1, 0),
-        ),
-        "rhs_dilation",
-    ),
-    (
-        "dilation-1-entry",
-        dict(
-            x_shape=(1, 8, 6, 2), w_shape=(1, 1, 2, 3), out_shape=(1, 8, 6, 3), rhs_dilation=i64(1)
-        ),
-        "rhs_dilation must have 2",
-    ),
-    (
-        "groups-not-dividing-channels",
-        dict(
-            x_shape=(1, 5, 5, 4),
-            w_shape=(1, 1, 1, 3),
-            out_shape=(1, 5, 5, 3),
-            feature_group_count=np.int64(3),
-        ),
-        "feature_group_count",
-    ),
-    (
-        "groups-not-dividing-outputs",
-        dict(
-            x_shape=(1, 5, 6, 4),
-            w_shape=(1, 1, 2, 5),
-            out_shape=(1, 5, 6, 5),
-            feature_group_count=np.int64(2),
-        ),
-        "feature_group_count",
-    ),
-    (
-        "groups-zero",
-        dict(
-            x_shape=(1, 5, 7, 4),
-            w_shape=(1, 1, 4, 5),
-            out_shape=(1, 5, 7, 5),
-            feature_group_count=np.int64(0),
-        ),
-        "feature_group_count",
-    ),
-    (
-        "zero-kernel",
-        dict(x_shape=(1, 5, 8, 2), w_shape=(0, 1, 2, 3), out_shape=(1, 6, 8, 3)),
-        "kernel_height",
-    ),
-    # Decoding failures: wrong rank, wrong dtype, an int32 attribute, a missing attribute.
-    ("x-rank-3", dict(x_shape=(5, 5, 2), w_shape=(1, 1, 2, 3), out_shape=(1, 5, 5, 3)), "decode"),
-    (
-        "x-float16",
-        dict(
-            x_shape=(1, 9, 5, 2), w_shape=(1, 1, 2, 3), out_shape=(1, 9, 5, 3), x_dtype=np.float16
-        ),
-        "decode",
-    ),
-    (
-        "strides-int32",
-        dict(
-            x_shape=(1, 9, 7, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 2, 2, 3),
-            window_strides=np.asarray((7, 5), np.int32),
-        ),
-        "decode|attribute",
-    ),
-    (
-        "missing-attribute",
-        dict(
-            x_shape=(1, 9, 9, 2),
-            w_shape=(1, 1, 2, 3),
-            out_shape=(1, 9, 9, 3),
-            drop=("rhs_dilation",),
-        ),
-        "attribute",
-    ),
-]
-
-
-@pytest.mark.parametrize("algorithm", TARGETS)
-@pytest.mark.parametrize("name,kwargs,pattern", BAD_CALLS, ids=[b[0] for b in BAD_CALLS])
-def test_bad_call_is_a_clean_error(
-    algorithm: str, name: str, kwargs: dict[str, Any], pattern: str
-) -> None:
-    with pytest.raises(jax.errors.JaxRuntimeError, match=pattern):
-        call_target(algorithm, **kwargs).block_until_ready()
-
-
-def test_mec_height_dilation_python_and_cpp_agree() -> None:
-    """The C++ MEC target refuses a height dilation (naming rhs_dilation) exactly when the
-    Python side declares it unsupported; otherwise it computes it."""
+def test_mec_runs_height_dilation() -> None:
+    """MEC lowers along the width only, yet runs a height dilation (called directly, and
+    through the public function)."""
     spec = ConvSpec((1, 1), ((0, 0), (0, 0)), rhs_dilation=(2, 1))
     conv = resolve_conv(
-        (1, 9, 4, 2),
-        (2, 1, 2, 3),
-        (1, 1),
-        "VALID",
-        rhs_dilation=(2, 1),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        (1, 9, 4, 2), (2, 1, 2, 3), (1, 1), "VALID", rhs_dilation=(2, 1),
+        dimension_numbers=NATIVE_DN,
     )
     assert conv.spec() == spec
     x = np.random.default_rng(6).standard_normal((1, 9, 4, 2)).astype(np.float32)
     w = np.random.default_rng(7).standard_normal((2, 1, 2, 3)).astype(np.float32)
+    want = lax_conv(x, w, (1, 1), "VALID", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN)
     call = jax.ffi.ffi_call(
         _targets.target_name("mec"), jax.ShapeDtypeStruct((1, 7, 4, 3), np.float32)
     )
-    if unsupported_reason("mec", conv, np.dtype(np.float32)) is not None:
-        with pytest.raises(jax.errors.JaxRuntimeError, match="rhs_dilation"):
-            call(x, w, **spec.ffi_attributes()).block_until_ready()
-    else:
-        want = lax_conv(
-            x, w, (1, 1), "VALID", rhs_dilation=(2, 1), dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        assert_close(call(x, w, **spec.ffi_attributes()), want, "mec, height dilation 2")
+    assert_close(call(x, w, **spec.ffi_attributes()), want, "mec target, height dilation 2")
+    got = jaxcps.conv_general_dilated(
+        x, w, (1, 1), "VALID", rhs_dilation=(2, 1), dimension_numbers=NATIVE_DN, algorithm="mec"
+    )
+    assert_close(got, want, "mec, height dilation 2")
 
 
 def test_error_under_jit() -> None:
@@ -268,5 +79,5 @@ def test_targets_still_work_after_errors(algorithm: str) -> None:
         _targets.target_name(algorithm), jax.ShapeDtypeStruct((2, 3, 9, 5), np.float32)
     )
     y = call(x, w, **spec.ffi_attributes())
-    want = lax_conv(x, w, (2, 1), ((1, 0), (2, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    want = lax_conv(x, w, (2, 1), ((1, 0), (2, 1)), dimension_numbers=NATIVE_DN)
     assert_close(y, want, f"{algorithm} after an error")

@@ -1,16 +1,16 @@
 """`jaxcps.footprint`: exact bytes of what each algorithm builds, checked on hand-computed cases.
 
 The formulas, for x of shape (N, H, W, C), a KH x KW kernel and output (N, OH, OW, O), with
-Hp the padded height (ffi/im2col.cc, ffi/mec.cc, ffi/sparse_format.{h,cc}):
+Hp the padded height (ffi/kernels/im2col.cc, ffi/kernels/mec.cc, ffi/sparse/format.{h,cc}):
 - im2col: N*OH*OW * KH*KW*C float32 values                   -> N*OH*OW*KH*KW*C*4 bytes
 - MEC:    N * OW rows of Hp*KW*C float32 values               -> N*OW*Hp*KW*C*4 bytes
-- CPO:    per non-zero a float32 value and a uint16 channel; per pixel, (blocks + 1) uint32
-          offsets, blocks = ceil(C / block), block = min(C, 64) (with groups: the largest
-          divisor of C/groups up to 64)                       -> nnz*6 + N*H*W*(blocks+1)*4
+- CPO:    per non-zero a float32 value and a uint16 index (column * block + channel); per
+          row and channel block, (W + 1) uint32 offsets, blocks = groups * ceil(C/groups /
+          block), where block is the channel block CPO chooses from x's density
+          (`_ffi.cpo_channel_block`)                          -> nnz*6 + N*H*blocks*(W+1)*4
 - CPS:    per non-zero a float32 value; per run of horizontally adjacent non-zeros a uint16
           start and a uint16 length; per row, (C + 1) uint32 run offsets and (C + 1) uint32
           value offsets                                       -> nnz*4 + runs*4 + N*H*(C+1)*8
-(The issue's first sketch of CPO had per-row pointers, N*H*(C+1)*4; CPO is now pixel-major.)
 Compression ratio of an algorithm = footprint(im2col) / footprint(algorithm).
 """
 
@@ -18,15 +18,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import sparse_activation
+from conftest import SPARSE, sparse_activation
 
 import jaxcps
+from jaxcps import _targets
+from jaxcps.algorithms import KERNELS
+
+#: Most input channels per block of CPO's compressed form.
+CHANNEL_BLOCK = KERNELS["cpo"].sizes["max_channel_block"]
 
 
 def fp(
     x: np.ndarray, kernel: tuple[int, ...], algorithm: str, strides=(1, 1), padding="SAME", **kw
 ) -> int:
     return jaxcps.footprint(x, kernel, strides, padding, algorithm, **kw)
+
+
+def cpo_blocks(x: np.ndarray, groups: int = 1) -> int:
+    """Channel blocks per row of CPO's compressed form of x."""
+    block = _targets._ffi.cpo_channel_block(np.ascontiguousarray(x, np.float32), groups)
+    return groups * -(-(x.shape[3] // groups) // block)
 
 
 def count_runs(x: np.ndarray) -> int:
@@ -66,47 +77,52 @@ def test_sparse_by_hand() -> None:
     x[0, 0, [0, 2], 1] = [4.0, 5.0]
     x[0, 1, 3, 2] = 6.0
     nnz, runs = 6, 4
-    # CPO: block = 3, blocks = 1: 2 offsets per pixel, 8 pixels.
-    assert fp(x, (3, 3, 3, 4), "cpo") == nnz * 6 + 8 * 2 * 4 == 100
+    # CPO: one block of the 3 channels: 4 + 1 offsets per row, 2 rows.
+    assert cpo_blocks(x) == 1
+    assert fp(x, (3, 3, 3, 4), "cpo") == nnz * 6 + 2 * 5 * 4 == 76
     # CPS: 2 rows x (3 + 1) offsets, twice.
     assert fp(x, (3, 3, 3, 4), "cps") == nnz * 4 + runs * 4 + 2 * 4 * 8 == 104
     # The kernel, strides and padding do not change the compressed activation.
-    assert fp(x, (1, 7, 3, 4), "cpo", (3, 2), "VALID") == 100
+    assert fp(x, (1, 7, 3, 4), "cpo", (3, 2), "VALID") == 76
     assert fp(x, (5, 5, 3, 4), "cps", (2, 1), ((4, 4), (0, 0))) == 104
 
 
 def test_sparse_all_zero_and_dense() -> None:
     zeros = np.zeros((2, 3, 5, 4), np.float32)
-    assert fp(zeros, (3, 3, 4, 8), "cpo") == 2 * 3 * 5 * 2 * 4  # pointers only
+    assert fp(zeros, (3, 3, 4, 8), "cpo") == 2 * 3 * 6 * 4  # pointers only: one block
     assert fp(zeros, (3, 3, 4, 8), "cps") == 2 * 3 * 5 * 8
     ones = np.ones((2, 3, 5, 4), np.float32)
     nnz = 2 * 3 * 5 * 4
-    assert fp(ones, (3, 3, 4, 8), "cpo") == nnz * 6 + 2 * 3 * 5 * 2 * 4
+    assert fp(ones, (3, 3, 4, 8), "cpo") == nnz * 6 + 2 * 3 * 6 * 4
     # One run per channel and row.
     assert fp(ones, (3, 3, 4, 8), "cps") == nnz * 4 + 2 * 3 * 4 * 4 + 2 * 3 * 5 * 8
 
 
 @pytest.mark.parametrize(
-    "shape,groups,blocks",
+    "shape,groups,zeros",
     [
-        ((1, 3, 5, 64), 1, 1),
-        ((1, 3, 5, 65), 1, 2),  # block 64: 64 + 1 channels
-        ((2, 2, 17, 130), 1, 3),
-        ((1, 4, 3, 6), 2, 2),  # block 3 per group
-        ((1, 2, 6, 12), 4, 4),  # block 3
-        ((1, 2, 6, 10), 2, 2),  # block 5
+        ((1, 3, 5, CHANNEL_BLOCK), 1, 0.99),
+        ((1, 3, 5, CHANNEL_BLOCK + 1), 1, 0.99),  # one block and one channel
+        ((2, 2, 17, 2 * CHANNEL_BLOCK + 2), 1, 0.6),
+        ((1, 4, 3, 6), 2, 0.6),  # a block per group
+        ((1, 2, 6, 12), 4, 0.6),
+        ((1, 2, 6, 10), 2, 0.6),
+        ((1, 5, 9, 40), 1, 0.2),  # dense: small blocks
     ],
 )
 def test_sparse_formula_on_random_data(
-    shape: tuple[int, ...], groups: int, blocks: int, rng: np.random.Generator
+    shape: tuple[int, ...], groups: int, zeros: float, rng: np.random.Generator
 ) -> None:
     """The formulas above, with nnz and runs counted by NumPy on random data."""
-    x = sparse_activation(rng, shape, 0.6, dead_channels=1)
+    x = sparse_activation(rng, shape, zeros, dead_channels=1)
     n, h, w, c = shape
     nnz, runs = int(np.count_nonzero(x)), count_runs(x)
     kernel = (3, 3, c // groups, 2 * groups)
+    blocks = cpo_blocks(x, groups)
+    assert blocks >= groups
     assert (
-        fp(x, kernel, "cpo", feature_group_count=groups) == nnz * 6 + n * h * w * (blocks + 1) * 4
+        fp(x, kernel, "cpo", feature_group_count=groups)
+        == nnz * 6 + n * h * blocks * (w + 1) * 4
     )
     assert (
         fp(x, kernel, "cps", feature_group_count=groups)
@@ -114,7 +130,7 @@ def test_sparse_formula_on_random_data(
     )
 
 
-@pytest.mark.parametrize("algorithm", ["cpo", "cps"])
+@pytest.mark.parametrize("algorithm", SPARSE)
 def test_compression_ratio_grows_with_zero_fraction(
     algorithm: str, rng: np.random.Generator
 ) -> None:
@@ -146,9 +162,11 @@ def test_cps_beats_cpo_on_long_runs_only() -> None:
     assert np.count_nonzero(runs) == np.count_nonzero(isolated)
     assert fp(runs, kernel, "cps") < fp(runs, kernel, "cpo")
     assert fp(isolated, kernel, "cps") > fp(isolated, kernel, "cpo")
-    # And by how much, from the formulas: nnz = 2048, pixel offsets 8*32*2*4 = 2048 bytes,
-    # row offsets 8*17*8 = 1088 bytes; runs 128 (long) or 2048 (isolated).
-    assert fp(runs, kernel, "cpo") == fp(isolated, kernel, "cpo") == 2048 * 6 + 2048
+    # And by how much, from the formulas: nnz = 2048, CPO offsets 8 rows * blocks * 33 * 4
+    # bytes, CPS row offsets 8*17*8 = 1088 bytes; runs 128 (long) or 2048 (isolated).
+    blocks = cpo_blocks(runs)
+    assert blocks == cpo_blocks(isolated)
+    assert fp(runs, kernel, "cpo") == fp(isolated, kernel, "cpo") == 2048 * 6 + 8 * blocks * 33 * 4
     assert fp(runs, kernel, "cps") == 2048 * 4 + 128 * 4 + 1088
     assert fp(isolated, kernel, "cps") == 2048 * 4 + 2048 * 4 + 1088
 

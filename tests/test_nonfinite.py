@@ -3,7 +3,7 @@
 In the activations, every kernel multiplies the non-finite value like lax does. In the
 weights, skipping zeros would differ: lax gives NaN where an activation zero (or a padding
 zero) meets a NaN or infinite weight, a skipped product gives nothing. CPO and CPS therefore
-run the dense im2col path when any weight is non-finite (ffi/handlers.cc); these tests hold
+run the dense im2col path when any weight is non-finite (ffi/bindings/handlers.cc); these tests hold
 them to lax's NaN/Inf pattern exactly, and to lax's values elsewhere.
 """
 
@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FFI_ALGORITHMS, NATIVE_DN, lax_conv, sparse_activation, weights
+from conftest import (
+    FFI_ALGORITHMS,
+    NATIVE_DN,
+    SPARSE,
+    lax_conv,
+    sparse_activation,
+    weights,
+)
 
 import jaxcps
 
@@ -93,7 +100,7 @@ def test_nonfinite_weight_meets_zeros_as_in_lax(
     )
 
 
-@pytest.mark.parametrize("algorithm", ("cpo", "cps"))
+@pytest.mark.parametrize("algorithm", SPARSE)
 def test_nonfinite_weight_on_all_zero_input(algorithm: str) -> None:
     # Every product is 0 x w: finite weights give exact zeros, one Inf gives NaN in its output
     # channel (at every pixel: SAME padding zeros meet it too), as in lax.

@@ -4,10 +4,11 @@ The full product of the axes (algorithm x strides x padding x kernel x layout x 
 x dead channels x shapes x batch) is far too big, so `GRID` is a balanced covering design:
 each axis is a column holding each of its values equally often, shuffled independently with
 a fixed seed, so every value of every axis appears in several cases and in varied company.
-Every case runs all four algorithms (and the reference) on the same inputs. `EDGE_CASES` adds
-hand-picked configurations at the sparse kernels' tile boundaries (16 output columns, 64
-output channels) and at the edges of padding. Dilation and groups have their own grid, and a
-subset of cases runs under each instruction set of the sparse kernels.
+Every case runs every kernel (and the reference) on the same inputs. `EDGE_CASES` adds
+hand-picked configurations at the sparse kernels' tile boundaries (their sizes read from the
+compiled module) and at the edges of padding, each tagged with what it probes. Dilation and
+groups have their own grid, and the cases with a tag in `ISA_TAGS`, with a slice of the
+grids, run under each instruction set of the sparse kernels.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conftest import (
     FFI_ALGORITHMS,
     ISAS,
     NATIVE_DN,
+    SPARSE,
     assert_close,
     lax_conv,
     reference_conv,
@@ -32,8 +34,16 @@ from conftest import (
 
 import jaxcps
 from jaxcps import _targets
-from jaxcps.algorithms import unsupported_reason
+from jaxcps.algorithms import KERNELS
 from jaxcps.geometry import resolve_conv
+
+#: The sparse kernels' tiles: CPS tiles of output columns and channels, CPO's largest
+#: input-channel block.
+TILE_COLUMNS = KERNELS["cps"].sizes["max_tile_w"]
+TILE_CHANNELS = KERNELS["cps"].sizes["tile_o"]
+CHANNEL_BLOCK = KERNELS["cpo"].sizes["max_channel_block"]
+#: Most output channels CPO keeps in registers per pixel (with the active instruction set).
+OUTPUT_BLOCK = KERNELS["cpo"].sizes["max_o_block"]
 
 #: Layout name -> dimension_numbers; "mixed" checks that each operand is moved on its own.
 LAYOUTS = {
@@ -45,7 +55,8 @@ LAYOUTS = {
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One convolution: NHWC input shape, kernel size, output channels and the rest."""
+    """One convolution: NHWC input shape, kernel size, output channels and the rest; `tags`
+    say what an edge case probes."""
 
     n: int
     h: int
@@ -61,6 +72,7 @@ class Case:
     rhs_dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     clustered: bool = False
+    tags: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         pad = (
@@ -104,7 +116,7 @@ def _grid() -> list[Case]:
         "dead": [False, True],
         "spatial": [(1, 1), (2, 3), (5, 16), (7, 17), (6, 33), (11, 9), (4, 47)],
         "c": [1, 3, 8, 17],
-        "o": [1, 8, 63, 64, 65, 130],
+        "o": [1, 8, TILE_CHANNELS - 1, TILE_CHANNELS, TILE_CHANNELS + 1, 2 * TILE_CHANNELS + 2],
         "n": [1, 3, 0, 1, 3],  # batch 0 in a fifth of the cases
     }
     cases = []
@@ -131,37 +143,74 @@ def _grid() -> list[Case]:
 GRID = _grid()
 
 EDGE_CASES = [
-    # Output widths below, at and above the 16-column tile and its multiples, and output
-    # channels below, at and above the 64-channel block.
-    *(Case(1, 3, w, 4, (3, 3), o) for w, o in [(15, 63), (16, 64), (17, 65), (32, 1), (33, 130)]),
-    Case(2, 4, 49, 5, (1, 1), 128, strides=(1, 3), padding="VALID"),
-    # 1x1 spatial: the 3x3 window sees one pixel, or (VALID) no output at all.
-    Case(3, 1, 1, 6, (3, 3), 65, padding="SAME", zero_fraction=0.0),
-    Case(3, 1, 1, 6, (3, 3), 8, padding="VALID"),
-    Case(1, 1, 1, 1, (1, 1), 1, zero_fraction=0.0),
-    # Padding larger than the kernel: whole output rows and columns see only padding.
-    Case(2, 3, 5, 4, (1, 1), 9, padding=((5, 0), (0, 6)), zero_fraction=0.0),
-    Case(1, 4, 4, 3, (2, 4), 9, strides=(3, 2), padding=((9, 9), (9, 9))),
-    # Negative padding: crop both sides, or crop so far that one output remains.
-    Case(2, 6, 9, 3, (3, 3), 16, padding=((-2, 0), (1, -3))),
-    Case(1, 5, 5, 2, (3, 3), 4, padding=((-1, -1), (-1, -1)), zero_fraction=0.0),
-    Case(2, 3, 6, 4, (2, 2), 65, padding=((-4, 3), (2, -7)), zero_fraction=0.0),
-    # Padded size exactly the kernel extent, and one less (empty output).
-    Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 1), (1, 1))),
-    Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 0), (1, 1))),
-    # Stride larger than the kernel: inputs between windows are never read.
-    Case(2, 10, 11, 3, (1, 1), 5, strides=(3, 3), padding="VALID", zero_fraction=0.0),
-    Case(1, 8, 40, 3, (2, 2), 17, strides=(3, 3), padding="SAME"),
-    # All channels dead; all but one dead; clustered zeros (long runs, the CPS case).
-    Case(2, 6, 20, 4, (3, 3), 64, dead_channels=4, zero_fraction=1.0),
-    Case(1, 6, 20, 4, (3, 3), 65, dead_channels=3, zero_fraction=0.75),
-    Case(2, 7, 37, 8, (3, 3), 70, zero_fraction=0.9, clustered=True),
-    Case(
-        1, 9, 18, 5, (5, 5), 33, strides=(2, 2), zero_fraction=0.5, clustered=True, layout="NCHW"
+    # Output widths below, at and above a tile of output columns and its multiples, and
+    # output channels below, at and above a tile of output channels.
+    *(
+        Case(1, 3, w, 4, (3, 3), o, tags=("tile-edges",))
+        for w, o in [
+            (TILE_COLUMNS - 1, TILE_CHANNELS - 1),
+            (TILE_COLUMNS, TILE_CHANNELS),
+            (TILE_COLUMNS + 1, TILE_CHANNELS + 1),
+            (2 * TILE_COLUMNS, 1),
+            (2 * TILE_COLUMNS + 1, 2 * TILE_CHANNELS + 2),
+        ]
     ),
-    # Largest kernel of the issue (11x11) and a bigger channel count.
-    Case(1, 13, 14, 3, (11, 11), 20, padding="SAME"),
-    Case(1, 6, 6, 64, (3, 3), 64, zero_fraction=0.9),
+    Case(  # one output column over a tile, at stride 3
+        2, 4, 3 * TILE_COLUMNS + 1, 5, (1, 1), 2 * TILE_CHANNELS, strides=(1, 3), padding="VALID",
+        tags=("tile-edges",),
+    ),
+    # 1x1 spatial: the 3x3 window sees one pixel, or (VALID) no output at all.
+    Case(3, 1, 1, 6, (3, 3), 65, padding="SAME", zero_fraction=0.0, tags=("tiny-map",)),
+    Case(3, 1, 1, 6, (3, 3), 8, padding="VALID", tags=("tiny-map",)),
+    Case(1, 1, 1, 1, (1, 1), 1, zero_fraction=0.0, tags=("tiny-map",)),
+    # Padding larger than the kernel: whole output rows and columns see only padding.
+    Case(2, 3, 5, 4, (1, 1), 9, padding=((5, 0), (0, 6)), zero_fraction=0.0, tags=("padding",)),
+    Case(1, 4, 4, 3, (2, 4), 9, strides=(3, 2), padding=((9, 9), (9, 9)), tags=("padding",)),
+    # Negative padding: crop both sides, or crop so far that one output remains.
+    Case(2, 6, 9, 3, (3, 3), 16, padding=((-2, 0), (1, -3)), tags=("negative-padding",)),
+    Case(
+        1, 5, 5, 2, (3, 3), 4, padding=((-1, -1), (-1, -1)), zero_fraction=0.0,
+        tags=("negative-padding",),
+    ),
+    Case(
+        2, 3, 6, 4, (2, 2), 65, padding=((-4, 3), (2, -7)), zero_fraction=0.0,
+        tags=("negative-padding",),
+    ),
+    # Padded size exactly the kernel extent, and one less (empty output).
+    Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 1), (1, 1)), tags=("padding",)),
+    Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 0), (1, 1)), tags=("padding",)),
+    # Stride larger than the kernel: inputs between windows are never read.
+    Case(
+        2, 10, 11, 3, (1, 1), 5, strides=(3, 3), padding="VALID", zero_fraction=0.0,
+        tags=("stride-skips-inputs",),
+    ),
+    Case(1, 8, 40, 3, (2, 2), 17, strides=(3, 3), padding="SAME", tags=("stride-skips-inputs",)),
+    # All channels dead; all but one dead; clustered zeros (long runs, the CPS case).
+    Case(2, 6, 20, 4, (3, 3), 64, dead_channels=4, zero_fraction=1.0, tags=("dead-channels",)),
+    Case(1, 6, 20, 4, (3, 3), 65, dead_channels=3, zero_fraction=0.75, tags=("dead-channels",)),
+    Case(2, 7, 37, 8, (3, 3), 70, zero_fraction=0.9, clustered=True, tags=("clustered-runs",)),
+    Case(
+        1, 9, 18, 5, (5, 5), 33, strides=(2, 2), zero_fraction=0.5, clustered=True, layout="NCHW",
+        tags=("clustered-runs",),
+    ),
+    # An 11x11 kernel, and a whole block of input channels.
+    Case(1, 13, 14, 3, (11, 11), 20, padding="SAME", tags=("large-kernel",)),
+    Case(
+        1, 6, 6, CHANNEL_BLOCK, (3, 3), TILE_CHANNELS, zero_fraction=0.9, tags=("channel-block",)
+    ),
+    # Channel blocks follow the density: many small ones with a short last one (dense), few
+    # large ones (sparse), and whole blocks of dead channels, which CPO skips.
+    Case(1, 5, 9, 2 * CHANNEL_BLOCK + 6, (3, 3), 20, zero_fraction=0.0, tags=("channel-block",)),
+    Case(1, 5, 9, 2 * CHANNEL_BLOCK + 2, (3, 3), 20, zero_fraction=0.99, tags=("channel-block",)),
+    Case(2, 5, 9, 40, (3, 3), 24, dead_channels=24, zero_fraction=0.8, tags=("dead-channels",)),
+    # Output channels around the widest register block, with a narrow tail.
+    *(
+        Case(1, 4, 7, 6, (3, 3), o, zero_fraction=0.5, tags=("tile-edges",))
+        for o in (OUTPUT_BLOCK - 1, OUTPUT_BLOCK, OUTPUT_BLOCK + 17)
+    ),
+    # Kernels taller than the rows two output rows share (both walk their own input rows).
+    Case(1, 80, 8, 4, (48, 1), 8, padding="SAME", tags=("large-kernel",)),
+    Case(2, 41, 5, 3, (33, 3), 5, strides=(2, 1), padding="SAME", tags=("large-kernel",)),
 ]
 
 
@@ -260,7 +309,7 @@ def check_case(case: Case, rng: np.random.Generator, algorithms: Sequence[str]) 
 
 
 def test_grid_covers_every_value() -> None:
-    """The covering design holds every value of the issue's axes, each several times."""
+    """The covering designs hold every value of every axis, each several times."""
 
     def counts(values: list[Any]) -> dict[Any, int]:
         return {str(v): values.count(v) for v in values}
@@ -272,7 +321,7 @@ def test_grid_covers_every_value() -> None:
         ("layout", {"NHWC", "NCHW"}),
         ("zero_fraction", {"0.0", "0.5", "0.9", "1.0"}),
         ("n", {"0", "1", "3"}),
-        ("o", {"1", "63", "64", "65", "130"}),
+        ("o", {str(o) for o in (1, TILE_CHANNELS - 1, TILE_CHANNELS, TILE_CHANNELS + 1)}),
     ]:
         seen = counts([getattr(c, name) for c in cases])
         assert want <= seen.keys(), (name, seen)
@@ -280,6 +329,8 @@ def test_grid_covers_every_value() -> None:
     paddings = {c.padding if isinstance(c.padding, str) else "explicit" for c in cases}
     assert paddings == {"SAME", "VALID", "SAME_LOWER", "explicit"}
     assert sum(c.dead_channels > 0 for c in cases) >= 20
+    assert sum(c.rhs_dilation[0] > 1 for c in DILATION_GRID) >= 10  # height dilation
+    assert sum(c.rhs_dilation[1] > 1 for c in DILATION_GRID) >= 10  # width dilation
 
 
 @pytest.mark.parametrize("case", GRID, ids=str)
@@ -294,46 +345,16 @@ def test_edges(case: Case, rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("case", DILATION_GRID, ids=str)
 def test_dilation_and_groups(case: Case, rng: np.random.Generator) -> None:
-    """Kernel dilation and grouped/depthwise convolutions. Only MEC may refuse a dilation
-    (along the height), and then with a ValueError naming rhs_dilation."""
-    refused = [a for a in FFI_ALGORITHMS if refuses(a, case)]
-    assert set(refused) <= ({"mec"} if case.rhs_dilation[0] != 1 else set()), refused
-    check_case(case, rng, [a for a in FFI_ALGORITHMS if a not in refused])
-    x, w = _inputs(case, rng)
-    for algorithm in refused:
-        with pytest.raises(ValueError, match="rhs_dilation"):
-            jaxcps.conv_general_dilated(
-                x,
-                w,
-                case.strides,
-                case.padding,
-                rhs_dilation=case.rhs_dilation,
-                dimension_numbers=NATIVE_DN,
-                feature_group_count=case.groups,
-                algorithm=algorithm,
-            )
-
-
-def refuses(algorithm: str, case: Case) -> bool:
-    """Whether `algorithm` declares (jaxcps.algorithms.unsupported_reason) that it cannot run
-    `case`."""
-    conv = resolve_conv(
-        (case.n, case.h, case.w, case.c),
-        (*case.kernel, case.c // case.groups, case.o),
-        case.strides,
-        case.padding,
-        rhs_dilation=case.rhs_dilation,
-        dimension_numbers=NATIVE_DN,
-        feature_group_count=case.groups,
-    )
-    return unsupported_reason(algorithm, conv, np.dtype(np.float32)) is not None
+    """Kernel dilation along either axis and grouped/depthwise convolutions: every kernel
+    runs them (MEC included, whose lowering is along the width only)."""
+    check_case(case, rng, FFI_ALGORITHMS)
 
 
 def test_supported_isas() -> None:
-    supported = _targets._ffi.supported_isas()
+    supported = jaxcps.supported_isas()
     assert supported[0] == "scalar"
     assert set(supported) <= set(ISAS)
-    assert _targets._ffi.active_isa() in supported
+    assert jaxcps.active_isa() in supported
 
 
 def test_set_isa_rejects_unknown(restore_isa: None) -> None:
@@ -341,13 +362,20 @@ def test_set_isa_rejects_unknown(restore_isa: None) -> None:
         _targets._ffi.set_isa("sse9")
 
 
-#: Cases run under every instruction set: the tile edges and a slice of the grids.
-ISA_CASES = EDGE_CASES[:6] + EDGE_CASES[16:19] + GRID[::8] + DILATION_GRID[::6]
+#: Edge cases that also run under every instruction set, by tag: the tiles, strides that skip
+#: inputs, dead channels (which the builders skip) and clustered runs (which the AVX-512 CPS
+#: builder reads off bitmasks).
+ISA_TAGS = ("tile-edges", "stride-skips-inputs", "dead-channels", "clustered-runs")
+#: Cases run under every instruction set: the tagged edges and every 8th/6th case of the grids.
+ISA_CASES = (
+    [c for c in EDGE_CASES if set(c.tags) & set(ISA_TAGS)] + GRID[::8] + DILATION_GRID[::6]
+)
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_isa_parity(isa: str, restore_isa: None, rng: np.random.Generator) -> None:
-    """CPO and CPS under each instruction set of their tile kernels."""
+    """The kernels that skip zeros (CPO, CPS) under each instruction set of their tile
+    kernels."""
     use_isa(isa)
     for case in ISA_CASES:
-        check_case(case, rng, ("cpo", "cps"))
+        check_case(case, rng, SPARSE)

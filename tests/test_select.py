@@ -14,7 +14,9 @@ from flax import nnx
 
 import jaxcps
 from jaxcps import measure
+from jaxcps.algorithms import FFI_ALGORITHMS
 from jaxcps.flax import route, select
+from jaxcps.footprint import FOOTPRINT_ALGORITHMS
 
 
 def key(seed):
@@ -85,11 +87,11 @@ def test_plan_records_shapes_zeros_times_footprints(rigged, x):
         dimension_numbers=("NHWC", "HWIO", "NHWC")) + variables["params"]["Conv_0"]["bias"], 0)
     assert second.zero_fraction == pytest.approx(float(np.mean(h == 0)))
     assert first.zero_fraction == 0.0
-    assert set(second.times) == {"xla", "im2col", "mec", "cpo", "cps"}
+    assert set(second.times) == {"xla", *FFI_ALGORITHMS}
     assert second.footprints["xla"] is None
     assert second.footprints["im2col"] == jaxcps.footprint(h, (3, 3, 8, 8), (2, 2), "SAME",
                                                            "im2col")
-    assert all(second.footprints[a] > 0 for a in ("mec", "cpo", "cps"))
+    assert all(second.footprints[a] > 0 for a in FOOTPRINT_ALGORITHMS)
 
 
 def test_select_nnx_model_and_route_with_the_plan(rigged, x):

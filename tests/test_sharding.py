@@ -21,9 +21,10 @@ import sys
 
 import pytest
 
+from jaxcps.algorithms import FFI_ALGORITHMS
+
 DEVICES = 2
 BATCH = 4  # images, 2 per shard
-ALGORITHMS = ("im2col", "mec", "cpo", "cps")
 
 
 def _worker() -> None:
@@ -65,7 +66,7 @@ def _worker() -> None:
 
     lax_y = lax.conv_general_dilated(x, w, (1, 2), "SAME", dimension_numbers=dn)
     lax_grads = jax.grad(loss("xla"), argnums=(0, 1))(x, w)
-    for algorithm in ALGORITHMS:
+    for algorithm in FFI_ALGORITHMS:
         fwd = jax.jit(conv(algorithm))
         hlo = fwd.lower(x_sharded, w_replicated).compile().as_text()
         y = fwd(x_sharded, w_replicated)
@@ -147,7 +148,7 @@ def _operand_shapes(call: str) -> list[str]:
     return re.findall(r"f32\[[0-9,]*\]", match.group(1))
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
 def test_forward_runs_per_shard_without_all_gather(report: dict, algorithm: str) -> None:
     r = report[algorithm]
     assert r["all_gathers"] == 0, r
@@ -157,14 +158,14 @@ def test_forward_runs_per_shard_without_all_gather(report: dict, algorithm: str)
     assert r["output_batch_axis"] == "batch", r
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
 def test_forward_equals_unsharded(report: dict, algorithm: str) -> None:
     r = report[algorithm]
     assert r["diff_unsharded"] == 0.0, r
     assert r["diff_lax"] < 1e-4, r
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
 def test_gradients_equal_unsharded_and_lax(report: dict, algorithm: str) -> None:
     r = report[algorithm]
     assert r["grad_all_gathers"] == 0, r
@@ -177,7 +178,7 @@ def test_gradients_equal_unsharded_and_lax(report: dict, algorithm: str) -> None
     assert r["grad_dx_diff"] < 1e-4 and r["grad_dx_diff_lax"] < 1e-4, r
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
 def test_inside_user_shard_map(report: dict, algorithm: str) -> None:
     r = report[algorithm]
     assert r["shard_map_all_gathers"] == 0, r

@@ -29,6 +29,7 @@ from jax.test_util import check_grads
 
 import jaxcps
 from jaxcps import _targets
+from jaxcps.algorithms import KERNELS
 from jaxcps.geometry import ConvSpec
 
 STRIDES = (2, 1)
@@ -349,11 +350,12 @@ def test_float64_with_x64_enabled() -> None:
 
 
 def test_targets_registered_once() -> None:
-    """Every kernel of ffi/kernels.inc is a registered target under the one naming rule."""
-    assert set(_targets.KERNELS) == {*FFI_ALGORITHMS, "reference"}
-    assert [_targets.target_name(k) for k in _targets.KERNELS] == [
-        f"jaxcps_{k}_f32" for k in _targets.KERNELS
-    ]
+    """Every kernel of ffi/kernels/kernels.inc is a registered target under the one naming rule,
+    and the user-facing ones are the algorithms between "xla" and "auto"."""
+    assert list(_targets._ffi.registrations()) == list(KERNELS)
+    assert set(KERNELS) == {*FFI_ALGORITHMS, "reference"}
+    assert jaxcps.ALGORITHMS == ("xla", *FFI_ALGORITHMS, "auto")
+    assert [_targets.target_name(k) for k in KERNELS] == [f"jaxcps_{k}_f32" for k in KERNELS]
 
 
 def test_grad_grouped_and_dilated(rng: np.random.Generator) -> None:

@@ -16,8 +16,6 @@ import json
 import os
 import sys
 
-ALGORITHMS = ("im2col", "mec", "cpo", "cps")
-
 
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
@@ -30,6 +28,7 @@ def soak(calls: int, warmup: int) -> dict[str, dict[str, float]]:
     import numpy as np
 
     import jaxcps
+    from jaxcps.algorithms import FFI_ALGORITHMS
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 28, 28, 32)).astype(np.float32)
@@ -37,7 +36,7 @@ def soak(calls: int, warmup: int) -> dict[str, dict[str, float]]:
     w = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
     x, w = jax.device_put(x), jax.device_put(w)
     results = {}
-    for algorithm in ALGORITHMS:
+    for algorithm in FFI_ALGORITHMS:
         fn = jax.jit(
             lambda x, w, a=algorithm: jaxcps.conv_general_dilated(
                 x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), algorithm=a

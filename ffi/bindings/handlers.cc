@@ -1,0 +1,195 @@
+// XLA FFI handlers: decode buffers and attributes into a ConvGeometry, check them again (the
+// Python side validated first), and run the algorithm on XLA's intra-op thread pool. Every
+// failure is returned as an ffi::Error; nothing throws or aborts across the FFI boundary.
+//
+// Operands: x f32[N,H,W,C], w f32[KH,KW,Ci,O]; result y f32[N,OH,OW,O]. Attributes:
+//   window_strides int64[2], padding int64[4] (top, bottom, left, right),
+//   rhs_dilation int64[2], feature_group_count int64.
+// Shapes come from the buffers, never from attributes (attributes go stale under vmap).
+//
+// CPO and CPS skip zero activations, padding included, which changes one result: where a zero
+// meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped product gives
+// nothing. So when any weight is non-finite they run im2col instead, which multiplies every
+// activation and padding zero as lax does. The check is one vectorized pass over the weights.
+#include "bindings/handlers.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+
+#include "kernels/kernel.h"
+
+namespace ffi = xla::ffi;
+
+namespace jaxcps {
+
+namespace {
+
+using F32Rank4 = ffi::Buffer<ffi::F32, 4>;
+using F32Rank4Result = ffi::ResultBuffer<ffi::F32, 4>;
+using Int64Span = ffi::Span<const int64_t>;
+
+// Parallel on XLA's FFI thread pool. The caller schedules n-1 helpers and then works too;
+// it waits only for tasks that some thread has already started, so it finishes even if the
+// pool runs nothing, runs tasks inline, or runs them late.
+class PoolParallel final : public Parallel {
+ public:
+  explicit PoolParallel(ffi::ThreadPool pool) : pool_(pool) {}
+
+  int64_t NumThreads() const override { return std::max<int64_t>(1, pool_.num_threads()); }
+
+  void For(int64_t n, const std::function<void(int64_t)>& task) override {
+    if (n <= 1 || pool_.num_threads() <= 1) {
+      for (int64_t i = 0; i < n; ++i) task(i);
+      return;
+    }
+    struct State {
+      std::atomic<int64_t> next{0};
+      std::atomic<int64_t> done{0};
+      int64_t n = 0;
+      const std::function<void(int64_t)>* task = nullptr;
+      std::mutex mu;
+      std::condition_variable cv;
+    };
+    auto state = std::make_shared<State>();
+    state->n = n;
+    state->task = &task;
+    // Runs tasks until none is left. A task index is taken only while some are left, so
+    // `task` (owned by the caller, who waits for every taken index) is still alive.
+    auto drain = [](State& s) {
+      for (int64_t i = s.next.fetch_add(1); i < s.n; i = s.next.fetch_add(1)) {
+        (*s.task)(i);
+        if (s.done.fetch_add(1) + 1 == s.n) {
+          std::lock_guard<std::mutex> lock(s.mu);
+          s.cv.notify_all();
+        }
+      }
+    };
+    const int64_t helpers = std::min<int64_t>(n, pool_.num_threads()) - 1;
+    try {
+      for (int64_t h = 0; h < helpers; ++h) pool_.Schedule([state, drain] { drain(*state); });
+    } catch (...) {
+      // Could not queue a helper (out of memory): the tasks still run, on fewer threads.
+    }
+    drain(*state);
+    std::unique_lock<std::mutex> lock(state->mu);
+    state->cv.wait(lock, [&] { return state->done.load() == n; });
+  }
+
+ private:
+  ffi::ThreadPool pool_;
+};
+
+// Fills g from the buffers and attributes (not yet derived or checked).
+ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span strides,
+                          Int64Span padding, Int64Span dilation, int64_t groups,
+                          ConvGeometry* g) {
+  if (strides.size() != 2) return ffi::Error::InvalidArgument("window_strides must have 2 entries");
+  if (padding.size() != 4) return ffi::Error::InvalidArgument("padding must have 4 entries");
+  if (dilation.size() != 2) return ffi::Error::InvalidArgument("rhs_dilation must have 2 entries");
+  const auto xd = x.dimensions();
+  const auto wd = w.dimensions();
+  g->n = xd[0], g->h = xd[1], g->w = xd[2], g->c = xd[3];
+  g->kh = wd[0], g->kw = wd[1], g->ci = wd[2], g->o = wd[3];
+  g->sh = strides[0], g->sw = strides[1];
+  g->pad_top = padding[0], g->pad_bottom = padding[1];
+  g->pad_left = padding[2], g->pad_right = padding[3];
+  g->dh = dilation[0], g->dw = dilation[1];
+  g->groups = groups;
+  return ffi::Error::Success();
+}
+
+ffi::Error CheckOutput(const ConvGeometry& geometry, F32Rank4Result& y) {
+  const ConvGeometry* g = &geometry;
+  const auto yd = y->dimensions();
+  if (yd[0] != g->n || yd[1] != g->oh || yd[2] != g->ow || yd[3] != g->o) {
+    return ffi::Error::InvalidArgument(
+        "output buffer shape (" + std::to_string(yd[0]) + ", " + std::to_string(yd[1]) + ", " +
+        std::to_string(yd[2]) + ", " + std::to_string(yd[3]) + ") does not match the convolution (" +
+        std::to_string(g->n) + ", " + std::to_string(g->oh) + ", " + std::to_string(g->ow) +
+        ", " + std::to_string(g->o) + ")");
+  }
+  return ffi::Error::Success();
+}
+
+// True if any of the count floats is NaN or infinite (all exponent bits set). Integer ops
+// without an early exit inside a block, so the compiler vectorizes the loop; cloned per ISA
+// because the SSE2 baseline scans 3-10x slower (1.5 ms vs 0.12 ms for 3x3x512x512 weights).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+bool HasNonFinite(const float* values, int64_t count) {
+  constexpr uint32_t kExponent = 0x7f800000u;
+  constexpr int64_t kBlock = 4096;
+  for (int64_t begin = 0; begin < count; begin += kBlock) {
+    const int64_t end = std::min(count, begin + kBlock);
+    uint32_t bad = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, values + i, sizeof(bits));
+      bad |= static_cast<uint32_t>((bits & kExponent) == kExponent);
+    }
+    if (bad != 0) return true;
+  }
+  return false;
+}
+
+ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w,
+                    Int64Span strides, Int64Span padding, Int64Span dilation, int64_t groups,
+                    F32Rank4Result y) {
+  ConvGeometry g;
+  ffi::Error status = DecodeGeometry(x, w, strides, padding, dilation, groups, &g);
+  if (status.failure()) return status;
+  std::string err = CheckKernel(kernel, &g);
+  if (!err.empty()) return ffi::Error::InvalidArgument(err);
+  status = CheckOutput(g, y);
+  if (status.failure()) return status;
+  const Kernel* run = &kernel;
+  if (kernel.skips_zeros &&
+      HasNonFinite(w.typed_data(), static_cast<int64_t>(w.element_count()))) {
+    err = kIm2col.supports(g);
+    if (!err.empty()) {
+      return ffi::Error::InvalidArgument(std::string(kernel.name) +
+                                         ": the weights hold NaN or Inf, and the dense "
+                                         "fallback cannot run: " + err);
+    }
+    run = &kIm2col;
+  }
+  try {
+    PoolParallel parallel(pool);
+    err = run->run(g, x.typed_data(), w.typed_data(), y->typed_data(), parallel);
+  } catch (const std::bad_alloc&) {
+    err = "out of memory";
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (!err.empty()) return ffi::Error::Internal(std::string(kernel.name) + ": " + err);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+template <const Kernel& kKernel>
+ffi::Error ConvolveWith(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, Int64Span strides,
+                        Int64Span padding, Int64Span dilation, int64_t groups,
+                        F32Rank4Result y) {
+  return Convolve(kKernel, pool, x, w, strides, padding, dilation, groups, y);
+}
+
+#define JAXCPS_KERNEL(Name)                                                                \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(Ffi##Name, ConvolveWith<k##Name>,                          \
+                                ffi::Ffi::Bind()                                           \
+                                    .Ctx<ffi::ThreadPool>()                                \
+                                    .Arg<F32Rank4>()  /* x */                              \
+                                    .Arg<F32Rank4>()  /* w */                              \
+                                    .Attr<Int64Span>("window_strides")                     \
+                                    .Attr<Int64Span>("padding")                            \
+                                    .Attr<Int64Span>("rhs_dilation")                       \
+                                    .Attr<int64_t>("feature_group_count")                  \
+                                    .Ret<F32Rank4>() /* y */);
+#include "kernels/kernels.inc"
+#undef JAXCPS_KERNEL
+
+}  // namespace jaxcps

@@ -1,0 +1,13 @@
+// FFI handler symbols, one per entry of kernels/kernels.inc: jaxcps::Ffi<Name> (e.g. FfiCpo).
+#ifndef JAXCPS_BINDINGS_HANDLERS_H_
+#define JAXCPS_BINDINGS_HANDLERS_H_
+
+#include "xla/ffi/api/ffi.h"
+
+namespace jaxcps {
+#define JAXCPS_KERNEL(Name) XLA_FFI_DECLARE_HANDLER_SYMBOL(Ffi##Name);
+#include "kernels/kernels.inc"
+#undef JAXCPS_KERNEL
+}  // namespace jaxcps
+
+#endif  // JAXCPS_BINDINGS_HANDLERS_H_

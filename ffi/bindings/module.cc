@@ -1,0 +1,148 @@
+// The nanobind module jaxcps._ffi: the list of kernels with their traits, the check whether a
+// kernel can run a convolution (the same one the FFI handlers make), FFI handler capsules for
+// jaxcps/_targets.py, the exact footprint of the CPO/CPS compressed forms, and the run-time
+// instruction-set switch.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/array.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <type_traits>
+
+#include "runtime/blas.h"
+#include "runtime/build_profile.h"
+#include "bindings/handlers.h"
+#include "kernels/kernel.h"
+#include "runtime/isa.h"
+#include "runtime/workspace.h"
+#include "sparse/format.h"
+
+namespace nb = nanobind;
+
+namespace jaxcps {
+namespace {
+
+template <typename T>
+nb::capsule EncapsulateHandler(T* fn) {
+  static_assert(std::is_invocable_r_v<XLA_FFI_Error*, T, XLA_FFI_CallFrame*>,
+                "an XLA FFI handler must take an XLA_FFI_CallFrame*");
+  return nb::capsule(reinterpret_cast<void*>(fn));
+}
+
+nb::dict Registrations() {
+  nb::dict d;
+#define JAXCPS_KERNEL(Name) d[k##Name.name] = EncapsulateHandler(Ffi##Name);
+#include "kernels/kernels.inc"
+#undef JAXCPS_KERNEL
+  return d;
+}
+
+nb::list Kernels() {
+  nb::list kernels;
+  for (const Kernel* kernel : AllKernels()) {
+    nb::dict sizes;
+    for (const auto& [name, value] : kernel->sizes()) sizes[name.c_str()] = value;
+    nb::dict d;
+    d["name"] = kernel->name;
+    d["brief"] = kernel->brief;
+    d["user_facing"] = kernel->user_facing;
+    d["skips_zeros"] = kernel->skips_zeros;
+    d["uses_blas"] = kernel->uses_blas;
+    d["sizes"] = sizes;
+    kernels.append(d);
+  }
+  return kernels;
+}
+
+using Dims4 = std::array<int64_t, 4>;
+using Dims2 = std::array<int64_t, 2>;
+
+// Why `algorithm` cannot run this convolution (NHWC x, HWIO w; padding top, bottom, left,
+// right), or "" if it can: CheckKernel, as the FFI handler calls it.
+std::string Check(const std::string& algorithm, Dims4 x, Dims4 w, Dims2 strides, Dims4 padding,
+                  Dims2 dilation, int64_t groups) {
+  const Kernel* kernel = FindKernel(algorithm);
+  if (kernel == nullptr) throw nb::value_error(("unknown kernel '" + algorithm + "'").c_str());
+  ConvGeometry g;
+  g.n = x[0], g.h = x[1], g.w = x[2], g.c = x[3];
+  g.kh = w[0], g.kw = w[1], g.ci = w[2], g.o = w[3];
+  g.sh = strides[0], g.sw = strides[1];
+  g.pad_top = padding[0], g.pad_bottom = padding[1], g.pad_left = padding[2],
+  g.pad_right = padding[3];
+  g.dh = dilation[0], g.dw = dilation[1];
+  g.groups = groups;
+  return CheckKernel(*kernel, &g);
+}
+
+using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+
+// The channel block size CPO chooses for x (NHWC) in a convolution with `groups` groups.
+int64_t CpoChannelBlock(Activation x, int64_t groups) {
+  if (groups < 1 || x.shape(3) % groups != 0) {
+    throw nb::value_error("groups must be >= 1 and divide the channels");
+  }
+  const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
+  const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
+  return CpoBlockSize(EstimateDensity(x.data(), n, h, w, c), c / groups, w);
+}
+
+// Bytes of the compressed form that kernel `algorithm` builds of x (NHWC) in a convolution with
+// `groups` feature groups, built by the kernel's own builder.
+uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups) {
+  const Kernel* kernel = FindKernel(algorithm);
+  if (kernel == nullptr || kernel->compressed_bytes == nullptr) {
+    throw nb::value_error(("kernel '" + algorithm + "' builds no compressed form").c_str());
+  }
+  const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
+  const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
+  if (groups < 1 || c % groups != 0) {
+    throw nb::value_error("groups must be >= 1 and divide the channels");
+  }
+  std::string err;
+  const uint64_t bytes = kernel->compressed_bytes(x.data(), n, h, w, c, groups, &err);
+  if (!err.empty()) throw nb::value_error(err.c_str());
+  return bytes;
+}
+
+}  // namespace
+}  // namespace jaxcps
+
+NB_MODULE(_ffi, m) {
+  m.doc() = "jaxcps C++ kernels as XLA FFI handlers, and what Python asks of them.";
+  jaxcps::SetBlasSingleThreaded();
+  m.def("kernels", &jaxcps::Kernels,
+        "The kernels in the order of ffi/kernels/kernels.inc, each a dict: name, brief, "
+        "user_facing, skips_zeros, uses_blas, sizes (tile sizes and limits by name).");
+  m.def("check", &jaxcps::Check, nb::arg("algorithm"), nb::arg("x_shape"), nb::arg("w_shape"),
+        nb::arg("window_strides"), nb::arg("padding"), nb::arg("rhs_dilation"),
+        nb::arg("feature_group_count"),
+        "Why kernel `algorithm` cannot run the convolution of NHWC x_shape with HWIO w_shape "
+        "(padding: top, bottom, left, right), or '' if it can. The FFI handler makes the same "
+        "check.");
+  m.def("registrations", &jaxcps::Registrations,
+        "Algorithm name -> XLA FFI handler capsule, one per kernel.");
+  m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
+        nb::arg("groups") = 1,
+        "Bytes (values, indices, pointers) of the compressed form that kernel `algorithm` "
+        "builds of x (float32 NHWC); ValueError for a kernel that builds none.");
+  m.def("cpo_channel_block", &jaxcps::CpoChannelBlock, nb::arg("x"), nb::arg("groups") = 1,
+        "Channels per block of the CPO form of x (float32 NHWC): chosen from x's density.");
+  m.def("build_profile", [](bool enable) {
+        jaxcps::EnableBuildProfile(enable);
+        const jaxcps::BuildProfileTotals totals = jaxcps::TakeBuildProfile();
+        return nb::make_tuple(totals.builds, totals.seconds);
+      }, nb::arg("enable"),
+      "Turns timing of the CPO/CPS compressed-form builds on or off; returns (builds, seconds)"
+      " accumulated since the previous call, and resets them.");
+  m.def("workspace_cache", [] { return nb::make_tuple(jaxcps::CachedBytes(), jaxcps::MaxCachedBytes()); },
+        "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
+  m.def("supported_isas", &jaxcps::SupportedIsas,
+        "Instruction sets for the sparse kernels that this CPU supports.");
+  m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },
+        "Instruction set the sparse kernels use now.");
+  m.def("set_isa", [](const std::string& isa) {
+        const std::string err = jaxcps::SetSparseIsa(isa);
+        if (!err.empty()) throw nb::value_error(err.c_str());
+      }, nb::arg("isa"), "Force the sparse kernels onto one instruction set (for tests).");
+}

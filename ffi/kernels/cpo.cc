@@ -1,0 +1,205 @@
+// CPO (Compressed Pattern Overlap): build the channel-block-major compressed activation
+// (sparse/format.h) and gather, for every output pixel, the non-zeros under the kernel times
+// their weight rows (the ISA kernel CpoBand). Each non-zero is stored once; the taps it feeds
+// follow from its position and are never stored.
+//
+// Work is split into pieces (group, block of output channels, band of output rows across the
+// batch) that write disjoint outputs, so threads never conflict. Inside a piece, channel blocks
+// run outermost: the piece packs one block's weights ([kh][kw][channel][output], zero-padded to
+// whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
+// pixel of the band gathers from them, its accumulators held in registers.
+//
+// Refinements of the paper's CPO, each measured (docs/design.md): channel blocks sized from the
+// activation's density, so a block holds a few non-zeros per pixel at any sparsity; per-block
+// packed weights; one gather loop per kernel row (its columns are one range of the row).
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "kernels/kernel.h"
+#include "runtime/build_profile.h"
+#include "runtime/isa.h"
+#include "runtime/workspace.h"
+#include "sparse/format.h"
+#include "sparse/tile_kernels.h"
+
+namespace jaxcps {
+
+namespace {
+
+constexpr int64_t kLanes = 16;
+// Output pixels of one band: their accumulated outputs (up to 128 floats each, 512 KiB) are
+// read and written once per channel block and should stay in L2.
+constexpr int64_t kMaxBandPixels = 1024;
+
+struct OutputBlock {
+  int64_t offset, length, vecs;  // within a group's output channels; vecs = ceil(length / 16)
+};
+
+// Splits og output channels into blocks of max_vecs vectors; the last may be narrower.
+std::vector<OutputBlock> SplitOutputChannels(int64_t og, int64_t max_vecs) {
+  std::vector<OutputBlock> blocks;
+  for (int64_t offset = 0; offset < og; offset += max_vecs * kLanes) {
+    const int64_t length = std::min(max_vecs * kLanes, og - offset);
+    blocks.push_back({offset, length, (length + kLanes - 1) / kLanes});
+  }
+  return blocks;
+}
+
+// Packs W[kh][kw][c_first + c][o_first + o] for c < count, o < o_len into
+// dst[(kh*KW + kw)*block_size + c][o_pad] (o_len <= o_pad, the rest zero).
+void PackWeights(const ConvGeometry& g, const float* w, int64_t c_first, int64_t count,
+                 int64_t block_size, int64_t o_first, int64_t o_len, int64_t o_pad, float* dst) {
+  for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
+    for (int64_t c = 0; c < count; ++c) {
+      float* row = dst + (tap * block_size + c) * o_pad;
+      std::memcpy(row, w + (tap * g.ci + c_first + c) * g.o + o_first,
+                  static_cast<size_t>(o_len) * sizeof(float));
+      std::fill(row + o_len, row + o_pad, 0.0f);
+    }
+  }
+}
+
+std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
+
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
+                Parallel& parallel) {
+  if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
+  if (g.ci == 0) {  // no input channels: every output is an empty sum
+    std::fill(y, y + g.n * g.oh * g.ow * g.o, 0.0f);
+    return {};
+  }
+  CpoActivation act;
+  std::string err;
+  {
+    BuildProfileScope profile;
+    const int64_t block_size = CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w);
+    err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, parallel, &act);
+  }
+  if (!err.empty()) return err;
+
+  const SparseKernelSet& kernels = ActiveSparseKernels();
+  const std::vector<OutputBlock> o_blocks =
+      SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_vecs);
+  const int64_t per_band = g.groups * static_cast<int64_t>(o_blocks.size());
+  // Every band packs the weights again, so bands only where output blocks alone leave threads
+  // idle, or where a band's accumulated outputs would no longer fit in L2.
+  const int64_t rows = g.n * g.oh;
+  const int64_t for_threads = (parallel.NumThreads() + per_band - 1) / per_band;
+  const int64_t for_cache = (rows * g.ow + kMaxBandPixels - 1) / kMaxBandPixels;
+  const int64_t bands = std::clamp<int64_t>(std::max(for_threads, for_cache), 1, rows);
+  const int64_t band_rows = (rows + bands - 1) / bands;
+  const int64_t pieces = per_band * bands;
+  const int64_t workers = WorkerCount(parallel, pieces);
+
+  // Per worker: one block's packed weights and, for a block narrower than its vectors, an
+  // output tile that the kernel accumulates into before the valid channels are copied out.
+  const int64_t max_o = kernels.cpo_max_o_vecs * kLanes;
+  const int64_t weight_floats = g.kh * g.kw * act.block_size * max_o;
+  const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(),
+                                  [](const OutputBlock& b) { return b.length % kLanes != 0; });
+  const int64_t tile_floats = narrow ? band_rows * g.ow * max_o : 0;
+  Workspace<float> packed, tiles;
+  err = packed.Allocate(CheckedBytes(workers, weight_floats), "the CPO packed weights");
+  if (err.empty()) err = tiles.Allocate(CheckedBytes(workers, tile_floats), "the CPO tiles");
+  if (!err.empty()) return err;
+
+  // Channel blocks with no non-zero anywhere in the batch (dead channels) are skipped: their
+  // weights are neither packed nor read.
+  std::vector<char> live(act.Blocks(), 0);
+  for (int64_t slot = 0; slot < g.n * g.h; ++slot) {
+    for (int64_t b = 0; b < act.Blocks(); ++b) {
+      const uint32_t* p = act.ptr.data() + (slot * act.Blocks() + b) * (g.w + 1);
+      live[b] |= p[g.w] != p[0];
+    }
+  }
+
+  std::atomic<bool> failed{false};
+  ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
+    const int64_t band = piece % bands;
+    const OutputBlock& ob = o_blocks[(piece / bands) % o_blocks.size()];
+    const int64_t grp = piece / (bands * o_blocks.size());
+    const int64_t o_first = grp * g.OutPerGroup() + ob.offset;
+    const int64_t o_pad = ob.vecs * kLanes;
+    const bool to_tile = ob.length != o_pad;
+
+    CpoJob job;
+    job.values = act.values.data();
+    job.index = act.index.data();
+    job.ptr = act.ptr.data();
+    job.h = g.h;
+    job.w = g.w;
+    job.slot_capacity = act.SlotCapacity();
+    job.blocks = act.Blocks();
+    job.block_size = act.block_size;
+    job.weights = packed.data() + worker * weight_floats;
+    job.kh_count = g.kh;
+    job.kw_count = g.kw;
+    job.sh = g.sh;
+    job.sw = g.sw;
+    job.dh = g.dh;
+    job.dw = g.dw;
+    job.pad_top = g.pad_top;
+    job.pad_left = g.pad_left;
+    job.oh = g.oh;
+    job.ow = g.ow;
+    job.row_begin = band * band_rows;
+    job.row_end = std::min(rows, job.row_begin + band_rows);
+    job.out = to_tile ? tiles.data() + worker * tile_floats
+                      : y + job.row_begin * g.ow * g.o + o_first;
+    job.out_stride = to_tile ? o_pad : g.o;
+    job.o_vecs = ob.vecs;
+    if (job.row_begin >= job.row_end) return;
+
+    job.accumulate = false;
+    for (int64_t b = 0; b < act.blocks_per_group; ++b) {
+      job.block = grp * act.blocks_per_group + b;
+      if (!live[job.block]) continue;
+      const int64_t c_first = b * act.block_size;
+      PackWeights(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size,
+                  o_first, ob.length, o_pad, packed.data() + worker * weight_floats);
+      if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
+      job.accumulate = true;
+    }
+    if (!job.accumulate) {  // no live block in this group: every output is an empty sum
+      for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
+        std::fill_n(job.out + p * job.out_stride, ob.length, 0.0f);
+      }
+    }
+    if (to_tile) {
+      for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
+        std::memcpy(y + (job.row_begin * g.ow + p) * g.o + o_first, job.out + p * o_pad,
+                    static_cast<size_t>(ob.length) * sizeof(float));
+      }
+    }
+  });
+  if (failed.load()) return "internal error: an output-channel block wider than the registers";
+  return {};
+}
+
+uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                         int64_t groups, std::string* err) {
+  SerialParallel serial;
+  CpoActivation act;
+  const int64_t block_size = CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w);
+  *err = BuildCpo(x, n, h, w, c, groups, block_size, serial, &act);
+  return err->empty() ? act.FootprintBytes() : 0;
+}
+
+KernelSizes Sizes() {
+  return {{"o_lanes", kLanes},
+          {"max_o_block", ActiveSparseKernels().cpo_max_o_vecs * kLanes},
+          {"min_channel_block", kCpoMinChannelBlock},
+          {"max_channel_block", kCpoMaxChannelBlock},
+          {"max_width", kMaxSparseWidth},
+          {"max_channels", kMaxSparseWidth}};
+}
+
+}  // namespace
+
+extern const Kernel kCpo = {"cpo", "Compressed Pattern Overlap: per-pixel gather of non-zeros",
+                            /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
+                            Supports, Run, Sizes, CompressedBytes};
+
+}  // namespace jaxcps

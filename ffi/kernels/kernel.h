@@ -1,0 +1,60 @@
+// A convolution kernel as the rest of the code sees it: its name, its traits, whether it can
+// run a geometry, and how to run it. Each kernel's source file (kernels/<name>.cc) defines one
+// `Kernel`; kernels/kernels.inc lists them all, and everything else (the FFI handlers, the
+// Python module, the tests) is generated from that list.
+//
+// Kernels work on raw pointers: x is NHWC, w is HWIO, y is NHWC with the shape of a geometry
+// that ConvGeometry::Derive() accepted and `supports` did not refuse. `run` returns an error
+// message, or "" on success, and writes every element of y. No FFI types here, so kernels can
+// be tested and timed without JAX.
+#ifndef JAXCPS_KERNELS_KERNEL_H_
+#define JAXCPS_KERNELS_KERNEL_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "geometry.h"
+#include "runtime/parallel.h"
+
+namespace jaxcps {
+
+// Named sizes of a kernel: its tiles and blocks (tests probe shapes on both sides of each)
+// and its limits ("max_width", ...). Some depend on the active instruction set.
+using KernelSizes = std::vector<std::pair<std::string, int64_t>>;
+
+struct Kernel {
+  const char* name;   // the `algorithm=` value; the FFI target is jaxcps_<name>_f32
+  const char* brief;  // one line for humans
+  bool user_facing;   // false for the test oracle ("reference")
+  bool skips_zeros;   // never multiplies a zero activation (so NaN/Inf weights need care)
+  bool uses_blas;
+  // "" if the kernel can run g (already Derive()d), else the reason, naming the parameter.
+  std::string (*supports)(const ConvGeometry& g);
+  std::string (*run)(const ConvGeometry& g, const float* x, const float* w, float* y,
+                     Parallel& parallel);
+  KernelSizes (*sizes)();
+  // Kernels that build a compressed form of the activation: its bytes for x (NHWC, n*h*w*c,
+  // `groups` feature groups), built by the kernel's own builder; on failure, the reason in
+  // *err (left empty on success). nullptr for the others.
+  uint64_t (*compressed_bytes)(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                               int64_t groups, std::string* err);
+};
+
+// One declaration per entry of kernels.inc: kIm2col, kMec, ...
+#define JAXCPS_KERNEL(Name) extern const Kernel k##Name;
+#include "kernels/kernels.inc"
+#undef JAXCPS_KERNEL
+
+// Every kernel, in the order of kernels.inc.
+const std::vector<const Kernel*>& AllKernels();
+// The kernel called `name`, or nullptr.
+const Kernel* FindKernel(const std::string& name);
+// The one check before a kernel runs (the FFI handler and Python's trace-time check both use
+// it): derives g's output shape and asks the kernel. "" or the reason.
+std::string CheckKernel(const Kernel& kernel, ConvGeometry* g);
+
+}  // namespace jaxcps
+
+#endif  // JAXCPS_KERNELS_KERNEL_H_

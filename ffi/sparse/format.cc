@@ -1,0 +1,167 @@
+// Builders of the CPO and CPS compressed activations (see format.h).
+#include "sparse/format.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/isa.h"
+
+namespace jaxcps {
+
+namespace {
+
+
+}  // namespace
+
+std::string CheckSparseShape(int64_t w, int64_t c) {
+  if (w > kMaxSparseWidth) {
+    return "input width " + std::to_string(w) + " exceeds " + std::to_string(kMaxSparseWidth) +
+           ", the largest that the 16-bit CPO/CPS column indices address";
+  }
+  if (c > kMaxSparseWidth) {
+    return "input channels " + std::to_string(c) + " exceed " + std::to_string(kMaxSparseWidth) +
+           ", the largest that the 16-bit CPO/CPS channel indices address";
+  }
+  if (w * c >= (int64_t{1} << 32)) {
+    return "input width x channels = " + std::to_string(w * c) +
+           " does not fit the 32-bit offsets of a CPO/CPS row";
+  }
+  return {};
+}
+
+namespace {
+
+// Rows built by one task: enough work per task to amortise scheduling, enough tasks to balance.
+int64_t SlotsPerTask(int64_t slots, int64_t slot_elems, int64_t threads) {
+  const int64_t by_threads = std::max<int64_t>(1, slots / (8 * threads));
+  const int64_t by_size = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, slot_elems));
+  return std::min(by_threads, by_size);
+}
+
+template <typename BuildSlot>
+void ForEachSlot(int64_t slots, int64_t slot_elems, Parallel& parallel, BuildSlot&& build) {
+  const int64_t per_task = SlotsPerTask(slots, slot_elems, parallel.NumThreads());
+  const int64_t tasks = (slots + per_task - 1) / per_task;
+  ForEachChunk(parallel, tasks, WorkerCount(parallel, tasks), [&](int64_t t, int64_t worker) {
+    const int64_t end = std::min(slots, (t + 1) * per_task);
+    for (int64_t s = t * per_task; s < end; ++s) build(s, worker);
+  });
+}
+
+}  // namespace
+
+namespace {
+// Non-zeros per pixel that a CPO channel block aims for (measured on VGG-16/ResNet-50 layers:
+// fewer make the per-pixel cost dominate, more push the block's weights out of L1/L2).
+constexpr double kCpoTargetNonZeros = 6.0;
+constexpr int64_t kDensitySample = int64_t{1} << 16;
+}  // namespace
+
+int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width) {
+  const double wanted = kCpoTargetNonZeros / std::max(density, 1e-3);
+  int64_t block = std::clamp<int64_t>(static_cast<int64_t>(std::lround(wanted / 4.0)) * 4,
+                                      kCpoMinChannelBlock, kCpoMaxChannelBlock);
+  block = std::min({block, channels_per_group, (int64_t{1} << 16) / std::max<int64_t>(1, width)});
+  return std::max<int64_t>(1, block);
+}
+
+double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c) {
+  const int64_t rows = n * h, row_elems = w * c;
+  if (rows == 0 || row_elems == 0) return 1.0;
+  const int64_t wanted_rows = std::max<int64_t>(1, kDensitySample / row_elems);
+  const int64_t step = std::max<int64_t>(1, rows / wanted_rows);
+  int64_t nonzero = 0, seen = 0;
+  for (int64_t r = step / 2; r < rows; r += step, seen += row_elems) {
+    const float* row = x + r * row_elems;
+    for (int64_t i = 0; i < row_elems; ++i) nonzero += row[i] != 0.0f;
+  }
+  return seen == 0 ? 1.0 : static_cast<double>(nonzero) / static_cast<double>(seen);
+}
+
+uint64_t CpoActivation::NonZeros() const {
+  uint64_t total = 0;
+  const int64_t blocks = Blocks();
+  for (int64_t s = 0; s < n * h; ++s) {
+    if (w > 0 && blocks > 0) total += ptr.data()[((s + 1) * blocks - 1) * (w + 1) + w];
+  }
+  return total;
+}
+
+uint64_t CpoActivation::FootprintBytes() const {
+  const uint64_t pointers = static_cast<uint64_t>(n * h * Blocks() * (w + 1));
+  return NonZeros() * (sizeof(float) + sizeof(uint16_t)) + pointers * sizeof(uint32_t);
+}
+
+uint64_t CpsActivation::NonZeros() const {
+  uint64_t total = 0;
+  for (int64_t s = 0; s < n * h; ++s) total += vptr.data()[s * (c + 1) + c];
+  return total;
+}
+
+uint64_t CpsActivation::Runs() const {
+  uint64_t total = 0;
+  for (int64_t s = 0; s < n * h; ++s) total += ptr.data()[s * (c + 1) + c];
+  return total;
+}
+
+uint64_t CpsActivation::FootprintBytes() const {
+  const uint64_t pointers = static_cast<uint64_t>(n * h * (c + 1));
+  return NonZeros() * sizeof(float) + Runs() * 2 * sizeof(uint16_t) +
+         pointers * 2 * sizeof(uint32_t);
+}
+
+std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
+                     int64_t block_size, Parallel& parallel, CpoActivation* out) {
+  std::string err = CheckSparseShape(w, c);
+  if (!err.empty()) return err;
+  groups = std::max<int64_t>(1, groups);
+  out->n = n, out->h = h, out->w = w, out->c = c, out->groups = groups;
+  out->block_size = std::max<int64_t>(1, block_size);
+  out->blocks_per_group = (c / groups + out->block_size - 1) / out->block_size;
+  const int64_t blocks = out->Blocks();
+  const uint64_t slots = static_cast<uint64_t>(n * h);
+  err = out->values.Allocate(CheckedBytes(slots, w * c), "the CPO values");
+  if (err.empty()) err = out->index.Allocate(CheckedBytes(slots, w * c), "the CPO indices");
+  if (err.empty()) {
+    err = out->ptr.Allocate(CheckedBytes(slots, blocks * (w + 1)), "the CPO pointers");
+  }
+  if (!err.empty()) return err;
+  const CpoRowBuilder build_row = ActiveSparseKernels().build_cpo_row;
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
+    const int64_t base = s * w * c;
+    build_row(x + base, w, c, c / groups, out->block_size, out->blocks_per_group, groups,
+              out->values.data() + base, out->index.data() + base,
+              out->ptr.data() + s * blocks * (w + 1));
+  });
+  return {};
+}
+
+std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                     Parallel& parallel, CpsActivation* out) {
+  std::string err = CheckSparseShape(w, c);
+  if (!err.empty()) return err;
+  out->n = n, out->h = h, out->w = w, out->c = c;
+  const uint64_t slots = static_cast<uint64_t>(n * h);
+  const uint64_t capacity = CheckedBytes(slots, w * c);
+  const uint64_t pointers = CheckedBytes(slots, c + 1);
+  err = out->values.Allocate(capacity, "the CPS values");
+  if (err.empty()) err = out->run_start.Allocate(capacity, "the CPS run starts");
+  if (err.empty()) err = out->run_len.Allocate(capacity, "the CPS run lengths");
+  if (err.empty()) err = out->ptr.Allocate(pointers, "the CPS run pointers");
+  if (err.empty()) err = out->vptr.Allocate(pointers, "the CPS value pointers");
+  Workspace<uint32_t> cursors;  // per worker: 2*c per-channel counters
+  const int64_t workers = parallel.NumThreads();
+  if (err.empty()) err = cursors.Allocate(CheckedBytes(workers, 2 * c), "the CPS counters");
+  if (!err.empty()) return err;
+  const CpsRowBuilder build_row = ActiveSparseKernels().build_cps_row;
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
+    const int64_t base = s * w * c;
+    uint32_t* scratch = cursors.data() + worker * 2 * c;
+    build_row(x + base, w, c, out->values.data() + base, out->run_start.data() + base,
+              out->run_len.data() + base, out->ptr.data() + s * (c + 1),
+              out->vptr.data() + s * (c + 1), scratch);
+  });
+  return {};
+}
+
+}  // namespace jaxcps

@@ -1,0 +1,87 @@
+// The compressed activation forms of CPO and CPS. Both keep every non-zero
+// exactly once and no zero, padding included; the overlap pattern of an element (which
+// outputs and taps it feeds) follows from its position and is never stored. Both are built in
+// one streaming pass over the NHWC input, in parallel over input rows ("slots" = image n,
+// row r). Each slot has a fixed capacity of W*C entries so slots build independently;
+// footprints count only what is used.
+//
+// CPO, channel-block-major: a slot lists, channel block by channel block and within a block
+//   pixel by pixel (column q), the non-zeros of that pixel's channels in the block: values[k]
+//   and index[k] = q * block_size + (channel - first channel of the block). Blocks never
+//   straddle a feature group. ptr[(slot*blocks + b)*(W+1) + q] is the offset (in the slot) of
+//   block b's first non-zero at pixel q, so the non-zeros of consecutive pixels are one range,
+//   and an all-zero block, pixel or row is an empty one: skipped without touching its weights.
+//   The index locates the weight row of a non-zero within a block's packed weights, for every
+//   kernel column at once (see CpoJob). Dead channels never appear at all.
+//
+// CPS, channel-major runs: a slot groups, channel by channel, the maximal runs of horizontally
+//   adjacent non-zeros: run_start[j], run_len[j] (uint16) and their values contiguous;
+//   ptr[slot*(C+1) + c] indexes channel c's first run and vptr its first value.
+#ifndef JAXCPS_SPARSE_FORMAT_H_
+#define JAXCPS_SPARSE_FORMAT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/parallel.h"
+#include "runtime/workspace.h"
+
+namespace jaxcps {
+
+// Largest input width (and channel count) that the uint16 indices address.
+constexpr int64_t kMaxSparseWidth = 65535;
+// Fewest and most channels in one CPO channel block.
+constexpr int64_t kCpoMinChannelBlock = 4;
+constexpr int64_t kCpoMaxChannelBlock = 64;
+
+struct CpoActivation {
+  int64_t n = 0, h = 0, w = 0, c = 0;
+  int64_t groups = 1;
+  int64_t block_size = 1;        // channels per block (the last block of a group may have fewer)
+  int64_t blocks_per_group = 0;  // ceil((c / groups) / block_size)
+  Workspace<float> values;
+  Workspace<uint16_t> index;  // q * block_size + channel within the block (< 65536)
+  Workspace<uint32_t> ptr;    // per slot and block: w + 1 offsets into the slot
+
+  int64_t Blocks() const { return groups * blocks_per_group; }
+  int64_t SlotCapacity() const { return w * c; }
+  uint64_t NonZeros() const;
+  uint64_t FootprintBytes() const;
+};
+
+struct CpsActivation {
+  int64_t n = 0, h = 0, w = 0, c = 0;
+  Workspace<float> values;
+  Workspace<uint16_t> run_start;
+  Workspace<uint16_t> run_len;
+  Workspace<uint32_t> ptr;   // per slot: c + 1 run offsets
+  Workspace<uint32_t> vptr;  // per slot: c + 1 value offsets
+
+  int64_t SlotCapacity() const { return w * c; }
+  uint64_t NonZeros() const;
+  uint64_t Runs() const;
+  uint64_t FootprintBytes() const;
+};
+
+// "" if CPO/CPS can index an input of this width and channel count, else the reason.
+std::string CheckSparseShape(int64_t w, int64_t c);
+
+// Channel block size for CPO: enough channels that a block holds about kCpoTargetNonZeros
+// non-zeros per pixel at the non-zero fraction `density` (so the work per pixel and block
+// outweighs its fixed cost), within [kCpoMinChannelBlock, kCpoMaxChannelBlock], at most the
+// channels of a group, and small enough that every index (column * block + channel) of a
+// row of `width` columns fits 16 bits.
+int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width);
+// Fraction of non-zeros in x (n*h*w*c floats), estimated from at most about 64K of them spread
+// evenly over the rows; deterministic.
+double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
+
+// Build the compressed forms of x (NHWC, shape n,h,w,c). Return an error message or "".
+std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
+                     int64_t block_size, Parallel& parallel, CpoActivation* out);
+std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                     Parallel& parallel, CpsActivation* out);
+
+}  // namespace jaxcps
+
+#endif  // JAXCPS_SPARSE_FORMAT_H_

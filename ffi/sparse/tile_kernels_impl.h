@@ -1,0 +1,484 @@
+// CPO and CPS inner kernels. Included once per instruction set by tile_kernels_<isa>.cc,
+// inside namespace jaxcps::<isa>, and compiled with that file's ISA flags. Arithmetic runs on
+// GCC vector types of 16 floats, which each ISA lowers to its own registers (one zmm, two
+// ymm, four xmm). Everything here has internal linkage, so no ISA-specific copy can leak to
+// another file through the linker.
+
+// The AVX-512 paths of the builders: compiled only into the avx512 variant.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define JAXCPS_TILE_AVX512 1
+#else
+#define JAXCPS_TILE_AVX512 0
+#endif
+
+namespace {
+
+typedef float Vec __attribute__((vector_size(64)));
+typedef float VecUnaligned __attribute__((vector_size(64), aligned(4), may_alias));
+constexpr int kLanes = 16;
+
+inline Vec LoadVec(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
+inline void StoreVec(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v; }
+
+// ---------------------------------------------------------------------------------------------
+// CPO: gather per output pixel (see CpoJob). NV vectors of output channels stay in registers.
+//
+// Two vertically adjacent output pixels share most input rows (for a 3x3 kernel at stride 1,
+// two of the four rows they read), through different kernel rows. Where the registers hold
+// both pixels' accumulators (kPairVecs), the band runs two output rows at a time and walks
+// each shared row's non-zeros once for both pixels: fewer loops (whose exits the branch
+// predictor misses) and fewer index and value loads per multiply-add.
+
+#ifndef JAXCPS_CPO_PAIR_MAX_O_VECS
+#define JAXCPS_CPO_PAIR_MAX_O_VECS 0
+#endif
+constexpr int kPairVecs = JAXCPS_CPO_PAIR_MAX_O_VECS;
+
+// Adds the non-zeros [begin, end) of a compressed row to acc: entry e's weight row is
+// w + (index[e] - shift) * NV * 16.
+template <int NV>
+inline void GatherRange(Vec (&acc)[NV], const float* values, const uint16_t* index,
+                        uint32_t begin, uint32_t end, const float* w, int64_t shift) {
+  for (uint32_t e = begin; e < end; ++e) {
+    const float v = values[e];
+    const float* row = w + (static_cast<int64_t>(index[e]) - shift) * (NV * kLanes);
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) acc[i] += v * LoadVec(row + i * kLanes);
+  }
+}
+
+// GatherRange for two pixels at once, with the weights of their own kernel rows.
+template <int NV>
+inline void GatherRange2(Vec (&acc_a)[NV], Vec (&acc_b)[NV], const float* values,
+                         const uint16_t* index, uint32_t begin, uint32_t end, const float* w_a,
+                         const float* w_b, int64_t shift) {
+  for (uint32_t e = begin; e < end; ++e) {
+    const float v = values[e];
+    const int64_t offset = (static_cast<int64_t>(index[e]) - shift) * (NV * kLanes);
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) {
+      acc_a[i] += v * LoadVec(w_a + offset + i * kLanes);
+      acc_b[i] += v * LoadVec(w_b + offset + i * kLanes);
+    }
+  }
+}
+
+// An input row and the kernel rows through which output rows a and b read it (-1: not read).
+struct RowTap {
+  int64_t ih, kh_a, kh_b;
+};
+
+// The input rows that output rows oh (a) and oh + pair (b, if pair is 1) of one image read.
+inline int64_t RowTaps(const CpoJob& job, int64_t oh, int pair, RowTap* taps) {
+  int64_t count = 0;
+  const int64_t top_a = oh * job.sh - job.pad_top, top_b = (oh + 1) * job.sh - job.pad_top;
+  for (int64_t kh = 0; kh < job.kh_count; ++kh) {  // rows of a, with b's matching kernel row
+    const int64_t ih = top_a + kh * job.dh;
+    if (ih < 0 || ih >= job.h) continue;
+    int64_t kh_b = -1;
+    if (pair && (ih - top_b) >= 0 && (ih - top_b) % job.dh == 0 &&
+        (ih - top_b) / job.dh < job.kh_count) {
+      kh_b = (ih - top_b) / job.dh;
+    }
+    taps[count++] = {ih, kh, kh_b};
+  }
+  if (!pair) return count;
+  for (int64_t kh = 0; kh < job.kh_count; ++kh) {  // rows of b that a does not read
+    const int64_t ih = top_b + kh * job.dh;
+    if (ih < 0 || ih >= job.h) continue;
+    const bool read_by_a =
+        (ih - top_a) >= 0 && (ih - top_a) % job.dh == 0 && (ih - top_a) / job.dh < job.kh_count;
+    if (!read_by_a) taps[count++] = {ih, -1, kh};
+  }
+  return count;
+}
+
+// Output pixels (oh, ow) (and (oh + 1, ow) if kPair) for every ow; out_a/out_b point to the
+// first pixel of each output row; taps has room for 2 * kh_count entries.
+template <int NV, bool kPair>
+void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* out_b,
+                RowTap* taps) {
+  constexpr int64_t kO = NV * kLanes;
+  const int64_t ptr_row = job.blocks * (job.w + 1);
+  const int64_t kh_floats = job.kw_count * job.block_size * kO;
+  const int64_t tap_count = RowTaps(job, oh, kPair ? 1 : 0, taps);
+  for (int64_t ow = 0; ow < job.ow; ++ow) {
+    Vec acc_a[NV], acc_b[NV];
+    float* pixel_a = out_a + ow * job.out_stride;
+    float* pixel_b = kPair ? out_b + ow * job.out_stride : nullptr;
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) {
+      acc_a[i] = job.accumulate ? LoadVec(pixel_a + i * kLanes) : Vec{};
+      if (kPair) acc_b[i] = job.accumulate ? LoadVec(pixel_b + i * kLanes) : Vec{};
+    }
+    const int64_t q0 = ow * job.sw - job.pad_left;  // input column under kernel column 0
+    for (int64_t t = 0; t < tap_count; ++t) {
+      const RowTap& tap = taps[t];
+      const int64_t slot = n * job.h + tap.ih;
+      const uint32_t* p = job.ptr + slot * ptr_row + job.block * (job.w + 1);
+      const float* values = job.values + slot * job.slot_capacity;
+      const uint16_t* index = job.index + slot * job.slot_capacity;
+      const float* w_a = job.weights + tap.kh_a * kh_floats;
+      const float* w_b = job.weights + tap.kh_b * kh_floats;
+      // Entries of column q have index q*block_size + c, and tap kw's weight rows start at
+      // kw*block_size: entries of column q through tap kw shift by (q - kw) columns.
+      auto gather = [&](uint32_t begin, uint32_t end, int64_t shift) {
+        if (kPair && tap.kh_a >= 0 && tap.kh_b >= 0) {
+          GatherRange2<NV>(acc_a, acc_b, values, index, begin, end, w_a, w_b, shift);
+        } else if (tap.kh_a >= 0) {
+          GatherRange<NV>(acc_a, values, index, begin, end, w_a, shift);
+        } else if (kPair) {
+          GatherRange<NV>(acc_b, values, index, begin, end, w_b, shift);
+        }
+      };
+      if (job.dw == 1) {  // the kernel's columns are consecutive pixels: one range
+        const int64_t lo = q0 < 0 ? 0 : q0;
+        const int64_t hi = q0 + job.kw_count < job.w ? q0 + job.kw_count : job.w;
+        if (lo < hi) gather(p[lo], p[hi], q0 * job.block_size);
+        continue;
+      }
+      for (int64_t kw = 0; kw < job.kw_count; ++kw) {
+        const int64_t iw = q0 + kw * job.dw;
+        if (iw >= 0 && iw < job.w) gather(p[iw], p[iw + 1], (iw - kw) * job.block_size);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) {
+      StoreVec(pixel_a + i * kLanes, acc_a[i]);
+      if (kPair) StoreVec(pixel_b + i * kLanes, acc_b[i]);
+    }
+  }
+}
+
+template <int NV>
+void CpoBandWith(const CpoJob& job_ref) {
+  const CpoJob job = job_ref;  // a local copy: the vector stores may alias the caller's job
+  const std::unique_ptr<RowTap[]> taps(new RowTap[2 * job.kh_count]);
+  for (int64_t row = job.row_begin; row < job.row_end;) {
+    const int64_t n = row / job.oh, oh = row % job.oh;
+    float* out = job.out + (row - job.row_begin) * job.ow * job.out_stride;
+    if (NV <= kPairVecs && row + 1 < job.row_end && oh + 1 < job.oh) {
+      GatherRows<NV, true>(job, n, oh, out, out + job.ow * job.out_stride, taps.get());
+      row += 2;
+    } else {
+      GatherRows<NV, false>(job, n, oh, out, nullptr, taps.get());
+      row += 1;
+    }
+  }
+}
+
+bool CpoBand(const CpoJob& job) {
+  switch (job.o_vecs) {
+    case 1: CpoBandWith<1>(job); return true;
+    case 2: CpoBandWith<2>(job); return true;
+#if JAXCPS_CPO_MAX_O_VECS >= 4
+    case 3: CpoBandWith<3>(job); return true;
+    case 4: CpoBandWith<4>(job); return true;
+#endif
+#if JAXCPS_CPO_MAX_O_VECS >= 8
+    case 5: CpoBandWith<5>(job); return true;
+    case 6: CpoBandWith<6>(job); return true;
+    case 7: CpoBandWith<7>(job); return true;
+    case 8: CpoBandWith<8>(job); return true;
+#endif
+    default: return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPS: scatter runs into an L1 output tile (see CpsJob). Along a run, the weight row of one tap
+// stays in registers while consecutive output pixels are updated.
+
+inline void AxpyRun(float* acc, const float* vals, int64_t count, int64_t vstride,
+                    const float* w) {
+  constexpr int kNV = kTileO / kLanes;
+  Vec wr[kNV];
+#pragma GCC unroll 4
+  for (int i = 0; i < kNV; ++i) wr[i] = LoadVec(w + i * kLanes);
+  for (int64_t j = 0; j < count; ++j, acc += kTileO) {
+    const float v = vals[j * vstride];
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) StoreVec(acc + i * kLanes, LoadVec(acc + i * kLanes) + v * wr[i]);
+  }
+}
+
+inline void AxpyRunNarrow(float* acc, const float* vals, int64_t count, int64_t vstride,
+                          const float* w, int64_t n) {
+  for (int64_t j = 0; j < count; ++j, acc += kTileO) {
+    const float v = vals[j * vstride];
+    for (int64_t i = 0; i < n; ++i) acc[i] += v * w[i];
+  }
+}
+
+// Stride 1, no dilation, kTileO channels: the patterns of a run's elements are unit shifts,
+// so the run convolves with one kernel row as a 1-D convolution. Output column t (tile-local)
+// receives vals[t - base + kw] * W[kw] for every tap kw that lands inside the run: its
+// accumulators are loaded and stored once for all KW taps, whose weight rows stay in
+// registers for the whole run.
+template <int KW>
+void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t len, int64_t base,
+                   const float* w, int64_t tap_stride) {
+  constexpr int kNV = kTileO / kLanes;
+  Vec wr[KW][kNV];
+#pragma GCC unroll 8
+  for (int kw = 0; kw < KW; ++kw) {
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) wr[kw][i] = LoadVec(w + kw * tap_stride + i * kLanes);
+  }
+  int64_t t_begin = base - (KW - 1), t_end = base + len;
+  if (t_begin < 0) t_begin = 0;
+  if (t_end > tile_w) t_end = tile_w;
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    float* a = acc_row + t * kTileO;
+    Vec sum[kNV];
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) sum[i] = LoadVec(a + i * kLanes);
+#pragma GCC unroll 8
+    for (int kw = 0; kw < KW; ++kw) {
+      const int64_t j = t - base + kw;
+      if (j < 0 || j >= len) continue;
+      const float v = vals[j];
+#pragma GCC unroll 4
+      for (int i = 0; i < kNV; ++i) sum[i] += v * wr[kw][i];
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kNV; ++i) StoreVec(a + i * kLanes, sum[i]);
+  }
+}
+
+using RunRowFn = void (*)(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t);
+
+// The 1-D run kernel for this job, or nullptr where it does not apply.
+RunRowFn ShiftedRunKernel(const CpsJob& job) {
+  if (job.o_len != kTileO || job.sw != 1 || job.dw != 1) return nullptr;
+  switch (job.kw_count) {
+    case 1: return RunRowShifted<1>;
+    case 2: return RunRowShifted<2>;
+    case 3: return RunRowShifted<3>;
+    case 4: return RunRowShifted<4>;
+    case 5: return RunRowShifted<5>;
+    default: return nullptr;  // more weight rows than registers
+  }
+}
+
+void CpsTile(const CpsJob& job) {
+  const bool full = job.o_len == kTileO;
+  const RunRowFn shifted = ShiftedRunKernel(job);
+  const int64_t sw = job.sw;
+  for (int64_t c = job.c_begin; c < job.c_end; ++c) {
+    const float* wc = job.weights + (c - job.c_begin) * job.o_stride;
+    for (int64_t r = job.r_begin; r < job.r_end; ++r) {
+      const int64_t ri = r - job.r_begin;
+      const int32_t row_taps = job.row_taps[ri];
+      if (row_taps == 0) continue;
+      const int64_t slot = job.first_slot + r;
+      const uint32_t* p = job.ptr + slot * (job.c_total + 1);
+      const uint32_t run_end = p[c + 1];
+      if (p[c] == run_end) continue;  // channel c is all zero in this row
+      const int64_t base = slot * job.slot_capacity;
+      const uint16_t* starts = job.run_start + base;
+      const uint16_t* lens = job.run_len + base;
+      const float* vals = job.values + base + job.vptr[slot * (job.c_total + 1) + c];
+      const int32_t* kh_list = job.row_kh + ri * job.kh_count;
+      const int32_t* oh_list = job.row_oh + ri * job.kh_count;
+      for (uint32_t k = p[c]; k < run_end; vals += lens[k], ++k) {
+        const int64_t q0 = starts[k];
+        const int64_t len = lens[k];
+        if (q0 + len <= job.q_begin) continue;
+        if (q0 >= job.q_end) break;
+        if (shifted != nullptr) {
+          const int64_t col = q0 + job.pad_left - job.ow_begin;  // tile column of tap 0
+          for (int32_t u = 0; u < row_taps; ++u) {
+            shifted(job.acc + oh_list[u] * job.tile_w * kTileO, job.tile_w, vals, len, col,
+                    wc + kh_list[u] * job.kw_count * job.tap_stride, job.tap_stride);
+          }
+          continue;
+        }
+        for (int64_t kw = 0; kw < job.kw_count; ++kw) {
+          // Element i of the run reaches output column (t0 + i) / sw through tap kw.
+          const int64_t t0 = q0 + job.pad_left - kw * job.dw;
+          int64_t first = job.ow_begin * sw - t0;
+          if (first < 0) first = 0;
+          int64_t last = (job.ow_end - 1) * sw - t0;
+          if (last > len - 1) last = len - 1;
+          if (first > last) continue;
+          const int64_t rem = (t0 + first) % sw;
+          if (rem != 0) first += sw - rem;
+          if (first > last) continue;
+          const int64_t count = (last - first) / sw + 1;
+          const int64_t ow = (t0 + first) / sw - job.ow_begin;
+          for (int32_t u = 0; u < row_taps; ++u) {
+            const float* wr = wc + (kh_list[u] * job.kw_count + kw) * job.tap_stride;
+            float* a = job.acc + (oh_list[u] * job.tile_w + ow) * kTileO;
+            if (full) {
+              AxpyRun(a, vals + first, count, sw, wr);
+            } else {
+              AxpyRunNarrow(a, vals + first, count, sw, wr, job.o_len);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders (one pass over a row slot; layouts in sparse/format.h).
+
+// CPO: per channel block, each pixel's non-zeros in channel order. Written branch-free: every
+// value is stored and the cursor advances only past non-zeros, so a zero is overwritten by the
+// next non-zero. The cursor never passes the element being read, so writes stay in the slot.
+void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                 int64_t block_size, int64_t blocks_per_group, int64_t groups, float* values,
+                 uint16_t* index, uint32_t* ptr) {
+  uint32_t k = 0;
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t b = 0; b < blocks_per_group; ++b, ptr += w + 1) {
+      const int64_t first = b * block_size;
+      const int64_t count =
+          channels_per_group - first < block_size ? channels_per_group - first : block_size;
+      const float* px = row + grp * channels_per_group + first;
+      for (int64_t q = 0; q < w; ++q, px += c) {
+        ptr[q] = k;
+        const uint32_t base = static_cast<uint32_t>(q * block_size);
+        int64_t ch = 0;
+#if JAXCPS_TILE_AVX512
+        // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their
+        // indices in registers, then store them with a length mask. (A compressing store to
+        // memory is microcoded and slow on some CPUs.)
+        const __m512i lanes =
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (; ch < count; ch += 16) {
+          const int64_t left = count - ch;
+          const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+          const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
+          const __mmask16 nz =
+              _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+          const unsigned found = static_cast<unsigned>(__builtin_popcount(nz));
+          const __mmask16 head = static_cast<__mmask16>((1u << found) - 1);
+          _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
+          const __m512i idx =
+              _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
+          _mm256_mask_storeu_epi16(index + k, head,
+                                   _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
+          k += found;
+        }
+#else
+        for (; ch < count; ++ch) {
+          const float v = px[ch];
+          values[k] = v;
+          index[k] = static_cast<uint16_t>(base + static_cast<uint32_t>(ch));
+          k += v != 0.0f;
+        }
+#endif
+      }
+      ptr[w] = k;
+    }
+  }
+}
+
+#if JAXCPS_TILE_AVX512
+// One channel of a CPS row with AVX-512: its values along the row are gathered 16 columns at a
+// time, the non-zeros compressed into `values`, and the runs read off the non-zero bitmask of
+// 64 columns at a time (per run, not per element). A run may continue across 64-column words.
+void CpsChannelRuns(const float* row, int64_t w, int64_t c, int64_t ch, float* values,
+                    uint16_t* run_start, uint16_t* run_len) {
+  const __m512i offsets = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(c)));
+  uint32_t k = 0, r = 0;
+  bool open = false;  // the last run found has not ended yet
+  for (int64_t q0 = 0; q0 < w; q0 += 64) {
+    uint64_t bits = 0;
+    for (int64_t j = 0; j < 64 && q0 + j < w; j += 16) {
+      const int64_t left = w - q0 - j;
+      const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, offsets,
+                                                row + (q0 + j) * c + ch, 4);
+      const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      const unsigned count = static_cast<unsigned>(__builtin_popcount(nz));
+      _mm512_mask_storeu_ps(values + k, static_cast<__mmask16>((1u << count) - 1),
+                            _mm512_maskz_compress_ps(nz, v));
+      k += count;
+      bits |= static_cast<uint64_t>(nz) << j;
+    }
+    uint64_t starts = bits;
+    if (open) {  // the previous run ends at this word's first zero, if it has one
+      const uint64_t zeros = ~bits;
+      if (zeros == 0) continue;
+      const int end = __builtin_ctzll(zeros);
+      run_len[r - 1] = static_cast<uint16_t>(q0 + end - run_start[r - 1]);
+      open = false;
+      starts &= ~uint64_t{0} << end;
+    }
+    while (starts != 0) {
+      const int start = __builtin_ctzll(starts);
+      run_start[r++] = static_cast<uint16_t>(q0 + start);
+      const uint64_t zeros_after = ~bits & (~uint64_t{0} << start);
+      if (zeros_after == 0) {  // runs to the end of the word, maybe beyond
+        open = true;
+        break;
+      }
+      const int end = __builtin_ctzll(zeros_after);
+      run_len[r - 1] = static_cast<uint16_t>(end - start);
+      starts &= ~uint64_t{0} << end;
+    }
+  }
+  if (open) run_len[r - 1] = static_cast<uint16_t>(w - run_start[r - 1]);
+}
+#endif
+
+// CPS: pass 1 counts non-zeros and run starts per channel (vectorizes along channels);
+// pass 2 walks each channel along the row and writes its values and runs branch-free (as in
+// BuildCpoRow, a write past the last run or value is overwritten later or lands on a slot
+// position not yet used, never outside the slot).
+void BuildCpsRow(const float* row, int64_t w, int64_t c, float* values, uint16_t* run_start,
+                 uint16_t* run_len, uint32_t* ptr, uint32_t* vptr, uint32_t* counts) {
+  uint32_t* nnz = counts;
+  uint32_t* runs = counts + c;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const uint32_t nz = row[ch] != 0.0f;
+    nnz[ch] = nz;
+    runs[ch] = nz;
+  }
+  for (int64_t q = 1; q < w; ++q) {
+    const float* px = row + q * c;
+    const float* prev = px - c;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const uint32_t nz = px[ch] != 0.0f;
+      nnz[ch] += nz;
+      runs[ch] += nz & static_cast<uint32_t>(prev[ch] == 0.0f);
+    }
+  }
+  uint32_t vtotal = 0, rtotal = 0;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    vptr[ch] = vtotal;
+    ptr[ch] = rtotal;
+    vtotal += nnz[ch];
+    rtotal += runs[ch];
+  }
+  vptr[c] = vtotal;
+  ptr[c] = rtotal;
+  for (int64_t ch = 0; ch < c; ++ch) {
+#if JAXCPS_TILE_AVX512
+    CpsChannelRuns(row, w, c, ch, values + vptr[ch], run_start + ptr[ch], run_len + ptr[ch]);
+#else
+    uint32_t k = vptr[ch], r = ptr[ch];
+    uint32_t prev_nz = 0, length = 0;
+    for (int64_t q = 0; q < w; ++q) {
+      const float v = row[q * c + ch];
+      const uint32_t nz = v != 0.0f;
+      values[k] = v;
+      k += nz;
+      const uint32_t start = nz & (prev_nz ^ 1u);
+      run_start[r] = static_cast<uint16_t>(q);  // kept only if a run starts here
+      r += start;
+      length = nz ? length + 1 : 0;
+      run_len[nz ? r - 1 : r] = static_cast<uint16_t>(length);
+      prev_nz = nz;
+    }
+#endif
+  }
+}
+
+}  // namespace

@@ -1,0 +1,147 @@
+"""One benchmark case: its inputs, the contenders, their interleaved timing, and how much of a
+sparse kernel's time goes into building its compressed form.
+
+The contenders are XLA and every jaxcps kernel, jitted, and with `--peers` the dense engines of
+`jaxcps.bench.peers`, each called on its own native layout (converted before timing). The
+timed region of a kernel that skips zeros includes building its compressed form (it happens
+inside the kernel); `build_seconds` measures that share inside the C++ builders.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import jaxcps
+from jaxcps._progress import ProgressBar
+from jaxcps._targets import _ffi
+from jaxcps.algorithms import FFI_ALGORITHMS
+from jaxcps.bench import peers
+from jaxcps.bench.activations import relu_activation
+from jaxcps.bench.layers import Case
+from jaxcps.timing import time_interleaved
+
+#: The contenders timed together in the main process, XLA first (it is the reference).
+CONTENDERS: tuple[str, ...] = ("xla", *FFI_ALGORITHMS)
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+def case_inputs(
+    case: Case, *, seed: int, uniform: bool, dead_channels: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded activation and He-scaled weights of `case` (equal in every process)."""
+    case_seed = zlib.crc32(f"{case.id}/{seed}".encode())
+    x = relu_activation(case.input_shape, case.zeros, clustered=not uniform,
+                        dead_channels=dead_channels, seed=case_seed)
+    kh, kw, c, o = case.layer.kernel_shape
+    rng = np.random.default_rng(case_seed + 1)
+    w = (rng.standard_normal((kh, kw, c, o)) * np.sqrt(2.0 / (kh * kw * c))).astype(np.float32)
+    return x, w
+
+
+def jitted_contenders(case: Case) -> dict[str, Callable[..., jax.Array]]:
+    """name -> jitted convolution of `case`, for every name in `CONTENDERS`."""
+    layer = case.layer
+    conv = {"window_strides": layer.strides, "padding": layer.padding,
+            "dimension_numbers": _DIMENSION_NUMBERS}
+    fns: dict[str, Callable[..., jax.Array]] = {
+        "xla": jax.jit(lambda x, w: lax.conv_general_dilated(x, w, **conv))
+    }
+    for algorithm in CONTENDERS[1:]:
+        fns[algorithm] = jax.jit(
+            lambda x, w, a=algorithm: jaxcps.conv_general_dilated(x, w, **conv, algorithm=a)
+        )
+    return fns
+
+
+def dense_engines(
+    case: Case, w: np.ndarray, engines: Sequence[str], threads: int
+) -> dict[str, peers.DenseConv]:
+    """engine -> its dense convolution of `case` with weights `w`, for each of `engines`."""
+    layer = case.layer
+    return {
+        engine: peers.make_dense_conv(engine, w, input_shape_nhwc=case.input_shape,
+                                      window_strides=layer.strides, padding=layer.padding,
+                                      threads=threads)
+        for engine in engines
+    }
+
+
+def time_case(
+    case: Case,
+    fns: dict[str, Callable[..., jax.Array]],
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    engines: Mapping[str, peers.DenseConv] | None = None,
+    repeats: int,
+    warmup: int,
+    bar: ProgressBar,
+) -> dict[str, list[float]]:
+    """Times the jitted `fns` and the dense `engines` interleaved; name -> seconds per round.
+
+    Each contender is compiled or run once before the rounds; an engine's input is converted
+    to its layout once, before timing, so only its `run` is timed.
+    """
+    xd, wd = jnp.asarray(x), jnp.asarray(w)
+    contenders: dict[str, Callable[[], object]] = {
+        name: functools.partial(fn, xd, wd) for name, fn in fns.items()
+    }
+    for name, conv in (engines or {}).items():
+        contenders[name] = functools.partial(conv.run, conv.prepare(x))
+    bar.advance(0, case.id)
+    for call in contenders.values():  # compile outside the timed rounds
+        jax.block_until_ready(call())
+    bar.advance(warmup, case.id)
+    return time_interleaved(
+        contenders,
+        repeats=repeats,
+        warmup=warmup,
+        on_round=lambda _: bar.advance(1, case.id),
+    )
+
+
+def outputs(
+    fns: dict[str, Callable[..., jax.Array]],
+    engines: Mapping[str, peers.DenseConv],
+    x: np.ndarray,
+    w: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """name -> the NHWC result of every contender, to verify against XLA's."""
+    results = {name: np.asarray(fn(x, w)) for name, fn in fns.items()}
+    return results | {name: conv(x) for name, conv in engines.items()}
+
+
+def build_seconds(fn: Callable[..., jax.Array], x: np.ndarray, w: np.ndarray,
+                  calls: int = 5) -> float:
+    """Mean seconds that the kernel in `fn` spends building its compressed form per call,
+    timed inside the kernel on XLA's thread pool (`_ffi.build_profile`)."""
+    xd, wd = jnp.asarray(x), jnp.asarray(w)
+    _ffi.build_profile(True)
+    try:
+        for _ in range(calls):
+            jax.block_until_ready(fn(xd, wd))
+    finally:
+        builds, seconds = _ffi.build_profile(False)
+    return seconds / max(builds, 1)
+
+
+def xla_conv_path(fn: Callable[..., jax.Array], *example: Any) -> str:
+    """Which XLA CPU path runs the convolution in jitted `fn`: "ynn", "eigen" or "unknown".
+
+    Read from the compiled HLO: YNNPACK convolutions sit in a `__ynn_fusion`; a plain
+    `convolution` instruction outside one runs on XLA's Eigen runtime.
+    """
+    text = fn.lower(*example).compile().as_text()
+    if "__ynn_fusion" in text:
+        return "ynn"
+    if " convolution(" in text:
+        return "eigen"
+    return "unknown"
