@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcps._progress import ProgressBar
 from jaxcps.algorithms import FFI_ALGORITHMS
 from jaxcps.conv import conv_general_dilated
 from jaxcps.footprint import footprint
 from jaxcps.geometry import ResolvedConv, resolve_conv
 from jaxcps.plan import LayerRecord, Plan
-from jaxcps._progress import ProgressBar
 from jaxcps.timing import medians, time_interleaved
 
 #: Candidates selection times by default: every algorithm except "auto".
