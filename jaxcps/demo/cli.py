@@ -16,6 +16,7 @@ every subcommand's module, and Flax is an optional dependency.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -135,25 +136,35 @@ def run(args: argparse.Namespace) -> int:
     return 0 if e2e["parity"] and e2e["onnxruntime_parity"] is not False else 1
 
 
-def _onnxruntime(model: str, variables: Any, x: jax.Array) -> dict[str, Any]:
-    """The model in ONNX Runtime: "run" (the call to time), "output", "description"; or only
-    "unavailable" (why not) when onnxruntime or onnx is missing."""
+@dataclasses.dataclass(frozen=True)
+class _OnnxRuntime:
+    """The model in ONNX Runtime, on its input already in NCHW.
+
+    Attributes:
+      run: the call to time, returning [logits]; None when onnxruntime or onnx is missing.
+      note: what runs, or why nothing does.
+    """
+
+    run: Callable[[], list[np.ndarray]] | None
+    note: str
+
+
+def _onnxruntime(model: str, variables: Any, x: jax.Array) -> _OnnxRuntime:
     reason = peers.missing_package("onnxruntime")
     if reason is not None:
-        return {"unavailable": f"{reason} (pip install 'jaxcps[peers]')"}
+        return _OnnxRuntime(None, f"{reason} (pip install 'jaxcps[peers]')")
     from jaxcps.demo.onnx_models import to_onnx
 
     threads = len(os.sched_getaffinity(0))
     session = peers.onnxruntime_session(to_onnx(model, variables["params"], x.shape), threads)
     x_nchw = np.ascontiguousarray(np.transpose(np.asarray(x), (0, 3, 1, 2)))
-    run = functools.partial(session.run, None, {"x": x_nchw})
     version = peers._import("onnxruntime").__version__
-    return {"run": run, "output": lambda: run()[0],
-            "description": f"onnxruntime {version}, {threads} threads, NCHW input"}
+    return _OnnxRuntime(functools.partial(session.run, None, {"x": x_nchw}),
+                        f"onnxruntime {version}, {threads} threads, NCHW input")
 
 
 def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan,
-                onnxruntime: dict[str, Any], repeats: int) -> dict[str, Any]:
+                onnxruntime: _OnnxRuntime, repeats: int) -> dict[str, Any]:
     """Jitted all-XLA vs plan-routed inference (and ONNX Runtime when it is available):
     interleaved medians and the parity checks against all-XLA."""
     from jaxcps.flax import route
@@ -165,8 +176,8 @@ def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan,
         y_plan = np.asarray(plan_fn(variables, x))
     contenders: dict[str, Callable[[], object]] = {
         "xla": lambda: xla_fn(variables, x), "plan": lambda: plan_fn(variables, x)}
-    if "run" in onnxruntime:
-        contenders["onnxruntime"] = onnxruntime["run"]
+    if onnxruntime.run is not None:
+        contenders["onnxruntime"] = onnxruntime.run
     times = medians(time_interleaved(contenders, repeats=repeats))
     scale = float(np.max(np.abs(y_xla)))
     diff = float(np.max(np.abs(y_plan - y_xla)))
@@ -178,14 +189,14 @@ def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan,
         "max_abs_diff": diff,
         "output_scale": scale,
         "parity": _close(diff, scale),
-        "onnxruntime": onnxruntime.get("description") or onnxruntime["unavailable"],
+        "onnxruntime": onnxruntime.note,
         "onnxruntime_ms": None,
         "speedup_vs_onnxruntime": None,
         "onnxruntime_max_abs_diff": None,
         "onnxruntime_parity": None,
     }
-    if "run" in onnxruntime:
-        ort_diff = float(np.max(np.abs(onnxruntime["output"]() - y_xla)))
+    if onnxruntime.run is not None:
+        ort_diff = float(np.max(np.abs(onnxruntime.run()[0] - y_xla)))
         result.update(onnxruntime_ms=times["onnxruntime"] * 1e3,
                       speedup_vs_onnxruntime=times["onnxruntime"] / times["plan"],
                       onnxruntime_max_abs_diff=ort_diff,
