@@ -146,6 +146,8 @@ NB_MODULE(_ffi, m) {
       }, nb::arg("enable"),
       "Turns timing of the CPO/CPS compressed-form builds on or off; returns (builds, seconds)"
       " accumulated since the previous call, and resets them.");
+  m.def("compiled_isas", &jaxcps::CompiledIsas,
+        "Instruction sets for the sparse kernels compiled into this build, portable first.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
   m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },
