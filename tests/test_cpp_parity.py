@@ -36,7 +36,8 @@ def kernel_parity(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["cmake", "--build", str(build), "--target", "kernel_parity", "-j", str(os.cpu_count())],
     ):
         proc = subprocess.run(command, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        output = proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, f"{' '.join(command)} failed:\n{output}"
     return build / "kernel_parity"
 
 
