@@ -13,16 +13,20 @@ import json
 import numpy as np
 import pytest
 
-from jaxcps.bench import cli, harness
+from jaxcps.bench import cli, harness, targets
 from jaxcps.bench.activations import relu_activation
-from jaxcps.bench.layers import LAYERS, SWEEP_ZEROS, select_cases, suite_cases
-from jaxcps.bench.report import (
-    CSV_COLUMNS,
-    SPARSE,
-    format_summary,
-    mean_run_length,
-    useful_flops,
+from jaxcps.bench.layers import (
+    LAYERS,
+    PEERS_BATCHES,
+    PEERS_HOLDOUT_LAYERS,
+    PEERS_LAYERS,
+    PEERS_ZEROS,
+    SWEEP_ZEROS,
+    select_cases,
+    suite_cases,
 )
+from jaxcps.bench.report import CSV_COLUMNS, SPARSE, mean_run_length, useful_flops
+from jaxcps.bench.tables import format_summary
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -35,7 +39,7 @@ def _parse(*argv: str) -> argparse.Namespace:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bench")
     code = cli.run(_parse("--suite", "smoke", "--repeats", "2", "--warmup", "1",
-                            "--out", str(out)))
+                          "--peak-size", "256", "--out", str(out)))
     return code, out
 
 
@@ -51,7 +55,13 @@ def test_smoke_run_verifies_every_contender(smoke_run) -> None:
             assert m["ok"] in ((None,) if name == "xla" else (True,))
         assert case["xla_conv_path"] in ("ynn", "eigen", "unknown")
         assert case["algorithms"]["im2col"]["cr_vs_im2col"] == pytest.approx(1.0)
-    assert report["peak"]["achievable_gflops"] > 0
+        # Without --peers, XLA is the only dense engine.
+        assert case["best_dense"] == "xla" and case["best_sparse"] in SPARSE
+        assert case["sparse_vs_dense"] == pytest.approx(
+            case["algorithms"][case["best_sparse"]]["ratio_to_xla"])
+    peak = report["peak"]
+    assert peak["achievable_gflops"] == max(peak["sgemm_gflops"], peak["dense_engine_gflops"])
+    assert report["settings"]["peers"] is None
     for key in ("date", "git_commit", "isa", "jax", "jaxlib", "threads", "cpu"):
         assert report["machine"][key] not in (None, "")
 
@@ -91,6 +101,58 @@ def test_paper_suite_has_every_layer_and_sweep() -> None:
     assert sweep == {LAYERS["vgg16/conv3_2"].zeros, *SWEEP_ZEROS}
     assert {c.zeros for c in cases if c.layer.id == "inception3/L52"} == {0.86}
     assert [LAYERS[f"resnet50/conv{s}_1"].stride for s in (2, 3, 4, 5)] == [1, 2, 2, 2]
+
+
+def test_peers_suites_sweep_zeros_and_batches() -> None:
+    for suite, layers in (("peers", PEERS_LAYERS), ("peers-holdout", PEERS_HOLDOUT_LAYERS)):
+        cases = suite_cases(suite)
+        assert len(cases) == len(layers) * len(PEERS_ZEROS) * len(PEERS_BATCHES)
+        assert {(c.zeros, c.batch) for c in cases} == {
+            (z, b) for z in PEERS_ZEROS for b in PEERS_BATCHES}
+    assert not {layer.id for layer in PEERS_LAYERS} & {l.id for l in PEERS_HOLDOUT_LAYERS}
+    assert {layer.describe() for layer in PEERS_LAYERS} >= {
+        "112x112x128->128 3x3/1 SAME", "7x7x512->512 3x3/1 SAME", "28x28x256->256 3x3/2 SAME"}
+    case = select_cases("peers", ["vgg16/conv5_2"], [0.9], [8])[0]
+    assert case.id == "vgg16/conv5_2@0.90-b8" and case.input_shape == (8, 14, 14, 512)
+
+
+def test_batch_override_keeps_the_suites_zeros() -> None:
+    cases = select_cases("quick", ["resnet50/conv4_2"], batches=[1, 4])
+    assert [c.id for c in cases] == ["resnet50/conv4_2@0.70", "resnet50/conv4_2@0.90",
+                                     "resnet50/conv4_2@0.70-b4", "resnet50/conv4_2@0.90-b4"]
+    with pytest.raises(ValueError, match="batch"):
+        select_cases("quick", None, None, [0])
+
+
+def test_inputs_have_the_cases_batch() -> None:
+    case = select_cases("smoke", ["3x3"], batches=[3])[0]
+    x, w = harness.case_inputs(case, seed=0, uniform=False, dead_channels=0.0)
+    assert x.shape == (3, 8, 8, 8) and w.shape == case.layer.kernel_shape
+
+
+def _verdict_case(zeros: float, batch: int, speedup: float, pct_peak: float, build: float,
+                  jaxcps_ratio: float) -> dict:
+    return {"id": f"l@{zeros}-b{batch}", "zeros": zeros, "batch": batch, "best_sparse": "cpo",
+            "best_jaxcps": "cpo", "sparse_vs_dense": speedup,
+            "algorithms": {"cpo": {"pct_peak": pct_peak, "build_pct": build,
+                                   "ratio_to_xla": jaxcps_ratio}}}
+
+
+def test_targets_report_met_missed_and_unmeasured() -> None:
+    cases = [_verdict_case(0.5, 1, 1.5, 70.0, 2.0, 2.0), _verdict_case(0.5, 1, 1.0, 61.0, 4.0, 1.0),
+             _verdict_case(0.0, 1, 0.5, 10.0, 12.0, 0.9)]
+    verdicts = {v.target: v for v in targets.evaluate({"cases": cases})}
+    speed = verdicts["speed-up over the best dense engine >= 1.2x at 50% zeros, batch 1"]
+    assert (speed.met, speed.cases, speed.measured) == (False, 2, 1.0)
+    assert speed.miss == "short by 0.20x at worst; 1 of 2 cases miss"
+    peak = verdicts["useful GFLOP/s >= 60% of the achievable peak at 50% zeros, batch 1"]
+    assert peak.met and peak.measured == 61.0 and peak.miss == ""
+    assert verdicts["speed-up over the best dense engine >= 4.0x at 90% zeros, batch 1"].met is None
+    dense = next(v for v in verdicts.values() if "0% zeros, every layer" in v.target)
+    assert not dense.met and dense.where == "l@0.0-b1"
+    build = [v for v in verdicts.values() if v.target.startswith("building")]
+    assert [v.measured for v in build] == [3.0, 4.0] and all(v.met for v in build)  # 0% left out
+    assert "| NO |" in targets.format_verdicts(list(verdicts.values()))
 
 
 def test_select_cases_by_glob_substring_and_zeros() -> None:
@@ -137,9 +199,9 @@ def test_activation_seeds_reproduce() -> None:
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("bad", [dict(zero_fraction=-0.1), dict(zero_fraction=1.1),
-                                 dict(zero_fraction=0.5, dead_channels=2.0),
-                                 dict(zero_fraction=0.5, correlation_length=0.0)])
+@pytest.mark.parametrize("bad", [{"zero_fraction": -0.1}, {"zero_fraction": 1.1},
+                                 {"zero_fraction": 0.5, "dead_channels": 2.0},
+                                 {"zero_fraction": 0.5, "correlation_length": 0.0}])
 def test_activation_rejects_bad_arguments(bad: dict) -> None:
     with pytest.raises(ValueError):
         relu_activation((1, 4, 4, 4), **bad)

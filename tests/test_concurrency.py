@@ -1,13 +1,14 @@
-"""Concurrent jaxcps calls give the serial results, bit for bit, and never deadlock.
+"""Concurrent jaxcps calls give the serial results and never deadlock.
 
 Two sources of concurrency: Python threads calling jitted convolutions at once (XLA then runs
 several handlers on its shared intra-op pool), and XLA itself running handlers at once on
 several CPU devices (a sharded program, and independent convolutions in one program). The
-handlers share that pool with XLA (ffi/bindings/handlers.cc, PoolParallel); they must finish even when
-it has one thread or runs tasks inline, so the same checks run in subprocesses restricted to
-one CPU (the pool sizes itself from the CPUs the process may use) and with Eigen's
-multi-threading off. Every kernel partitions its output without overlap, so results are
-deterministic: they are compared exactly.
+handlers share that pool with XLA (ffi/bindings/handlers.cc, PoolParallel); they must finish
+even when it has one thread or runs tasks inline, so the same checks run in subprocesses
+restricted to one CPU (the pool sizes itself from the CPUs the process may use) and with Eigen's
+multi-threading off. Every kernel partitions its output without overlap, so results for the
+same inputs are deterministic and compared exactly; a batch split across devices is compared
+to one image at a time up to rounding (a kernel may tune itself to the batch it gets).
 """
 
 from __future__ import annotations
@@ -100,8 +101,11 @@ def _many_devices() -> dict:
     for a in FFI_ALGORITHMS:
         fn = _conv_fn(a)
         serial = np.concatenate([np.asarray(fn(x[i : i + 1], w)) for i in range(len(x))])
+        # Not bit for bit: a kernel may tune itself to the batch it gets (CPO's channel block
+        # follows the batch's density), which changes the rounding, never more.
+        scale = float(np.abs(serial).max())
         for _ in range(ROUNDS):
-            if not np.array_equal(np.asarray(fn(x_sharded, w)), serial):
+            if float(np.abs(np.asarray(fn(x_sharded, w)) - serial).max()) > 1e-5 * scale:
                 report["mismatches"].append(f"sharded {a}")
 
     # Independent convolutions (different algorithms, inputs and shapes) in one program.

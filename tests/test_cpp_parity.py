@@ -29,10 +29,10 @@ def kernel_parity(tmp_path_factory: pytest.TempPathFactory) -> Path:
         skip_unless_allowed("cmake is not on PATH (pip install cmake)")
     build = tmp_path_factory.mktemp("kernel_parity")
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    openblas = os.path.dirname(scipy_openblas32.__file__)
     for command in (
-        ["cmake", "-S", str(ROOT), "-B", str(build), *generator, "-DJAXCPS_PYTHON=OFF",
-         "-DJAXCPS_TESTS=ON", f"-DOPENBLAS_DIR={openblas}"],
+        ["cmake", "-S", str(ROOT / "tests" / "cpp"), "-B", str(build), *generator,
+         f"-DOPENBLAS_INCLUDE_DIR={scipy_openblas32.get_include_dir()}",
+         f"-DOPENBLAS_LIB_DIR={scipy_openblas32.get_lib_dir()}"],
         ["cmake", "--build", str(build), "--target", "kernel_parity", "-j", str(os.cpu_count())],
     ):
         proc = subprocess.run(command, capture_output=True, text=True)

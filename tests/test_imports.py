@@ -11,16 +11,17 @@ import sys
 TOOLS = ("jaxcps.bench", "jaxcps.demo", "matplotlib")
 
 
-def _loaded_after(statement: str, tmp_path) -> set[str]:
-    code = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
+def test_library_imports_no_tools(tmp_path) -> None:
+    code = (
+        "import json, sys\n"
+        "import jaxcps\n"
+        "library = sorted(sys.modules)\n"
+        "import jaxcps.flax\n"
+        "print(json.dumps([library, sorted(sys.modules)]))\n"
+    )
     # Outside the repository, so that the installed package is imported, not the source tree.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=tmp_path)
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
-def test_library_imports_no_tools(tmp_path) -> None:
-    loaded = _loaded_after("import jaxcps", tmp_path)
-    assert not loaded & {*TOOLS, "flax"}
-    loaded = _loaded_after("import jaxcps.flax", tmp_path)
-    assert "flax" in loaded and not loaded & set(TOOLS)
+    library, with_flax = (set(names) for names in json.loads(out.stdout.splitlines()[-1]))
+    assert not library & {*TOOLS, "flax"}
+    assert "flax" in with_flax and not with_flax & set(TOOLS)

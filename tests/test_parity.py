@@ -42,6 +42,8 @@ from jaxcps.geometry import resolve_conv
 TILE_COLUMNS = KERNELS["cps"].sizes["max_tile_w"]
 TILE_CHANNELS = KERNELS["cps"].sizes["tile_o"]
 CHANNEL_BLOCK = KERNELS["cpo"].sizes["max_channel_block"]
+#: Most output channels CPO keeps in registers per pixel (with the active instruction set).
+OUTPUT_BLOCK = KERNELS["cpo"].sizes["max_o_block"]
 
 #: Layout name -> dimension_numbers; "mixed" checks that each operand is moved on its own.
 LAYOUTS = {
@@ -196,6 +198,19 @@ EDGE_CASES = [
     Case(
         1, 6, 6, CHANNEL_BLOCK, (3, 3), TILE_CHANNELS, zero_fraction=0.9, tags=("channel-block",)
     ),
+    # Channel blocks follow the density: many small ones with a short last one (dense), few
+    # large ones (sparse), and whole blocks of dead channels, which CPO skips.
+    Case(1, 5, 9, 2 * CHANNEL_BLOCK + 6, (3, 3), 20, zero_fraction=0.0, tags=("channel-block",)),
+    Case(1, 5, 9, 2 * CHANNEL_BLOCK + 2, (3, 3), 20, zero_fraction=0.99, tags=("channel-block",)),
+    Case(2, 5, 9, 40, (3, 3), 24, dead_channels=24, zero_fraction=0.8, tags=("dead-channels",)),
+    # Output channels around the widest register block, with a narrow tail.
+    *(
+        Case(1, 4, 7, 6, (3, 3), o, zero_fraction=0.5, tags=("tile-edges",))
+        for o in (OUTPUT_BLOCK - 1, OUTPUT_BLOCK, OUTPUT_BLOCK + 17)
+    ),
+    # Kernels taller than the rows two output rows share (both walk their own input rows).
+    Case(1, 80, 8, 4, (48, 1), 8, padding="SAME", tags=("large-kernel",)),
+    Case(2, 41, 5, 3, (33, 3), 5, strides=(2, 1), padding="SAME", tags=("large-kernel",)),
 ]
 
 

@@ -42,9 +42,9 @@ status=0
 check() {
   local name="$1"; shift
   local build="$root/build/aarch64-$name"
-  cmake -S "$root" -B "$build" -G "$generator" -DCMAKE_SYSTEM_NAME=Linux \
-    -DCMAKE_SYSTEM_PROCESSOR=aarch64 -DJAXCPS_PYTHON=OFF -DJAXCPS_TESTS=ON \
-    -DOPENBLAS_DIR="$openblas/scipy_openblas32" "$@" >/dev/null
+  cmake -S "$root/tests/cpp" -B "$build" -G "$generator" -DCMAKE_SYSTEM_NAME=Linux \
+    -DCMAKE_SYSTEM_PROCESSOR=aarch64 -DOPENBLAS_INCLUDE_DIR="$openblas/scipy_openblas32/include" \
+    -DOPENBLAS_LIB_DIR="$openblas/scipy_openblas32/lib" "$@" >/dev/null
   cmake --build "$build" --target kernel_parity -j "$(nproc)" >/dev/null
   echo "check_aarch64: $name, $(file -b "$build/kernel_parity" | cut -d, -f1-2)"
   qemu-aarch64 -cpu neoverse-n1 -L "$sysroot" "$build/kernel_parity" || status=1

@@ -15,6 +15,7 @@
 #include "bindings/handlers.h"
 #include "kernels/kernel.h"
 #include "runtime/isa.h"
+#include "runtime/workspace.h"
 #include "sparse/format.h"
 
 namespace nb = nanobind;
@@ -86,35 +87,22 @@ int64_t CpoChannelBlock(Activation x, int64_t groups) {
   return CpoBlockSize(EstimateDensity(x.data(), n, h, w, c), c / groups, w);
 }
 
-// Builds the compressed form that `algorithm` ("cpo" or "cps") makes of x (NHWC) in a
-// convolution with `groups` feature groups, with the kernels' own builder. Returns its bytes.
-uint64_t BuildCompressed(const std::string& algorithm, const Activation& x, int64_t groups,
-                         Parallel& parallel) {
+// Bytes of the compressed form that kernel `algorithm` builds of x (NHWC) in a convolution with
+// `groups` feature groups, built by the kernel's own builder.
+uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups) {
+  const Kernel* kernel = FindKernel(algorithm);
+  if (kernel == nullptr || kernel->compressed_bytes == nullptr) {
+    throw nb::value_error(("kernel '" + algorithm + "' builds no compressed form").c_str());
+  }
   const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
   const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
   if (groups < 1 || c % groups != 0) {
     throw nb::value_error("groups must be >= 1 and divide the channels");
   }
   std::string err;
-  uint64_t bytes = 0;
-  if (algorithm == "cpo") {
-    CpoActivation act;
-    err = BuildCpo(x.data(), n, h, w, c, groups, CpoChannelBlock(x, groups), parallel, &act);
-    bytes = act.FootprintBytes();
-  } else if (algorithm == "cps") {
-    CpsActivation act;
-    err = BuildCps(x.data(), n, h, w, c, parallel, &act);
-    bytes = act.FootprintBytes();
-  } else {
-    err = "algorithm must be 'cpo' or 'cps', got '" + algorithm + "'";
-  }
+  const uint64_t bytes = kernel->compressed_bytes(x.data(), n, h, w, c, groups, &err);
   if (!err.empty()) throw nb::value_error(err.c_str());
   return bytes;
-}
-
-uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups) {
-  SerialParallel serial;
-  return BuildCompressed(algorithm, x, groups, serial);
 }
 
 }  // namespace
@@ -136,7 +124,8 @@ NB_MODULE(_ffi, m) {
         "Algorithm name -> XLA FFI handler capsule, one per kernel.");
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
         nb::arg("groups") = 1,
-        "Bytes (values, indices, pointers) of the CPO or CPS form of x (float32 NHWC).");
+        "Bytes (values, indices, pointers) of the compressed form that kernel `algorithm` "
+        "builds of x (float32 NHWC); ValueError for a kernel that builds none.");
   m.def("cpo_channel_block", &jaxcps::CpoChannelBlock, nb::arg("x"), nb::arg("groups") = 1,
         "Channels per block of the CPO form of x (float32 NHWC): chosen from x's density.");
   m.def("build_profile", [](bool enable) {
@@ -148,6 +137,8 @@ NB_MODULE(_ffi, m) {
       " accumulated since the previous call, and resets them.");
   m.def("compiled_isas", &jaxcps::CompiledIsas,
         "Instruction sets for the sparse kernels compiled into this build, portable first.");
+  m.def("workspace_cache", [] { return nb::make_tuple(jaxcps::CachedBytes(), jaxcps::MaxCachedBytes()); },
+        "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
   m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },

@@ -29,6 +29,9 @@ namespace jaxcps {
 namespace {
 
 constexpr int64_t kLanes = 16;
+// Output pixels of one band: their accumulated outputs (up to 128 floats each, 512 KiB) are
+// read and written once per channel block and should stay in L2.
+constexpr int64_t kMaxBandPixels = 1024;
 
 struct OutputBlock {
   int64_t offset, length, vecs;  // within a group's output channels; vecs = ceil(length / 16)
@@ -80,10 +83,12 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   const std::vector<OutputBlock> o_blocks =
       SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_vecs);
   const int64_t per_band = g.groups * static_cast<int64_t>(o_blocks.size());
-  // Bands only where output blocks alone leave threads idle: every band packs the weights again.
+  // Every band packs the weights again, so bands only where output blocks alone leave threads
+  // idle, or where a band's accumulated outputs would no longer fit in L2.
   const int64_t rows = g.n * g.oh;
-  const int64_t bands = std::clamp<int64_t>(
-      (2 * parallel.NumThreads() + per_band - 1) / per_band, 1, rows);
+  const int64_t for_threads = (parallel.NumThreads() + per_band - 1) / per_band;
+  const int64_t for_cache = (rows * g.ow + kMaxBandPixels - 1) / kMaxBandPixels;
+  const int64_t bands = std::clamp<int64_t>(std::max(for_threads, for_cache), 1, rows);
   const int64_t band_rows = (rows + bands - 1) / bands;
   const int64_t pieces = per_band * bands;
   const int64_t workers = WorkerCount(parallel, pieces);
@@ -99,6 +104,16 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   err = packed.Allocate(CheckedBytes(workers, weight_floats), "the CPO packed weights");
   if (err.empty()) err = tiles.Allocate(CheckedBytes(workers, tile_floats), "the CPO tiles");
   if (!err.empty()) return err;
+
+  // Channel blocks with no non-zero anywhere in the batch (dead channels) are skipped: their
+  // weights are neither packed nor read.
+  std::vector<char> live(act.Blocks(), 0);
+  for (int64_t slot = 0; slot < g.n * g.h; ++slot) {
+    for (int64_t b = 0; b < act.Blocks(); ++b) {
+      const uint32_t* p = act.ptr.data() + (slot * act.Blocks() + b) * (g.w + 1);
+      live[b] |= p[g.w] != p[0];
+    }
+  }
 
   std::atomic<bool> failed{false};
   ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
@@ -137,13 +152,20 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.o_vecs = ob.vecs;
     if (job.row_begin >= job.row_end) return;
 
+    job.accumulate = false;
     for (int64_t b = 0; b < act.blocks_per_group; ++b) {
+      job.block = grp * act.blocks_per_group + b;
+      if (!live[job.block]) continue;
       const int64_t c_first = b * act.block_size;
       PackWeights(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size,
                   o_first, ob.length, o_pad, packed.data() + worker * weight_floats);
-      job.block = grp * act.blocks_per_group + b;
-      job.accumulate = b > 0;
       if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
+      job.accumulate = true;
+    }
+    if (!job.accumulate) {  // no live block in this group: every output is an empty sum
+      for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
+        std::fill_n(job.out + p * job.out_stride, ob.length, 0.0f);
+      }
     }
     if (to_tile) {
       for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
@@ -154,6 +176,15 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   });
   if (failed.load()) return "internal error: an output-channel block wider than the registers";
   return {};
+}
+
+uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                         int64_t groups, std::string* err) {
+  SerialParallel serial;
+  CpoActivation act;
+  const int64_t block_size = CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w);
+  *err = BuildCpo(x, n, h, w, c, groups, block_size, serial, &act);
+  return err->empty() ? act.FootprintBytes() : 0;
 }
 
 KernelSizes Sizes() {
@@ -169,6 +200,6 @@ KernelSizes Sizes() {
 
 extern const Kernel kCpo = {"cpo", "Compressed Pattern Overlap: per-pixel gather of non-zeros",
                             /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
-                            Supports, Run, Sizes};
+                            Supports, Run, Sizes, CompressedBytes};
 
 }  // namespace jaxcps

@@ -159,6 +159,14 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return {};
 }
 
+uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t,
+                         std::string* err) {
+  SerialParallel serial;
+  CpsActivation act;
+  *err = BuildCps(x, n, h, w, c, serial, &act);
+  return err->empty() ? act.FootprintBytes() : 0;
+}
+
 KernelSizes Sizes() {
   return {{"tile_o", kTileO},
           {"tile_pixels", kTilePixels},
@@ -171,6 +179,6 @@ KernelSizes Sizes() {
 
 extern const Kernel kCps = {"cps", "Compressed Pattern Sets: runs of non-zeros scattered into L1 tiles",
                             /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
-                            Supports, Run, Sizes};
+                            Supports, Run, Sizes, CompressedBytes};
 
 }  // namespace jaxcps

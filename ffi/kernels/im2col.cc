@@ -40,7 +40,10 @@ void LowerRows(const ConvGeometry& g, const float* x, int64_t n, int64_t grp, in
 }
 
 std::string Supports(const ConvGeometry& g) {
-  return CheckBlasSizes({g.oh * g.ow, g.o, g.kh * g.kw * g.ci}, "im2col");
+  return CheckBlasSizes({{"output height x width", g.oh * g.ow},
+                         {"output channels", g.o},
+                         {"kernel height x width x input channels per group", g.kh * g.kw * g.ci}},
+                        "im2col");
 }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
@@ -76,6 +79,6 @@ KernelSizes Sizes() { return {{"min_block_rows", kMinBlockRows}}; }
 
 extern const Kernel kIm2col = {"im2col", "im2col lowering + one BLAS GEMM per block of rows",
                                /*user_facing=*/true, /*skips_zeros=*/false, /*uses_blas=*/true,
-                               Supports, Run, Sizes};
+                               Supports, Run, Sizes, /*compressed_bytes=*/nullptr};
 
 }  // namespace jaxcps

@@ -35,6 +35,11 @@ struct Kernel {
   std::string (*run)(const ConvGeometry& g, const float* x, const float* w, float* y,
                      Parallel& parallel);
   KernelSizes (*sizes)();
+  // Kernels that build a compressed form of the activation: its bytes for x (NHWC, n*h*w*c,
+  // `groups` feature groups), built by the kernel's own builder; on failure, the reason in
+  // *err (left empty on success). nullptr for the others.
+  uint64_t (*compressed_bytes)(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                               int64_t groups, std::string* err);
 };
 
 // One declaration per entry of kernels.inc: kIm2col, kMec, ...

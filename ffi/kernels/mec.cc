@@ -58,7 +58,10 @@ Banding MakeBanding(const ConvGeometry& g, int64_t threads) {
 }
 
 std::string Supports(const ConvGeometry& g) {
-  return CheckBlasSizes({g.oh * g.ow, g.o, g.kw * g.ci}, "mec");
+  return CheckBlasSizes({{"output height x width", g.oh * g.ow},
+                         {"output channels", g.o},
+                         {"kernel width x input channels per group", g.kw * g.ci}},
+                        "mec");
 }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
@@ -113,6 +116,6 @@ KernelSizes Sizes() { return {}; }
 
 extern const Kernel kMec = {"mec", "MEC lowering along the width + KH accumulated BLAS GEMMs",
                             /*user_facing=*/true, /*skips_zeros=*/false, /*uses_blas=*/true,
-                            Supports, Run, Sizes};
+                            Supports, Run, Sizes, /*compressed_bytes=*/nullptr};
 
 }  // namespace jaxcps

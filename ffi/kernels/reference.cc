@@ -47,6 +47,6 @@ KernelSizes Sizes() { return {}; }
 
 extern const Kernel kReference = {"reference", "naive direct convolution in double (test oracle)",
                                   /*user_facing=*/false, /*skips_zeros=*/false,
-                                  /*uses_blas=*/false, Supports, Run, Sizes};
+                                  /*uses_blas=*/false, Supports, Run, Sizes, /*compressed_bytes=*/nullptr};
 
 }  // namespace jaxcps

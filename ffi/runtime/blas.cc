@@ -16,11 +16,12 @@ void Sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const f
                     static_cast<blasint>(ldc));
 }
 
-std::string CheckBlasSizes(std::initializer_list<int64_t> sizes, const char* algorithm) {
-  for (int64_t s : sizes) {
-    if (s > std::numeric_limits<blasint>::max()) {
-      return std::string(algorithm) + ": a GEMM dimension of " + std::to_string(s) +
-             " exceeds the 32-bit BLAS interface";
+std::string CheckBlasSizes(std::initializer_list<BlasSize> sizes, const char* algorithm) {
+  for (const BlasSize& size : sizes) {
+    if (size.value > std::numeric_limits<blasint>::max()) {
+      return std::string(algorithm) + ": " + size.name + " = " + std::to_string(size.value) +
+             " exceeds " + std::to_string(std::numeric_limits<blasint>::max()) +
+             ", the largest GEMM dimension of the 32-bit BLAS interface";
     }
   }
   return {};

@@ -13,8 +13,14 @@ namespace jaxcps {
 void Sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
            int64_t ldb, float* c, int64_t ldc, float beta = 0.0f);
 
+// A GEMM dimension and what it is, in the convolution's terms (for the error message).
+struct BlasSize {
+  const char* name;
+  int64_t value;
+};
+
 // Checks that every size handed to Sgemm fits BLAS's 32-bit integers. "" or the reason.
-std::string CheckBlasSizes(std::initializer_list<int64_t> sizes, const char* algorithm);
+std::string CheckBlasSizes(std::initializer_list<BlasSize> sizes, const char* algorithm);
 
 void SetBlasSingleThreaded();
 

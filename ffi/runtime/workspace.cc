@@ -1,4 +1,4 @@
-// The workspace size limit (see workspace.h).
+// The workspace size limit and the block cache (see workspace.h).
 #include "runtime/workspace.h"
 
 #include <unistd.h>
@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <mutex>
+#include <vector>
 
 namespace jaxcps {
 
@@ -38,6 +40,80 @@ uint64_t ReadLimit() {
 uint64_t MaxWorkspaceBytes() {
   static const uint64_t limit = ReadLimit();
   return limit;
+}
+
+namespace {
+
+struct Block {
+  void* data;
+  uint64_t capacity;
+};
+
+struct BlockCache {
+  std::mutex mu;
+  std::vector<Block> blocks;
+  uint64_t bytes = 0;
+};
+
+BlockCache& Cache() {
+  static BlockCache* cache = new BlockCache;  // never destroyed: workspaces may outlive statics
+  return *cache;
+}
+
+}  // namespace
+
+uint64_t MaxCachedBytes() {
+  static const uint64_t cap = std::min<uint64_t>(uint64_t{1} << 29, DefaultLimit() / 16);
+  return cap;
+}
+
+void* AcquireBlock(uint64_t bytes, uint64_t* capacity) {
+  if (bytes >= kMinCachedBytes) {
+    BlockCache& cache = Cache();
+    std::lock_guard<std::mutex> lock(cache.mu);
+    // The smallest cached block that fits without wasting more than half of it.
+    auto best = cache.blocks.end();
+    for (auto it = cache.blocks.begin(); it != cache.blocks.end(); ++it) {
+      if (it->capacity >= bytes && it->capacity / 2 <= bytes &&
+          (best == cache.blocks.end() || it->capacity < best->capacity)) {
+        best = it;
+      }
+    }
+    if (best != cache.blocks.end()) {
+      const Block block = *best;
+      cache.blocks.erase(best);
+      cache.bytes -= block.capacity;
+      *capacity = block.capacity;
+      return block.data;
+    }
+  }
+  const uint64_t rounded = (bytes + 63) / 64 * 64;
+  void* data = std::aligned_alloc(64, rounded);
+  *capacity = data == nullptr ? 0 : rounded;
+  return data;
+}
+
+void ReleaseBlock(void* block, uint64_t capacity) {
+  if (capacity >= kMinCachedBytes && capacity <= MaxCachedBytes()) {
+    BlockCache& cache = Cache();
+    std::lock_guard<std::mutex> lock(cache.mu);
+    // Make room by dropping the oldest blocks; the newest is the likeliest to be asked again.
+    while (!cache.blocks.empty() && cache.bytes + capacity > MaxCachedBytes()) {
+      std::free(cache.blocks.front().data);
+      cache.bytes -= cache.blocks.front().capacity;
+      cache.blocks.erase(cache.blocks.begin());
+    }
+    cache.blocks.push_back({block, capacity});
+    cache.bytes += capacity;
+    return;
+  }
+  std::free(block);
+}
+
+uint64_t CachedBytes() {
+  BlockCache& cache = Cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  return cache.bytes;
 }
 
 }  // namespace jaxcps

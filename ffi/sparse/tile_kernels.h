@@ -46,8 +46,8 @@ struct CpoJob {
 constexpr int64_t kTileO = 64;  // CPS: output channels per tile (accumulator row stride)
 
 // CPS: a tile of output rows x output columns x output channels (<= kTileO) of one image and
-// one group, accumulated in L1 by scattering runs. The driver precomputes each input row's and
-// column's overlap pattern for the tile, so the kernel does no division and no bounds checks.
+// one group, accumulated in L1 by scattering runs. The driver precomputes each input row's
+// overlap pattern for the tile; columns are resolved per run (one division per run and tap).
 struct CpsJob {
   // Compressed activation (sparse/format.h), as raw arrays.
   const float* values;

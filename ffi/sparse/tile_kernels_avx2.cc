@@ -1,15 +1,19 @@
 // CPO/CPS kernels built for the avx2 instruction set (flags set in CMakeLists.txt).
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
+#include <memory>
+
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 namespace avx2 {
 // CPO keeps 64 output channels (4 vectors of 16, 8 ymm registers) per pixel.
+#define JAXCPS_CPO_PAIR_MAX_O_VECS 2  // two pixels: 8 ymm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"
 
 extern const SparseKernelSet kKernels = {"avx2", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
                                          BuildCpoRow, BuildCpsRow};
 #undef JAXCPS_CPO_MAX_O_VECS
+#undef JAXCPS_CPO_PAIR_MAX_O_VECS
 }  // namespace avx2
 }  // namespace jaxcps

@@ -2,16 +2,20 @@
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <immintrin.h>
 
+#include <memory>
+
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 namespace avx512 {
 // CPO keeps 128 output channels (8 vectors of 16, 8 zmm registers) per pixel.
+#define JAXCPS_CPO_PAIR_MAX_O_VECS 8  // two pixels: 16 zmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 8
 #include "sparse/tile_kernels_impl.h"
 
 extern const SparseKernelSet kKernels = {"avx512", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
                                          BuildCpoRow, BuildCpsRow};
 #undef JAXCPS_CPO_MAX_O_VECS
+#undef JAXCPS_CPO_PAIR_MAX_O_VECS
 }  // namespace avx512
 }  // namespace jaxcps

@@ -1,15 +1,19 @@
 // CPO/CPS kernels built for the scalar instruction set (flags set in CMakeLists.txt).
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
+#include <memory>
+
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 namespace scalar {
 // CPO keeps 32 output channels (2 vectors of 16, 8 SSE registers) per pixel.
+#define JAXCPS_CPO_PAIR_MAX_O_VECS 1  // two pixels: 8 xmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 2
 #include "sparse/tile_kernels_impl.h"
 
 extern const SparseKernelSet kKernels = {"scalar", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
                                          BuildCpoRow, BuildCpsRow};
 #undef JAXCPS_CPO_MAX_O_VECS
+#undef JAXCPS_CPO_PAIR_MAX_O_VECS
 }  // namespace scalar
 }  // namespace jaxcps

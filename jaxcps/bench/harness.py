@@ -1,14 +1,17 @@
-"""One benchmark case: its inputs, the jitted contenders, their interleaved timing, and how much
-of a sparse kernel's time goes into building its compressed form.
+"""One benchmark case: its inputs, the contenders, their interleaved timing, and how much of a
+sparse kernel's time goes into building its compressed form.
 
-The timed region of a kernel that skips zeros includes building its compressed form (it
-happens inside the kernel); `build_seconds` measures that share inside the C++ builders.
+The contenders are XLA and every jaxcps kernel, jitted, and with `--peers` the dense engines of
+`jaxcps.bench.peers`, each called on its own native layout (converted before timing). The
+timed region of a kernel that skips zeros includes building its compressed form (it happens
+inside the kernel); `build_seconds` measures that share inside the C++ builders.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -20,6 +23,7 @@ import jaxcps
 from jaxcps._progress import ProgressBar
 from jaxcps._targets import _ffi
 from jaxcps.algorithms import FFI_ALGORITHMS
+from jaxcps.bench import peers
 from jaxcps.bench.activations import relu_activation
 from jaxcps.bench.layers import Case
 from jaxcps.timing import time_interleaved
@@ -34,7 +38,7 @@ def case_inputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The seeded activation and He-scaled weights of `case` (equal in every process)."""
     case_seed = zlib.crc32(f"{case.id}/{seed}".encode())
-    x = relu_activation(case.layer.input_shape, case.zeros, clustered=not uniform,
+    x = relu_activation(case.input_shape, case.zeros, clustered=not uniform,
                         dead_channels=dead_channels, seed=case_seed)
     kh, kw, c, o = case.layer.kernel_shape
     rng = np.random.default_rng(case_seed + 1)
@@ -45,8 +49,8 @@ def case_inputs(
 def jitted_contenders(case: Case) -> dict[str, Callable[..., jax.Array]]:
     """name -> jitted convolution of `case`, for every name in `CONTENDERS`."""
     layer = case.layer
-    conv = dict(window_strides=layer.strides, padding=layer.padding,
-                dimension_numbers=_DIMENSION_NUMBERS)
+    conv = {"window_strides": layer.strides, "padding": layer.padding,
+            "dimension_numbers": _DIMENSION_NUMBERS}
     fns: dict[str, Callable[..., jax.Array]] = {
         "xla": jax.jit(lambda x, w: lax.conv_general_dilated(x, w, **conv))
     }
@@ -57,28 +61,62 @@ def jitted_contenders(case: Case) -> dict[str, Callable[..., jax.Array]]:
     return fns
 
 
+def dense_engines(
+    case: Case, w: np.ndarray, engines: Sequence[str], threads: int
+) -> dict[str, peers.DenseConv]:
+    """engine -> its dense convolution of `case` with weights `w`, for each of `engines`."""
+    layer = case.layer
+    return {
+        engine: peers.make_dense_conv(engine, w, input_shape_nhwc=case.input_shape,
+                                      window_strides=layer.strides, padding=layer.padding,
+                                      threads=threads)
+        for engine in engines
+    }
+
+
 def time_case(
     case: Case,
     fns: dict[str, Callable[..., jax.Array]],
     x: np.ndarray,
     w: np.ndarray,
     *,
+    engines: Mapping[str, peers.DenseConv] | None = None,
     repeats: int,
     warmup: int,
     bar: ProgressBar,
 ) -> dict[str, list[float]]:
-    """Compiles every contender, then times them interleaved; name -> seconds per round."""
+    """Times the jitted `fns` and the dense `engines` interleaved; name -> seconds per round.
+
+    Each contender is compiled or run once before the rounds; an engine's input is converted
+    to its layout once, before timing, so only its `run` is timed.
+    """
     xd, wd = jnp.asarray(x), jnp.asarray(w)
+    contenders: dict[str, Callable[[], object]] = {
+        name: functools.partial(fn, xd, wd) for name, fn in fns.items()
+    }
+    for name, conv in (engines or {}).items():
+        contenders[name] = functools.partial(conv.run, conv.prepare(x))
     bar.advance(0, case.id)
-    for fn in fns.values():  # compile outside the timed rounds
-        jax.block_until_ready(fn(xd, wd))
+    for call in contenders.values():  # compile outside the timed rounds
+        jax.block_until_ready(call())
     bar.advance(warmup, case.id)
     return time_interleaved(
-        {name: (lambda fn=fn: fn(xd, wd)) for name, fn in fns.items()},
+        contenders,
         repeats=repeats,
         warmup=warmup,
         on_round=lambda _: bar.advance(1, case.id),
     )
+
+
+def outputs(
+    fns: dict[str, Callable[..., jax.Array]],
+    engines: Mapping[str, peers.DenseConv],
+    x: np.ndarray,
+    w: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """name -> the NHWC result of every contender, to verify against XLA's."""
+    results = {name: np.asarray(fn(x, w)) for name, fn in fns.items()}
+    return results | {name: conv(x) for name, conv in engines.items()}
 
 
 def build_seconds(fn: Callable[..., jax.Array], x: np.ndarray, w: np.ndarray,

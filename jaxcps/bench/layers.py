@@ -1,6 +1,7 @@
 """The conv layers that `jaxcps bench` times, and the suites built from them.
 
-All layers are batch 1, NHWC activations, HWIO weights, float32.
+NHWC activations, HWIO weights, float32; a case runs a layer at one zero fraction and batch
+size (1 unless the suite or `--batch` says otherwise).
 
 - VGG-16: the 13 3x3 stride-1 SAME convolutions (Simonyan & Zisserman, configuration D).
 - ResNet-50 v1.5 (torchvision): the 7x7/2 stem (padding 3) and the 16 3x3 convolutions of
@@ -14,6 +15,10 @@ The "own" zero fraction of a VGG/ResNet layer is an assumed profile, not a measu
 (no trained weights are available here): network inputs (RGB images) are dense; sparsity
 then grows with depth as reported for trained CNNs (Cnvlutin: 44% zeros on average in conv
 inputs; the Inception-v3 densities above: 41-54% zeros early, 83-86% late).
+
+The `peers` suite holds the layers on which jaxcps is compared with the dense engines
+(`--peers`) and tuned; `peers-holdout` holds layers of other shapes that stay out of that loop,
+to check that what was tuned generalizes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ Padding = str | tuple[tuple[int, int], tuple[int, int]]
 
 @dataclass(frozen=True)
 class Layer:
-    """One convolution: input (1, h, w, c), kernel (kh, kw, c, o), stride, padding.
+    """One convolution: input (batch, h, w, c), kernel (kh, kw, c, o), stride, padding.
 
     Attributes:
       id: "<network>/<layer>", unique; what `--layers` matches.
@@ -55,6 +60,7 @@ class Layer:
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
+        """The shape of one image's input."""
         return (1, self.h, self.w, self.c)
 
     @property
@@ -75,14 +81,27 @@ class Layer:
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark case: a layer at one input zero fraction."""
+    """One benchmark case: a layer at one input zero fraction and batch size.
+
+    Attributes:
+      layer: the convolution.
+      zeros: the input's zero fraction.
+      batch: images per call (default: 1).
+    """
 
     layer: Layer
     zeros: float
+    batch: int = 1
 
     @property
     def id(self) -> str:
-        return f"{self.layer.id}@{self.zeros:.2f}"
+        """E.g. "vgg16/conv5_1@0.90", with "-b8" appended at batch 8."""
+        suffix = f"-b{self.batch}" if self.batch != 1 else ""
+        return f"{self.layer.id}@{self.zeros:.2f}{suffix}"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.layer.h, self.layer.w, self.layer.c)
 
 
 def _vgg16() -> list[Layer]:
@@ -159,7 +178,27 @@ QUICK_CASES: tuple[tuple[str, float], ...] = (
     ("inception3/L91", 0.86),
 )
 
-SUITES: tuple[str, ...] = ("quick", "paper", "smoke")
+#: A 3x3 stride-2 layer with SAME padding (the odd pad at the end, as TensorFlow pads), unlike
+#: ResNet-50 v1.5's stride-2 convs above, which pad 1 on both sides.
+STRIDE2_SAME = Layer("stride2/28x28x256", 28, 28, 256, 256, 3, 3, 2, "SAME", 0.7)
+
+#: The `peers` suite: the layers on which jaxcps is compared with the dense engines.
+PEERS_LAYERS: tuple[Layer, ...] = (
+    *(LAYERS[f"vgg16/conv{stage}_2"] for stage in (2, 3, 4, 5)),
+    *(LAYERS[f"resnet50/conv{stage}_2"] for stage in (2, 3, 4, 5)),
+    STRIDE2_SAME,
+)
+#: The `peers-holdout` suite: a 3x3, a 5x5, a 1x7 and a 1x3 of Inception-v3 and ResNet-50's
+#: stride-2 3x3 from 56x56 to 28x28, none of them shaped like a `peers` layer.
+PEERS_HOLDOUT_LAYERS: tuple[Layer, ...] = tuple(
+    LAYERS[i] for i in ("inception3/L4", "inception3/L7", "inception3/L52", "inception3/L91",
+                        "resnet50/conv3_1")
+)
+#: Zero fractions and batch sizes of both peers suites.
+PEERS_ZEROS: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
+PEERS_BATCHES: tuple[int, ...] = (1, 8)
+
+SUITES: tuple[str, ...] = ("quick", "paper", "peers", "peers-holdout", "smoke")
 
 
 def _paper_cases() -> list[Case]:
@@ -172,12 +211,20 @@ def _paper_cases() -> list[Case]:
     return cases
 
 
+def _sweep(layers: Sequence[Layer]) -> list[Case]:
+    return [Case(layer, z, b) for layer in layers for b in PEERS_BATCHES for z in PEERS_ZEROS]
+
+
 def suite_cases(suite: str) -> list[Case]:
-    """The cases of `suite` ("quick", "paper" or "smoke"), in run order."""
+    """The cases of `suite` (one of `SUITES`), in run order."""
     if suite == "paper":
         return _paper_cases()
     if suite == "quick":
         return [Case(LAYERS[layer_id], z) for layer_id, z in QUICK_CASES]
+    if suite == "peers":
+        return _sweep(PEERS_LAYERS)
+    if suite == "peers-holdout":
+        return _sweep(PEERS_HOLDOUT_LAYERS)
     if suite == "smoke":
         return [Case(layer, layer.zeros) for layer in SMOKE_LAYERS]
     raise ValueError(f"suite must be one of {SUITES}, got {suite!r}")
@@ -192,20 +239,24 @@ def select_cases(
     suite: str,
     layers: Sequence[str] | None = None,
     zeros: Sequence[float] | None = None,
+    batches: Sequence[int] | None = None,
 ) -> list[Case]:
-    """The cases of `suite`, filtered by layer patterns, at the given zero fractions.
+    """The cases of `suite`, filtered by layer patterns, at the given zero fractions and batches.
 
     Args:
-      suite: "quick", "paper" or "smoke".
+      suite: one of `SUITES`.
       layers: glob patterns or substrings of layer ids (default: every layer of the suite).
       zeros: if given, every selected layer runs at each of these zero fractions instead of
         the suite's own.
+      batches: if given, every selected layer runs at each of these batch sizes instead of
+        the suite's own.
 
     Returns:
-      The cases, each layer once per zero fraction, in suite order.
+      The cases, per layer each batch size at each zero fraction, in suite order.
 
     Raises:
-      ValueError: for an unknown suite, a zero fraction outside [0, 1], or an empty selection.
+      ValueError: for an unknown suite, a zero fraction outside [0, 1], a batch size below 1,
+        or an empty selection.
     """
     cases = suite_cases(suite)
     if layers:
@@ -214,8 +265,28 @@ def select_cases(
         bad = [z for z in zeros if not 0.0 <= z <= 1.0]
         if bad:
             raise ValueError(f"zeros must be in [0, 1], got {bad}")
-        unique = list(dict.fromkeys(c.layer for c in cases))
-        cases = [Case(layer, z) for layer in unique for z in zeros]
+    if batches is not None:
+        bad = [b for b in batches if b < 1]
+        if bad:
+            raise ValueError(f"batch sizes must be >= 1, got {bad}")
+    if zeros is not None or batches is not None:
+        cases = _override(cases, zeros, batches)
     if not cases:
         raise ValueError(f"no layer of suite {suite!r} matches --layers {list(layers or [])}")
     return cases
+
+
+def _override(
+    cases: list[Case], zeros: Sequence[float] | None, batches: Sequence[int] | None
+) -> list[Case]:
+    """Each layer of `cases` at `zeros` × `batches`, either one defaulting to the layer's own."""
+    by_layer: dict[Layer, list[Case]] = {}
+    for case in cases:
+        by_layer.setdefault(case.layer, []).append(case)
+    result = []
+    for layer, own in by_layer.items():
+        layer_zeros = zeros if zeros is not None else list(dict.fromkeys(c.zeros for c in own))
+        layer_batches = (batches if batches is not None
+                         else list(dict.fromkeys(c.batch for c in own)))
+        result += [Case(layer, z, b) for b in layer_batches for z in layer_zeros]
+    return result

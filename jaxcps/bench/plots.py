@@ -6,12 +6,18 @@
 - `compression.png`: compression ratio of every other algorithm with a footprint (MEC, CPO,
   CPS) against im2col, and of those that skip zeros against MEC, per layer at its own zero
   fraction (or per case if none ran at it).
+
+With `--peers`, also, one panel per batch size and one line per layer, the targets marked:
+- `dense_ratio.png`: speed-up of the fastest kernel that skips zeros over the best dense
+  engine, against the input zero fraction.
+- `peak_share.png`: that kernel's useful GFLOP/s as a share of the achievable peak.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +25,12 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from jaxcps.bench.layers import LAYERS  # noqa: E402
-from jaxcps.bench.report import SPARSE  # noqa: E402
-from jaxcps.footprint import FOOTPRINT_ALGORITHMS  # noqa: E402
+from jaxcps.bench import targets
+from jaxcps.bench.layers import LAYERS
+from jaxcps.bench.report import SPARSE
+from jaxcps.footprint import FOOTPRINT_ALGORITHMS
 
 # (line style, its name, marker) per algorithm that skips zeros, in order.
 _LINES = (("-", "solid", "o"), ("--", "dashed", "s"), (":", "dotted", "^"),
@@ -31,9 +38,14 @@ _LINES = (("-", "solid", "o"), ("--", "dashed", "s"), (":", "dotted", "^"),
 
 
 def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
-    """Writes both plots into `out`; returns their paths."""
-    return [plot_ratio(report, out / "ratio_vs_zeros.png"),
-            plot_compression(report, out / "compression.png")]
+    """Writes the plots into `out` (the peers plots if the run had `--peers`); returns their
+    paths."""
+    paths = [plot_ratio(report, out / "ratio_vs_zeros.png"),
+             plot_compression(report, out / "compression.png")]
+    if report["settings"].get("peers"):
+        paths += [plot_dense_ratio(report, out / "dense_ratio.png"),
+                  plot_peak_share(report, out / "peak_share.png")]
+    return paths
 
 
 def _network(layer_id: str) -> str:
@@ -124,6 +136,87 @@ def plot_compression(report: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _by_batch(
+    report: dict[str, Any], value: Callable[[dict[str, Any]], float | None]
+) -> dict[int, dict[str, list[tuple[float, float]]]]:
+    """batch -> layer -> sorted (zero fraction, value) points, cases without a value left out."""
+    series: dict[int, dict[str, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for r in report["cases"]:
+        y = value(r)
+        if y is not None:
+            series[r["batch"]][r["layer"]].append((r["zeros"], y))
+    return {b: {layer: sorted(points) for layer, points in layers.items()}
+            for b, layers in sorted(series.items())}
+
+
+def _plot_per_batch(
+    report: dict[str, Any],
+    path: Path,
+    value: Callable[[dict[str, Any]], float | None],
+    goals: dict[float, float],
+    *,
+    reference: float,
+    ylabel: str,
+    title: str,
+    log: bool,
+) -> Path:
+    """One panel per batch size, one line per layer, a horizontal line at `reference`, and
+    the targets `goals` (zero fraction -> value) as stars."""
+    series = _by_batch(report, value)
+    layers = list(dict.fromkeys(r["layer"] for r in report["cases"]))
+    palette = plt.get_cmap("tab20" if len(layers) > 10 else "tab10")
+    colors = {layer: palette(i % palette.N) for i, layer in enumerate(layers)}
+    panels = max(len(series), 1)
+    fig, axes = plt.subplots(1, panels, figsize=(max(6.5 * panels, 9.0), 5.6), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax, (batch, per_layer) in zip(axes[0], series.items(), strict=False):
+        for layer, points in per_layer.items():
+            zs, ys = zip(*points, strict=True)
+            ax.plot(zs, ys, marker="o", markersize=4, color=colors[layer], label=layer)
+        ax.axhline(reference, color="black", linewidth=1)
+        ax.plot(list(goals), list(goals.values()), linestyle="none", marker="*",
+                markersize=14, color="crimson", label="target")
+        if log:
+            ax.set_yscale("log", base=2)
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("input zero fraction")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(_subtitle(report, title))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_dense_ratio(report: dict[str, Any], path: Path) -> Path:
+    """Speed-up of the fastest kernel that skips zeros over the best dense engine."""
+    engines = ", ".join(["xla", *report["settings"]["peers"]["engines"]])
+    return _plot_per_batch(
+        report, path, lambda r: r["sparse_vs_dense"], targets.SPEEDUP_OVER_DENSE,
+        reference=1.0, log=True,
+        ylabel="t_dense / t_sparse  (> 1: jaxcps faster; log scale)",
+        title=f"speed-up of the fastest of {', '.join(SPARSE)} over the best dense engine\n"
+        f"(the fastest of {engines})",
+    )
+
+
+def plot_peak_share(report: dict[str, Any], path: Path) -> Path:
+    """Useful GFLOP/s of the fastest kernel that skips zeros, as % of the achievable peak."""
+    peak = report["peak"]["achievable_gflops"]
+    return _plot_per_batch(
+        report, path,
+        lambda r: r["algorithms"][r["best_sparse"]]["pct_peak"] if r["best_sparse"] else None,
+        targets.PEAK_SHARE_PCT, reference=100.0, log=False,
+        ylabel="useful GFLOP/s, % of the achievable peak",
+        title=f"useful GFLOP/s of the fastest of {', '.join(SPARSE)}\nas a share of the "
+        f"achievable peak ({peak:.0f} GFLOP/s)",
+    )
 
 
 def _subtitle(report: dict[str, Any], what: str) -> str:

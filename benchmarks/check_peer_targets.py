@@ -1,0 +1,41 @@
+"""Checks a recorded `--peers` run against the targets set against the best dense CPU engine.
+
+    python benchmarks/check_peer_targets.py benchmarks/results/peers/bench.json \
+        [--holdout benchmarks/results/peers-holdout/bench.json]
+
+Prints, per run, a markdown table: each target (per batch size where it applies), the cases it
+covers, the measured figure (the worst case, or the median), where, whether it is met, and the
+size of the miss. The targets and their evaluation are `jaxcps.bench.targets`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from jaxcps.bench import targets
+
+
+def _check(title: str, path: Path) -> None:
+    report = json.loads(path.read_text())
+    print(f"## {title}: {path}\n")
+    if not report["settings"].get("peers"):
+        print("Note: this run had no --peers; XLA is its only dense engine.\n")
+    print(targets.format_verdicts(targets.evaluate(report)) + "\n")
+
+
+def main() -> None:
+    """Parses the arguments and prints the verdicts of each run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench_json", type=Path, help="bench.json of a `--suite peers` run")
+    parser.add_argument("--holdout", type=Path,
+                        help="bench.json of a `--suite peers-holdout` run, checked the same way")
+    args = parser.parse_args()
+    _check("peers", args.bench_json)
+    if args.holdout:
+        _check("holdout (layers not tuned for)", args.holdout)
+
+
+if __name__ == "__main__":
+    main()
