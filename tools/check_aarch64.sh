@@ -6,10 +6,10 @@
 #
 #   tools/check_aarch64.sh            exit status 0 when every kernel matches
 #
-# On Debian/Ubuntu it installs what is missing with apt-get (run as root): g++-aarch64-linux-gnu
-# (cross compiler and aarch64 C/C++ runtime) and qemu-user. With clang++ on PATH the kernels
-# are also built and checked with clang (--target=aarch64-linux-gnu, same runtime).
-# Build trees go to build/aarch64-<compiler>.
+# Built and checked twice: with GCC (g++-aarch64-linux-gnu) and with clang
+# (--target=aarch64-linux-gnu, on the same aarch64 C/C++ runtime). What is missing is installed
+# with apt-get (Debian/Ubuntu, as root): the cross compiler, clang, qemu-user. The aarch64
+# OpenBLAS comes from PyPI. Build trees go to build/aarch64-<compiler>.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 sysroot=/usr/aarch64-linux-gnu
@@ -17,6 +17,7 @@ start=$SECONDS
 
 missing=()
 command -v aarch64-linux-gnu-g++ >/dev/null || missing+=(g++-aarch64-linux-gnu)
+command -v clang++ >/dev/null || missing+=(clang)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "check_aarch64: apt-get install ${missing[*]}"
@@ -46,14 +47,12 @@ check() {
     -DCMAKE_SYSTEM_PROCESSOR=aarch64 -DOPENBLAS_INCLUDE_DIR="$openblas/scipy_openblas32/include" \
     -DOPENBLAS_LIB_DIR="$openblas/scipy_openblas32/lib" "$@" >/dev/null
   cmake --build "$build" --target kernel_parity -j "$(nproc)" >/dev/null
-  echo "check_aarch64: $name, $(file -b "$build/kernel_parity" | cut -d, -f1-2)"
+  echo "check_aarch64: $name"
   qemu-aarch64 -cpu neoverse-n1 -L "$sysroot" "$build/kernel_parity" || status=1
 }
 generator="Unix Makefiles"
 command -v ninja >/dev/null && generator=Ninja
 check gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++
-if command -v clang++ >/dev/null; then
-  check clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_COMPILER_TARGET=aarch64-linux-gnu
-fi
+check clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_COMPILER_TARGET=aarch64-linux-gnu
 echo "check_aarch64: $((SECONDS - start)) s, exit status $status"
 exit $status

@@ -17,10 +17,10 @@ floor="$(sed -n 's/^ *"jax==\([0-9.]*\)",$/\1/p' "$root/pyproject.toml")"
 [ -n "$floor" ] || { echo "check_jax_versions: no jax==<floor> in pyproject.toml" >&2; exit 2; }
 [ $# -gt 0 ] || set -- "3.11:$floor" "3.12:"
 
-core=(test_parity.py test_transforms.py test_sharding.py test_errors.py test_ffi_targets.py
-      test_nonfinite.py test_geometry.py test_robustness.py test_concurrency.py
-      test_footprint.py test_builders.py test_resources.py)
-flax=(test_flax.py test_imports.py test_select.py)
+core=(test_parity.py test_transforms.py test_sharding.py test_ffi_targets.py test_nonfinite.py
+      test_geometry.py test_robustness.py test_concurrency.py test_footprint.py test_builders.py
+      test_resources.py)
+flax=(test_flax.py test_errors.py test_imports.py test_select.py)
 
 # python<version> from PATH, else from pyenv's installed versions.
 find_python() {

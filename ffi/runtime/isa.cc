@@ -12,8 +12,7 @@ namespace {
 
 #if defined(JAXCPS_ARCH_X86_64)
 
-const SparseKernelSet* const kCompiled[] = {&scalar::kKernels, &avx2::kKernels,
-                                            &avx512::kKernels};
+const SparseKernelSet* const kCompiled[] = {&scalar::kKernels, &avx2::kKernels, &avx512::kKernels};
 
 bool CpuSupports(const SparseKernelSet* set) {
   if (set == &avx512::kKernels) {

@@ -95,7 +95,7 @@ struct Case {
 };
 
 // A ReLU-like NHWC activation: non-zeros in [0.1, 2), each entry zero with probability
-// zero_fraction (1 is exactly all zeros), either independently or in runs along the width
+// zero_fraction (so 1 gives all zeros), either independently or in runs along the width
 // (which CPS compresses), and dead channels zero everywhere.
 std::vector<float> Activation(const Case& k, Random& rng) {
   const ConvGeometry& g = k.g;
@@ -106,12 +106,12 @@ std::vector<float> Activation(const Case& k, Random& rng) {
       for (int64_t q = 0; q < g.w; ++q) {
         if (k.zeros == Zeros::kScattered) {
           zero = rng.Uniform() < k.zero_fraction;
-        } else if (rng.Uniform() < 0.25) {  // runs of 4 on average
+        } else if (rng.Uniform() < 0.25) {  // a new draw every 4 columns on average
           zero = rng.Uniform() < k.zero_fraction;
         }
         const float v = rng.Uniform(0.1f, 2.0f);
         x[static_cast<size_t>((row * g.w + q) * g.c + ch)] =
-            zero || ch < k.dead_channels || k.zero_fraction >= 1.0 ? 0.0f : v;
+            zero || ch < k.dead_channels ? 0.0f : v;
       }
     }
   }
@@ -156,11 +156,11 @@ void Check(const Kernel& kernel, const Case& k, const std::vector<float>& x,
   ++totals->mismatches;
   const int64_t flat = static_cast<int64_t>(at), o = flat % k.g.o, ow = flat / k.g.o % k.g.ow;
   const int64_t oh = flat / (k.g.o * k.g.ow) % k.g.oh, n = flat / (k.g.o * k.g.ow * k.g.oh);
+  const std::string index = std::to_string(n) + ", " + std::to_string(oh) + ", " +
+                            std::to_string(ow) + ", " + std::to_string(o);
   std::printf("FAIL %s (%s): max abs error %.3g > %.3g at y[%s]: got %.9g, expected %.9g; %s\n",
-              kernel.name, threading, worst, 1e-4 * scale,
-              (std::to_string(n) + ", " + std::to_string(oh) + ", " + std::to_string(ow) + ", " +
-               std::to_string(o)).c_str(),
-              y[at], expected[at], k.Describe().c_str());
+              kernel.name, threading, worst, 1e-4 * scale, index.c_str(), y[at], expected[at],
+              k.Describe().c_str());
 }
 
 void RunCase(const Case& k, uint64_t seed, Totals* totals) {
@@ -191,8 +191,8 @@ void RunCase(const Case& k, uint64_t seed, Totals* totals) {
 
 // A case with its weights' in-channels and its output shape derived.
 Case Make(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t o,
-          int64_t sh = 1, int64_t sw = 1, std::vector<int64_t> pad = {0, 0, 0, 0},
-          int64_t dh = 1, int64_t dw = 1, int64_t groups = 1) {
+          int64_t sh = 1, int64_t sw = 1, std::vector<int64_t> pad = {0, 0, 0, 0}, int64_t dh = 1,
+          int64_t dw = 1, int64_t groups = 1) {
   Case k;
   ConvGeometry& g = k.g;
   g.n = n, g.h = h, g.w = w, g.c = c;
@@ -219,12 +219,11 @@ std::vector<Case> Grid() {
   const int64_t strides[][2] = {{1, 1}, {2, 2}, {1, 3}};
   for (const auto& kk : kernels) {
     const int64_t kh = kk[0], kw = kk[1];
-    const std::vector<int64_t> paddings[] = {
-        {0, 0, 0, 0},
-        {(kh - 1) / 2, kh / 2, (kw - 1) / 2, kw / 2},
-        {0, 2, 1, 0},
-        {-1, 1, 2, -2},
-        {kh + 1, 0, 0, kw + 2}};
+    const std::vector<int64_t> paddings[] = {{0, 0, 0, 0},
+                                             {(kh - 1) / 2, kh / 2, (kw - 1) / 2, kw / 2},
+                                             {0, 2, 1, 0},
+                                             {-1, 1, 2, -2},
+                                             {kh + 1, 0, 0, kw + 2}};
     for (const auto& s : strides) {
       for (const auto& pad : paddings) {
         cases.push_back(Make(2, 9, 11, 5, kh, kw, 7, s[0], s[1], pad));
