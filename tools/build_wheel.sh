@@ -25,7 +25,8 @@ python3 -m venv "$work/tools"
 python3 -m pip wheel -q --no-deps -C build-dir="$work/build" -w "$work/raw" "$root"
 built=$((SECONDS - start))
 PATH="$work/tools/bin:$PATH" auditwheel repair -w "$work/repaired" \
-  --exclude libscipy_openblas.so "$work"/raw/jaxcps-*.whl >/dev/null
+  --exclude libscipy_openblas.so "$work"/raw/jaxcps-*.whl > "$work/repair.log" 2>&1 ||
+  { cat "$work/repair.log" >&2; exit 1; }
 wheel="$(ls "$work"/repaired/jaxcps-*.whl)"
 cp "$wheel" "$root/dist/"
 echo "build_wheel: $(basename "$wheel") (build $built s, repair $((SECONDS - start - built)) s)"
