@@ -30,7 +30,7 @@ model = models.VGG16(width=args.width)
 x = jax.random.uniform(key(0), (1, args.image_size, args.image_size, 3))
 variables = models.calibrate_linen(model, model.init(key(1), x), x, "rising")
 
-fn = lambda x: model.apply(variables, x)  # noqa: E731
+fn = lambda x: model.apply(variables, x)
 plan = jaxcps.flax.select(fn, x, candidates=args.candidates.split(","), repeats=3)
 print(plan)
 

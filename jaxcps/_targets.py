@@ -9,10 +9,10 @@ from jaxcps._blas import load_openblas
 
 load_openblas()
 
-import jax  # noqa: E402
+import jax
 
 try:
-    from jaxcps import _ffi  # noqa: E402
+    from jaxcps import _ffi
 except ImportError as e:  # pragma: no cover - depends on how jaxcps was installed
     raise ImportError(
         "jaxcps's compiled extension (jaxcps/_ffi) is missing. If you are running Python in the "

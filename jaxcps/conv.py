@@ -27,16 +27,17 @@ def conv_general_dilated(
     batch_group_count: int = 1,
     precision: Any = None,
     preferred_element_type: Any = None,
+    out_sharding: Any = None,
     *,
     algorithm: str = "auto",
     name: str | None = None,
-    **unused: Any,
 ) -> jax.Array:
     """General dilated convolution, computed by the chosen algorithm.
 
     A drop-in for `jax.lax.conv_general_dilated`: the same arguments, semantics and result,
-    plus the keyword-only `algorithm`. Works under `jax.jit`, `jax.vmap` and `jax.grad` (the
-    backward pass always runs on XLA's dense convolution).
+    plus the keyword-only `algorithm` and `name`; any other keyword is a `TypeError`. Works
+    under `jax.jit`, `jax.vmap` and every kind of autodiff (forward, reverse, higher order):
+    the value runs on the chosen algorithm, derivatives on XLA's dense convolution.
 
     Example::
 
@@ -50,16 +51,17 @@ def conv_general_dilated(
 
     Args:
       lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-      feature_group_count, batch_group_count, precision, preferred_element_type: as in
-        `jax.lax.conv_general_dilated`. The jaxcps kernels compute in float32 whatever
-        `precision` says; float16/bfloat16 inputs are converted to float32 and the result back.
+      feature_group_count, batch_group_count, precision, preferred_element_type,
+        out_sharding: as in `jax.lax.conv_general_dilated` (`flax.nnx.Conv` passes
+        `out_sharding`). The jaxcps kernels compute in float32 whatever `precision` says;
+        float16/bfloat16 inputs are converted to float32 and the result back; their result
+        is resharded to `out_sharding` when it is given.
       algorithm: one of `jaxcps.ALGORITHMS` (default: "auto").
         "xla" is `lax.conv_general_dilated` itself; "im2col", "mec", "cpo" and "cps" run the
         jaxcps kernel of that name; "auto" runs what the active plan names for this layer,
         and XLA when no plan covers it (and for any configuration a kernel cannot run), with
         negative padding applied by cropping the input (XLA:CPU gets some of it wrong).
       name: the layer's name, looked up in the active plan under "auto" (default: None).
-      **unused: accepted and ignored, e.g. `out_sharding` that `flax.nnx.Conv` passes.
 
     Returns:
       The convolution, with the shape, layout and dtype that `lax.conv_general_dilated` gives.
@@ -68,21 +70,22 @@ def conv_general_dilated(
       ValueError: for invalid arguments (naming the parameter), for an unknown `algorithm`,
         and for a configuration that the named kernel cannot run (e.g. `lhs_dilation` != 1,
         `batch_group_count` > 1, 1-D/3-D convolutions, float64 or integer inputs).
-      TypeError: if lhs and rhs have different dtypes, as lax does.
+      TypeError: if lhs and rhs have different dtypes, as lax does, and for a keyword
+        argument that is not one of the above.
     """
-    del unused
     check_algorithm(algorithm)
     lhs = jnp.asarray(lhs)
     rhs = jnp.asarray(rhs)
-    lax_args = dict(
-        lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
+    lax_args = {
+        "lhs_dilation": lhs_dilation,
+        "rhs_dilation": rhs_dilation,
+        "dimension_numbers": dimension_numbers,
+        "feature_group_count": feature_group_count,
+        "batch_group_count": batch_group_count,
+        "precision": precision,
+        "preferred_element_type": preferred_element_type,
+        "out_sharding": out_sharding,
+    }
     if algorithm == "xla":
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **lax_args)
     if lhs.dtype != rhs.dtype:
@@ -111,7 +114,7 @@ def conv_general_dilated(
         if reason is not None:
             raise ValueError(reason)
     out_dtype = np.dtype(preferred_element_type) if preferred_element_type is not None else lhs.dtype
-    return _run_kernel(
+    y = _run_kernel(
         lhs,
         rhs,
         algorithm=algorithm,
@@ -121,6 +124,7 @@ def conv_general_dilated(
         out_perm=conv.out_perm,
         out_dtype=out_dtype,
     )
+    return y if out_sharding is None else jax.sharding.reshard(y, out_sharding)
 
 
 def _xla_fallback(

@@ -1,9 +1,10 @@
 """`jaxcps.Plan`: which algorithm runs each conv layer, with the measurements behind it.
 
-A plan maps a layer key (a Flax module path such as ``"features/Conv_3"``, or the `name` given
-to `jaxcps.conv_general_dilated`) to an algorithm. `jaxcps.flax.select` builds one from
-measurements; one can also be written by hand with `Plan.from_choices`. Plans are saved as
-versioned JSON. This module imports no Flax.
+A plan maps a layer key (a name-stack key of `jaxcps.routed` such as
+``"resnet50/conv2_block1_2_conv"``, a Flax module path such as ``"features/Conv_3"``, or the
+`name` given to `jaxcps.conv_general_dilated`) to an algorithm. `jaxcps.select` and
+`jaxcps.flax.select` build one from measurements; one can also be written by hand with
+`Plan.from_choices`. Plans are saved as versioned JSON. This module imports no Flax.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class LayerRecord:
     """What selection measured for one conv layer, and what it chose.
 
     Attributes:
-      path: the layer key (module path or explicit name).
+      path: the layer key (see the module docstring).
       choice: the algorithm the plan runs for this layer.
       input_shape: NHWC shape of the activation the layer was measured on (default: ()).
       kernel_shape: HWIO shape of its weights (default: ()).
@@ -53,17 +54,17 @@ class LayerRecord:
         check_algorithm(self.choice)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(
-            path=self.path,
-            choice=self.choice,
-            input_shape=list(self.input_shape),
-            kernel_shape=list(self.kernel_shape),
-            output_shape=list(self.output_shape),
-            window_strides=list(self.window_strides),
-            zero_fraction=self.zero_fraction,
-            times=dict(self.times),
-            footprints=dict(self.footprints),
-        )
+        return {
+            "path": self.path,
+            "choice": self.choice,
+            "input_shape": list(self.input_shape),
+            "kernel_shape": list(self.kernel_shape),
+            "output_shape": list(self.output_shape),
+            "window_strides": list(self.window_strides),
+            "zero_fraction": self.zero_fraction,
+            "times": dict(self.times),
+            "footprints": dict(self.footprints),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LayerRecord:
@@ -148,12 +149,12 @@ class Plan(Mapping[str, str]):
         return record.choice if record is not None else None
 
     def to_json(self) -> dict[str, Any]:
-        return dict(
-            format=PLAN_FORMAT,
-            version=PLAN_VERSION,
-            meta=self.meta,
-            layers=[record.to_json() for record in self._layers.values()],
-        )
+        return {
+            "format": PLAN_FORMAT,
+            "version": PLAN_VERSION,
+            "meta": self.meta,
+            "layers": [record.to_json() for record in self._layers.values()],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:

@@ -4,16 +4,19 @@
 y (NHWC) that runs one FFI kernel, with
 - a `custom_vmap` rule: a mapped axis of x folds into the batch when w is not mapped (one
   kernel call); mapped weights fall back to one call per element (`lax.map`);
-- a `custom_vjp`: the forward pass on the kernel, the backward pass through XLA's dense
-  convolution (`lax.conv_general_dilated`), which gives exactly lax's gradients;
+- a `custom_jvp`: the value on the kernel, the tangent through XLA's dense convolution
+  (`lax.conv_general_dilated`). Convolution is bilinear, so the tangent is
+  conv(dx, w) + conv(x, dw), linear in (dx, dw): JAX transposes it for reverse mode and
+  differentiates it again for higher orders, which gives every derivative exactly as lax
+  does. A symbolically zero tangent (an operand not being differentiated) costs no conv;
 - a `custom_partitioning` rule for `jax.jit` over sharded inputs: XLA would otherwise gather
   every operand of an opaque custom call onto each device. The rule keeps the batch axis
   sharded (each device convolves its own images with the whole weights) and replicates every
   other axis, so a batch-sharded input runs one kernel per shard with no collective;
 - inside a user's `jax.shard_map`, the FFI call's result type comes from `jax.typeof(x)` (it
   keeps the varying manual axes), and x and w are cast to the same varying axes before the
-  custom_vjp, so that the weight gradient's type matches w's; the transpose of that cast sums
-  the per-shard weight gradients, once.
+  custom_jvp, so that the value and its tangent have one type; the transpose of that cast
+  sums the per-shard weight gradients, once.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -124,19 +128,22 @@ def native_conv(algorithm: str, spec: ConvSpec) -> ConvFn:
             x = jnp.broadcast_to(x, (axis_size, *x.shape))
         return lax.map(lambda xw: batched(*xw), (x, w)), True
 
-    @jax.custom_vjp
+    @jax.custom_jvp
     def conv(x, w):
         return batched(x, w)
 
-    def conv_fwd(x, w):
-        return batched(x, w), (x, w)
-
-    def conv_bwd(residuals, g):
-        x, w = residuals
-        _, vjp = jax.vjp(functools.partial(lax_conv, spec), x, w)
-        return vjp(g)
-
-    conv.defvjp(conv_fwd, conv_bwd)
+    @functools.partial(conv.defjvp, symbolic_zeros=True)
+    def _jvp(primals, tangents):
+        x, w = primals
+        dx, dw = tangents
+        terms = []
+        if not isinstance(dx, SymbolicZero):
+            terms.append(lax_conv(spec, dx, w))
+        if not isinstance(dw, SymbolicZero):
+            terms.append(lax_conv(spec, x, dw))
+        # The value through `conv` itself, so that differentiating this rule (higher
+        # order) comes back here instead of reaching the kernel call, which has no rule.
+        return conv(x, w), functools.reduce(jnp.add, terms)
 
     def native(x, w):
         return conv(*_same_varying_axes(x, w))

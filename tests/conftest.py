@@ -13,9 +13,11 @@ CI sets JAXCPS_REQUIRE_ALL_TESTS=1: `skip_unless_allowed` then fails instead of 
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -75,7 +77,7 @@ def sparse_activation(
         index = [slice(None)] * len(shape)
         index[channel_axis] = slice(0, dead_channels)
         dead[tuple(index)] = True
-    target = max(int(round(zero_fraction * size)), int(dead.sum()))
+    target = max(round(zero_fraction * size), int(dead.sum()))
     live = np.flatnonzero(~dead.ravel())
     extra = target - (size - live.size)
     if clustered:
@@ -170,6 +172,22 @@ def assert_close(
         f"max abs error {err[worst]:.3g} > {bound:.3g} (rtol {rtol} x scale {scale:.3g}) at "
         f"index {tuple(int(i) for i in worst)}: got {actual[worst]!r}, expected "
         f"{expected[worst]!r}; {context}"
+    )
+
+
+def compiled(fn: Callable[..., Any], *args: Any) -> jax.stages.Compiled:
+    """`fn` jitted and compiled for `args` (call it with the same arguments)."""
+    return jax.jit(fn).lower(*args).compile()
+
+
+def kernel_calls(program: jax.stages.Compiled) -> collections.Counter[str]:
+    """Algorithm -> number of jaxcps custom calls in a compiled program.
+
+    The compiled program, not the lowered one: lowering emits one function per distinct
+    jitted kernel call and calls it from every site, compiling inlines them.
+    """
+    return collections.Counter(
+        re.findall(r'custom_call_target="jaxcps_(\w+)_f32"', program.as_text())
     )
 
 

@@ -141,7 +141,9 @@ def _run(devices: int, one_cpu: bool, extra_flags: str = "") -> dict:
     )
     args = [sys.executable, __file__, "--worker"] + (["--one-cpu"] if one_cpu else [])
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=2 * DEADLINE, env=env)
+        proc = subprocess.run(
+            args, capture_output=True, text=True, timeout=2 * DEADLINE, env=env, check=False
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"deadlock: no answer in {2 * DEADLINE} s ({devices} devices, one_cpu={one_cpu})")
     assert proc.returncode == 0, f"worker died ({proc.returncode}):\n{proc.stderr[-4000:]}"

@@ -11,6 +11,7 @@ also for abstract operands (`jax.ShapeDtypeStruct` under `jit(...).lower` or
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -30,46 +31,52 @@ W = np.ones((3, 3, 4, 8), np.float32)
 #: (id, arguments that replace the defaults, message pattern). Defaults: X, W, (1, 1),
 #: "SAME", dimension_numbers NHWC/HWIO/NHWC.
 BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
-    ("rank-lhs", dict(lhs=np.ones((2, 5, 4), np.float32)), "rank"),
-    ("rank-both", dict(lhs=np.ones((2, 5, 6, 4, 1)), rhs=W), "rank"),
+    ("rank-lhs", {"lhs": np.ones((2, 5, 4), np.float32)}, "rank"),
+    ("rank-both", {"lhs": np.ones((2, 5, 6, 4, 1)), "rhs": W}, "rank"),
     (
         "rank-too-small",
-        dict(lhs=np.ones((2, 4), np.float32), rhs=np.ones((4, 8), np.float32)),
+        {"lhs": np.ones((2, 4), np.float32), "rhs": np.ones((4, 8), np.float32)},
         "rank",
     ),
-    ("channels", dict(rhs=np.ones((3, 3, 3, 8), np.float32)), "channels"),
+    ("channels", {"rhs": np.ones((3, 3, 3, 8), np.float32)}, "channels"),
     (
         "channels-groups",
-        dict(rhs=np.ones((3, 3, 4, 8), np.float32), feature_group_count=2),
+        {"rhs": np.ones((3, 3, 4, 8), np.float32), "feature_group_count": 2},
         "channels",
     ),
     (
         "groups-divide-out",
-        dict(rhs=np.ones((3, 3, 2, 7), np.float32), feature_group_count=2),
+        {"rhs": np.ones((3, 3, 2, 7), np.float32), "feature_group_count": 2},
         "feature_group_count",
     ),
-    ("groups-zero", dict(feature_group_count=0), "feature_group_count"),
-    ("batch-groups-zero", dict(batch_group_count=0), "batch_group_count"),
-    ("stride-zero", dict(window_strides=(0, 1)), "window_strides"),
-    ("stride-negative", dict(window_strides=(1, -2)), "window_strides"),
-    ("stride-short", dict(window_strides=(1,)), "window_strides"),
-    ("stride-long", dict(window_strides=(1, 1, 1)), "window_strides"),
-    ("stride-not-int", dict(window_strides=(1.5, 1)), "window_strides"),
-    ("rhs-dilation-zero", dict(rhs_dilation=(1, 0)), "rhs_dilation"),
-    ("rhs-dilation-long", dict(rhs_dilation=(1, 1, 1)), "rhs_dilation"),
-    ("padding-short", dict(padding=((1, 1),)), "padding"),
-    ("padding-long", dict(padding=((1, 1), (1, 1), (1, 1))), "padding"),
-    ("padding-pair-of-3", dict(padding=((1, 1, 1), (0, 0))), "padding"),
-    ("padding-string", dict(padding="FULL"), "padding"),
-    ("padding-not-int", dict(padding=((0.5, 1), (0, 0))), "padding"),
-    ("padding-negative-height", dict(padding=((-3, -3), (0, 0))), "padding"),
-    ("padding-negative-width", dict(padding=((0, 0), (-7, 0))), "padding"),
-    ("dimension-numbers", dict(dimension_numbers=("NHWC", "HWIO", "NHW")), "dimension_numbers"),
+    ("groups-zero", {"feature_group_count": 0}, "feature_group_count"),
+    ("batch-groups-zero", {"batch_group_count": 0}, "batch_group_count"),
+    ("stride-zero", {"window_strides": (0, 1)}, "window_strides"),
+    ("stride-negative", {"window_strides": (1, -2)}, "window_strides"),
+    ("stride-short", {"window_strides": (1,)}, "window_strides"),
+    ("stride-long", {"window_strides": (1, 1, 1)}, "window_strides"),
+    ("stride-not-int", {"window_strides": (1.5, 1)}, "window_strides"),
+    ("rhs-dilation-zero", {"rhs_dilation": (1, 0)}, "rhs_dilation"),
+    ("rhs-dilation-long", {"rhs_dilation": (1, 1, 1)}, "rhs_dilation"),
+    ("padding-short", {"padding": ((1, 1),)}, "padding"),
+    ("padding-long", {"padding": ((1, 1), (1, 1), (1, 1))}, "padding"),
+    ("padding-pair-of-3", {"padding": ((1, 1, 1), (0, 0))}, "padding"),
+    ("padding-string", {"padding": "FULL"}, "padding"),
+    ("padding-not-int", {"padding": ((0.5, 1), (0, 0))}, "padding"),
+    ("padding-negative-height", {"padding": ((-3, -3), (0, 0))}, "padding"),
+    ("padding-negative-width", {"padding": ((0, 0), (-7, 0))}, "padding"),
+    ("dimension-numbers", {"dimension_numbers": ("NHWC", "HWIO", "NHW")}, "dimension_numbers"),
 ]
 
 
 def _call(fn: Any, changes: dict[str, Any], **extra: Any) -> Any:
-    args = dict(lhs=X, rhs=W, window_strides=(1, 1), padding="SAME", dimension_numbers=NATIVE_DN)
+    args = {
+        "lhs": X,
+        "rhs": W,
+        "window_strides": (1, 1),
+        "padding": "SAME",
+        "dimension_numbers": NATIVE_DN,
+    }
     args.update(changes)
     lhs, rhs = args.pop("lhs"), args.pop("rhs")
     if lhs.ndim != 4 and "dimension_numbers" not in changes:
@@ -123,28 +130,64 @@ def test_dtype_mismatch_is_a_type_error_as_in_lax() -> None:
             )
 
 
+@pytest.mark.parametrize("keyword", ["algoritm", "unused", "out_shardings", "kernel_dilation"])
+def test_unknown_keyword_is_a_type_error_naming_it(keyword: str) -> None:
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}'"):
+        jaxcps.conv_general_dilated(
+            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, **{keyword: "cpo"}
+        )
+
+
+def test_keywords_are_lax_s_plus_algorithm_and_name() -> None:
+    """Every parameter of the installed jax's lax.conv_general_dilated, in the same order,
+    then only the keyword-only `algorithm` and `name`."""
+    ours = inspect.signature(jaxcps.conv_general_dilated).parameters
+    theirs = inspect.signature(lax.conv_general_dilated).parameters
+    assert list(ours)[: len(theirs)] == list(theirs)
+    assert list(ours)[len(theirs):] == ["algorithm", "name"]
+    assert all(ours[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("algorithm", "name"))
+    assert "out_sharding" in theirs  # the keyword Flax's nnx.Conv passes
+
+
+@pytest.mark.parametrize("algorithm", ["xla", "cps"])
+def test_out_sharding_is_applied_as_by_lax(algorithm: str) -> None:
+    mesh = jax.make_mesh((1,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "d"))
+    with jax.set_mesh(mesh):  # where lax honours out_sharding
+        want = lax.conv_general_dilated(
+            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, out_sharding=sharding
+        )
+        got = jaxcps.conv_general_dilated(
+            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, out_sharding=sharding,
+            algorithm=algorithm,
+        )
+    assert got.sharding == want.sharding
+    assert got.sharding.spec[:2] == (None, "d")
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 #: Configurations that lax runs but that the named kernels refuse; "auto" runs them on XLA
 #: (tests/test_transforms.py checks the values).
 UNSUPPORTED: list[tuple[str, tuple[Any, Any], dict[str, Any], str]] = [
     ("int32", (X.astype(np.int32), W.astype(np.int32)), {}, "dtype"),
     ("int8", (X.astype(np.int8), W.astype(np.int8)), {}, "dtype"),
-    ("lhs-dilation", (X, W), dict(lhs_dilation=(2, 1), padding=((1, 1), (1, 1))), "lhs_dilation"),
+    ("lhs-dilation", (X, W), {"lhs_dilation": (2, 1), "padding": ((1, 1), (1, 1))}, "lhs_dilation"),
     (
         "batch-group-count",
         (X, np.ones((3, 3, 4, 8), np.float32)),
-        dict(batch_group_count=2),
+        {"batch_group_count": 2},
         "batch_group_count",
     ),
     (
         "1-d",
         (np.ones((2, 4, 9), np.float32), np.ones((8, 4, 3), np.float32)),
-        dict(dimension_numbers=None),
+        {"dimension_numbers": None},
         "spatial",
     ),
     (
         "3-d",
         (np.ones((1, 2, 4, 5, 6), np.float32), np.ones((3, 2, 2, 2, 2), np.float32)),
-        dict(dimension_numbers=None),
+        {"dimension_numbers": None},
         "spatial",
     ),
 ]
@@ -156,7 +199,7 @@ UNSUPPORTED: list[tuple[str, tuple[Any, Any], dict[str, Any], str]] = [
 def test_unsupported_for_named_kernel(
     name: str, operands: tuple[Any, Any], extra: dict[str, Any], pattern: str
 ) -> None:
-    kwargs = dict(dimension_numbers=NATIVE_DN)
+    kwargs = {"dimension_numbers": NATIVE_DN}
     kwargs.update(extra)
     padding = kwargs.pop("padding", "SAME")
     strides = (1,) * (operands[0].ndim - 2)

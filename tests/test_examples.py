@@ -3,9 +3,12 @@ prints what it promises."""
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import subprocess
 import sys
+
+from conftest import skip_unless_allowed
 
 from jaxcps.algorithms import ALGORITHMS
 
@@ -34,7 +37,11 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         [*SMALL_MODEL, "--candidates", "xla,mec"],
         ["request 0 -> class", "request 2 -> class", "layers on jaxcps kernels"],
     ),
+    "route_keras.py": (["--image-size", "32"], ["keys: ['cnn/stem', 'cnn/down', 'cnn/body']"]),
+    "route_equinox.py": ([], ["routed output matches"]),
 }
+#: script -> the optional framework it needs (from the `test` extra)
+REQUIRES = {"route_keras.py": "keras", "route_equinox.py": "equinox"}
 
 
 def test_every_example_is_tested() -> None:
@@ -42,9 +49,12 @@ def test_every_example_is_tested() -> None:
 
 
 def test_examples_run(tmp_path):
+    missing = [s for s, module in REQUIRES.items() if importlib.util.find_spec(module) is None]
     plan = tmp_path / "plan.json"
     procs = {}
     for script, (extra, _) in SCRIPTS.items():
+        if script in missing:
+            continue
         if script == "serve_with_plan.py":
             extra = [*extra, "--plan", str(plan)]
         procs[script] = subprocess.Popen(
@@ -55,9 +65,11 @@ def test_examples_run(tmp_path):
     for script, proc in procs.items():
         out, err = proc.communicate(timeout=300)
         expected = SCRIPTS[script][1] + ([f"plan {plan}: "] if script == "serve_with_plan.py" else [])
-        missing = [text for text in expected if text not in out]
-        if proc.returncode != 0 or missing:
-            failures.append(f"{script} exited {proc.returncode}, output lacks {missing}:\n"
+        lacking = [text for text in expected if text not in out]
+        if proc.returncode != 0 or lacking:
+            failures.append(f"{script} exited {proc.returncode}, output lacks {lacking}:\n"
                             f"{out[-2000:]}\n{err[-3000:]}")
     assert not failures, "\n\n".join(failures)
     assert plan.exists()
+    if missing:
+        skip_unless_allowed(f"not installed, so not run: {', '.join(missing)}")

@@ -16,6 +16,8 @@ Compression ratio of an algorithm = footprint(im2col) / footprint(algorithm).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import SPARSE, sparse_activation
@@ -142,12 +144,12 @@ def test_compression_ratio_grows_with_zero_fraction(
     ratios = []
     for zero_fraction in [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]:
         z = x.copy().ravel()
-        z[order[: int(round(zero_fraction * z.size))]] = 0.0
+        z[order[: round(zero_fraction * z.size)]] = 0.0
         z = z.reshape(shape)
         assert fp(z, kernel, "im2col") == fp(x, kernel, "im2col")
         assert fp(z, kernel, "mec") == fp(x, kernel, "mec")
         ratios.append(fp(z, kernel, "im2col") / fp(z, kernel, algorithm))
-    assert all(a < b for a, b in zip(ratios, ratios[1:])), ratios
+    assert all(a < b for a, b in itertools.pairwise(ratios)), ratios
 
 
 def test_cps_beats_cpo_on_long_runs_only() -> None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from conftest import skip_unless_allowed
@@ -202,15 +203,17 @@ def test_check():
 def test_openvino_import_sends_no_telemetry(tmp_path):
     """openvino's import runs telemetry that writes ~/intel/ and forks a sender, unless CI."""
     _require("openvino")
+    # The module alone (it needs only numpy), not jaxcps: the child imports no JAX.
     code = (
-        "import json, os\n"
-        "from jaxcps.bench import peers\n"
+        "import importlib.util, json, os, sys\n"
+        f"spec = importlib.util.spec_from_file_location('peers', {peers.__file__!r})\n"
+        "peers = sys.modules['peers'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(peers)\n"
         "peers._import('openvino')\n"
         "print(json.dumps(os.environ.get('CI')))\n"
     )
     env = {**os.environ, "HOME": str(tmp_path)}
     env.pop("CI", None)
-    # Outside the repository, so that the installed package is imported, not the source tree.
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
         check=True,
@@ -265,3 +268,35 @@ def test_bench_times_the_engines_in_the_same_rounds(tmp_path, monkeypatch, capsy
     printed = capsys.readouterr().out
     assert "## holdout" in printed
     assert printed.count("speed-up over the best dense engine >= 1.2x at 50% zeros") == 2
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "resnet50"])
+def test_onnx_export_matches_flax(name):
+    """The demo's models rebuilt in ONNX from their linen parameters compute the same logits:
+    batch 2, odd image sizes (SAME padding of stride-2 convs and pools), random biases."""
+    _require("onnxruntime")
+    from jaxcps.demo import models, onnx_models
+
+    model = models.MODELS[name][0](width=0.0625)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(2, 33, 41, 3)).astype(np.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0, impl="rbg"), x)["params"]
+
+    def draw(leaf):  # He-scaled kernels; biases that move some ReLUs on or off
+        fan_in = np.prod(leaf.shape[:-1]) if leaf.ndim > 1 else 40.0
+        return (rng.standard_normal(leaf.shape) * np.sqrt(2 / fan_in)).astype(np.float32)
+
+    params = jax.tree.map(draw, shapes)
+    want = np.asarray(jax.jit(model.apply)({"params": params}, x))
+    session = peers.onnxruntime_session(onnx_models.to_onnx(name, params, x.shape), threads=2)
+    got = session.run(None, {"x": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
+    peers.check(got, want, RTOL)
+
+
+def test_onnx_export_rejects_unknown_models():
+    _require("onnxruntime")
+    from jaxcps.demo import models, onnx_models
+
+    assert set(onnx_models.BUILDERS) == set(models.MODELS)
+    with pytest.raises(ValueError, match="model must be one of"):
+        onnx_models.to_onnx("alexnet", {}, (1, 32, 32, 3))

@@ -258,6 +258,7 @@ def _run_worker(kind: str, extra_env: dict[str, str] | None = None) -> dict[str,
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", kind],
         capture_output=True,
+        check=False,
         text=True,
         timeout=300,
         env=env,

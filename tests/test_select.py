@@ -6,8 +6,6 @@ each contender once and reports fixed times.
 
 from __future__ import annotations
 
-import importlib
-
 import flax.linen as nn
 import jax
 import numpy as np
@@ -15,12 +13,10 @@ import pytest
 from flax import nnx
 
 import jaxcps
+from jaxcps import measure
 from jaxcps.algorithms import FFI_ALGORITHMS
 from jaxcps.flax import route, select
 from jaxcps.footprint import FOOTPRINT_ALGORITHMS
-
-# The module, which the package's `select` function shadows as an attribute.
-select_module = importlib.import_module("jaxcps.flax.select")
 
 
 def key(seed):
@@ -58,7 +54,7 @@ def rigged(monkeypatch):
                 on_round(r)
         return {name: [2e-3 if name == state["slow"] else 1e-3] * repeats for name in contenders}
 
-    monkeypatch.setattr(select_module, "time_interleaved", fake)
+    monkeypatch.setattr(measure, "time_interleaved", fake)
     return state
 
 
@@ -118,7 +114,7 @@ def test_progress_bar_on_stderr(rigged, x, capsys):
 def test_select_errors(x):
     model = Tiny()
     variables = model.init(key(1), x)
-    fn = lambda x: model.apply(variables, x)  # noqa: E731
+    fn = lambda x: model.apply(variables, x)
     with pytest.raises(ValueError, match="candidates"):
         select(fn, x, candidates=("xla", "auto"))
     with pytest.raises(ValueError, match="repeats"):

@@ -81,7 +81,7 @@ def _worker() -> None:
         )
         sm_hlo = in_shard_map.lower(x_sharded, w_replicated).compile().as_text()
         sm_dx, sm_dw = jax.jit(
-            jax.grad(lambda x, w: jnp.sum(jnp.sin(in_shard_map(x, w))), argnums=(0, 1))
+            jax.grad(lambda x, w, f=in_shard_map: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))
         )(x_sharded, w_replicated)
 
         report[algorithm] = {
@@ -102,6 +102,20 @@ def _worker() -> None:
             "shard_map_dw_diff_lax": max_diff(sm_dw, lax_grads[1]),
             "shard_map_dx_diff_lax": max_diff(sm_dx, lax_grads[0]),
         }
+    # A plain-lax program with its own shard_map, routed from outside.
+    def lax_in_shard_map(x, w):
+        return jax.shard_map(
+            lambda x, w: lax.conv_general_dilated(x, w, (1, 2), "SAME", dimension_numbers=dn),
+            mesh=mesh, in_specs=(P("batch"), P()), out_specs=P("batch"),
+        )(x, w)
+
+    routed = jax.jit(jaxcps.routed(lax_in_shard_map, "cps"))
+    routed_hlo = routed.lower(x_sharded, w_replicated).compile().as_text()
+    report["routed_shard_map"] = {
+        "custom_calls": custom_calls(routed_hlo),
+        "all_gathers": routed_hlo.count("all-gather"),
+        "diff_lax": max_diff(routed(x_sharded, w_replicated), lax_y),
+    }
     print(json.dumps(report))
 
 
@@ -116,6 +130,7 @@ def report() -> dict:
         text=True,
         timeout=300,
         env=env,
+        check=False,
     )
     assert proc.returncode == 0, f"sharding worker failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -173,6 +188,15 @@ def test_inside_user_shard_map(report: dict, algorithm: str) -> None:
     tol = 1e-4 * max(r["dw_scale"], 1.0)
     assert r["shard_map_dw_diff_lax"] < tol, r
     assert r["shard_map_dx_diff_lax"] < 1e-4, r
+
+
+def test_routed_program_with_its_own_shard_map(report: dict) -> None:
+    r = report["routed_shard_map"]
+    assert r["all_gathers"] == 0, r
+    assert [_operand_shapes(c) for c in r["custom_calls"]] == [
+        ["f32[2,9,8,6]", "f32[3,3,6,5]"]
+    ], r["custom_calls"]
+    assert r["diff_lax"] < 1e-4, r
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:

@@ -16,6 +16,7 @@ Derived figures, JSON and CSV are in `jaxcps.bench.report`, the table and markdo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -119,11 +120,18 @@ def write_all(result: dict[str, Any], out: Path, *, plots: bool = True) -> list[
     return paths + images
 
 
-def _peer_engines() -> dict[str, Any]:
-    """The `--peers` engines that can run here, and why the others cannot.
+@dataclasses.dataclass(frozen=True)
+class _Engines:
+    """The `--peers` engines that can run here, why the others cannot, and their threads."""
 
-    Sets the environment the engines read when they load (before any is imported).
-    """
+    names: tuple[str, ...]
+    unavailable: dict[str, str]
+    threads: int
+
+
+def _peer_engines() -> _Engines:
+    """The `--peers` engines; sets the environment they read when they load (before any is
+    imported)."""
     peers.configure_environment()
     reasons = peers.available_engines()
     unavailable = {name: why for name, why in reasons.items() if why is not None}
@@ -132,9 +140,8 @@ def _peer_engines() -> dict[str, Any]:
     if len(unavailable) == len(reasons):
         raise SystemExit("jaxcps bench --peers: no dense engine is available; "
                          "pip install 'jaxcps[peers]'")
-    return {"names": [name for name in reasons if name not in unavailable],
-            "unavailable": unavailable,
-            "threads": len(os.sched_getaffinity(0))}
+    return _Engines(names=tuple(name for name in reasons if name not in unavailable),
+                    unavailable=unavailable, threads=len(os.sched_getaffinity(0)))
 
 
 def _inputs(case: Case, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +152,7 @@ def _inputs(case: Case, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarra
 def _run_main(
     args: argparse.Namespace,
     cases: list[Case],
-    engines: dict[str, Any] | None,
+    engines: _Engines | None,
     eigen: dict | None,
     eigen_dir: Path,
 ) -> dict[str, Any]:
@@ -156,7 +163,7 @@ def _run_main(
     for case in cases:
         x, w = _inputs(case, args)
         fns = harness.jitted_contenders(case)
-        dense = (harness.dense_engines(case, w, engines["names"], engines["threads"])
+        dense = (harness.dense_engines(case, w, engines.names, engines.threads)
                  if engines else {})
         descriptions.update({name: conv.description for name, conv in dense.items()})
         paths = {"xla": harness.xla_conv_path(fns["xla"], x, w)}
@@ -174,8 +181,8 @@ def _run_main(
     peak_after = machine.measure_peak(args.peak_size)
     settings = _settings(args)
     if engines:
-        settings["peers"] = {"engines": descriptions, "unavailable": engines["unavailable"],
-                             "threads": engines["threads"]}
+        settings["peers"] = {"engines": descriptions, "unavailable": engines.unavailable,
+                             "threads": engines.threads}
     return report.finish_report(
         records,
         machine=machine.machine_info(),

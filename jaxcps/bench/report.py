@@ -116,18 +116,13 @@ def case_record(
 
 
 def _fastest(medians: dict[str, float]) -> dict[str, str | None]:
-    """The fastest dense engine, kernel that skips zeros, and jaxcps kernel (None if none ran).
-
-    Raises:
-      ValueError: if no dense engine ran (XLA always does).
-    """
+    """The fastest contender timed of each group: "dense" (XLA is always timed), "sparse"
+    (kernels that skip zeros) and "jaxcps" (every kernel); None for a group with none."""
     groups = {"dense": DENSE_ENGINES, "sparse": SPARSE, "jaxcps": FFI_ALGORITHMS}
     best = {}
     for group, names in groups.items():
         present = [n for n in names if n in medians]
         best[group] = min(present, key=medians.__getitem__) if present else None
-    if best["dense"] is None:
-        raise ValueError(f"no dense engine ({', '.join(DENSE_ENGINES)}) was timed")
     return best
 
 

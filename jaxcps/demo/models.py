@@ -1,14 +1,17 @@
 """Small CNNs for examples and the demo, and bias calibration to a sparsity profile.
 
-- `VGG16`, `ResNet18` (linen) and `VGG16NNX`, `ResNet18NNX` (NNX): the VGG-16 and
-  ResNet-18 conv stacks (no normalization; inference only) with a `width` multiplier on
-  every channel count, global average pooling and a dense classifier. Module paths are the
-  same in both frameworks ("stage3_conv2", "stage2_block1/conv1", ...).
+- `VGG16`, `ResNet18`, `ResNet50` (linen) and `VGG16NNX`, `ResNet18NNX`, `ResNet50NNX`
+  (NNX): the VGG-16, ResNet-18 and ResNet-50 conv stacks with a `width` multiplier on every
+  channel count, global average pooling and a dense classifier. No normalization layers: at
+  inference a batch norm folds into the conv before it (scaled kernel, shifted bias), so a
+  conv with a bias stands for both. Module paths are the same in both frameworks
+  ("stage3_conv2", "stage2_block1/conv1", ...).
 - `calibrate_linen` / `calibrate_nnx`: set each conv's bias so that the activation feeding
   the next conv has the zero fraction that a profile gives for that depth on a sample input.
-  Profiles: "rising" (50% zeros at the second conv rising to 90% at the last) and
-  "inception" (the Inception-v3 input densities the paper's authors list, the same as in
-  `jaxcps.bench.layers`, placed by layer number over depth).
+  Profiles: "rising" (50% zeros at the second conv rising to 90% at the last), "inception"
+  (the Inception-v3 input densities the paper's authors list, the same as in
+  `jaxcps.bench.layers`, placed by layer number over depth) and "moderate" (40% rising to
+  60%, what trained ResNets show).
 """
 
 from __future__ import annotations
@@ -29,8 +32,13 @@ VGG16_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 
 #: (features, blocks, stride) per ResNet-18 stage.
 RESNET18_STAGES: tuple[tuple[int, int, int], ...] = (
     (64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+#: (bottleneck features, blocks, stride) per ResNet-50 stage; a block's output has 4x the
+#: bottleneck features.
+RESNET50_STAGES: tuple[tuple[int, int, int], ...] = (
+    (64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
+RESNET50_EXPANSION = 4
 #: The sparsity profiles `calibrate_*` accept.
-PROFILES: tuple[str, ...] = ("rising", "inception")
+PROFILES: tuple[str, ...] = ("rising", "inception", "moderate")
 #: Inception-v3 (layer number, input density) as the paper's authors list them (the layers
 #: of `jaxcps.bench.layers`); Inception-v3 has 94 convs.
 _INCEPTION_DENSITIES = ((1, 0.59), (2, 0.46), (4, 0.48), (7, 0.48), (52, 0.14), (53, 0.17),
@@ -40,7 +48,7 @@ _INCEPTION_CONVS = 94
 
 def scaled(features: int, width: float) -> int:
     """Channel count `features * width`, rounded, at least 4."""
-    return max(4, int(round(features * width)))
+    return max(4, round(features * width))
 
 
 # ----------------------------------------------------------------------------- linen
@@ -102,6 +110,49 @@ class ResNet18(nn.Module):
         for s, (features, blocks, stride) in enumerate(RESNET18_STAGES, 1):
             for b in range(1, blocks + 1):
                 block = BasicBlock(scaled(features, self.width), stride if b == 1 else 1,
+                                   name=f"stage{s}_block{b}")
+                x = block(x)
+        return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50's bottleneck block: 1x1 reduce, 3x3 (carrying the stride, as in v1.5), 1x1
+    expand to 4x the features; a 1x1 projection when the shape changes."""
+
+    features: int
+    strides: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = RESNET50_EXPANSION * self.features
+        shortcut = x
+        if self.strides != 1 or x.shape[-1] != out:
+            shortcut = nn.Conv(out, (1, 1), self.strides, name="proj")(x)
+        h = nn.relu(nn.Conv(self.features, (1, 1), name="conv1")(x))
+        h = nn.relu(nn.Conv(self.features, (3, 3), self.strides, name="conv2")(h))
+        h = nn.Conv(out, (1, 1), name="conv3")(h)
+        return nn.relu(h + shortcut)
+
+
+class ResNet50(nn.Module):
+    """ResNet-50: 7x7/2 stem and 3x3/2 max-pool, 4 stages of 3, 4, 6, 3 bottleneck blocks,
+    average pool, dense (batch norms folded into the convs' biases).
+
+    Attributes:
+      width: multiplier on every channel count (default: 1.0).
+      num_classes: outputs of the classifier (default: 10).
+    """
+
+    width: float = 1.0
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.relu(nn.Conv(scaled(64, self.width), (7, 7), 2, name="stem")(x))
+        x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+        for s, (features, blocks, stride) in enumerate(RESNET50_STAGES, 1):
+            for b in range(1, blocks + 1):
+                block = Bottleneck(scaled(features, self.width), stride if b == 1 else 1,
                                    name=f"stage{s}_block{b}")
                 x = block(x)
         return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
@@ -190,10 +241,63 @@ class ResNet18NNX(nnx.Module):
         return self.head(x.mean(axis=(1, 2)))
 
 
+class BottleneckNNX(nnx.Module):
+    """`Bottleneck` in NNX (attributes "proj" when the shape changes, "conv1" to "conv3")."""
+
+    def __init__(self, in_features: int, features: int, strides: int = 1, *, rngs: nnx.Rngs):
+        out = RESNET50_EXPANSION * features
+        projected = strides != 1 or in_features != out
+        # Assigned once: NNX fixes an attribute as data or static at its first assignment.
+        self.proj = (nnx.Conv(in_features, out, (1, 1), strides, rngs=rngs)
+                     if projected else None)
+        self.conv1 = nnx.Conv(in_features, features, (1, 1), rngs=rngs)
+        self.conv2 = nnx.Conv(features, features, (3, 3), strides, rngs=rngs)
+        self.conv3 = nnx.Conv(features, out, (1, 1), rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shortcut = self.proj(x) if self.proj is not None else x
+        h = nnx.relu(self.conv1(x))
+        h = nnx.relu(self.conv2(h))
+        return nnx.relu(self.conv3(h) + shortcut)
+
+
+class ResNet50NNX(nnx.Module):
+    """`ResNet50` in NNX, with the same attribute paths ("stem", "stage2_block1/conv2", ...).
+
+    Args:
+      width: multiplier on every channel count (default: 1.0).
+      num_classes: outputs of the classifier (default: 10).
+      in_features: input channels (default: 3).
+      rngs: the `nnx.Rngs` for parameter initialization.
+    """
+
+    def __init__(self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *,
+                 rngs: nnx.Rngs):
+        features = scaled(64, width)
+        self.stem = nnx.Conv(in_features, features, (7, 7), 2, rngs=rngs)
+        self.blocks: list[str] = []
+        for s, (stage_features, blocks, stride) in enumerate(RESNET50_STAGES, 1):
+            for b in range(1, blocks + 1):
+                width_b = scaled(stage_features, width)
+                block = BottleneckNNX(features, width_b, stride if b == 1 else 1, rngs=rngs)
+                setattr(self, f"stage{s}_block{b}", block)
+                self.blocks.append(f"stage{s}_block{b}")
+                features = RESNET50_EXPANSION * width_b
+        self.head = nnx.Linear(features, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nnx.relu(self.stem(x))
+        x = nnx.max_pool(x, (3, 3), (2, 2), padding="SAME")
+        for name in self.blocks:
+            x = getattr(self, name)(x)
+        return self.head(x.mean(axis=(1, 2)))
+
+
 #: name -> (linen class, NNX class)
 MODELS: dict[str, tuple[type[nn.Module], type[nnx.Module]]] = {
     "vgg16": (VGG16, VGG16NNX),
     "resnet18": (ResNet18, ResNet18NNX),
+    "resnet50": (ResNet50, ResNet50NNX),
 }
 
 
@@ -208,6 +312,8 @@ def profile_zero_fraction(profile: str, depth: float) -> float:
     """
     if profile == "rising":
         return 0.5 + 0.4 * depth
+    if profile == "moderate":
+        return 0.4 + 0.2 * depth
     if profile == "inception":
         ids, densities = zip(*_INCEPTION_DENSITIES)
         where = 1 + depth * (_INCEPTION_CONVS - 1)
@@ -265,37 +371,37 @@ def _bias_deltas(
     if isinstance(targets, str):
         targets = profile_targets(targets, len(paths))
     deltas = {p: jnp.zeros(first[p][1].shape[-1], first[p][1].dtype) for p in paths}
+
+    def zeros_at(k: int, between: np.ndarray, q: float) -> tuple[float, jax.Array]:
+        """The zeros of conv k+1's input when conv k's bias cuts at quantile q, and the cut."""
+        # Rows differ by channel by up to one, so that the mean fraction varies finely.
+        rows = q * between.shape[0] + np.arange(between.shape[1]) / between.shape[1]
+        rows = np.minimum(rows.astype(int), between.shape[0] - 1)
+        delta = jnp.asarray(-between[rows, np.arange(between.shape[1])])
+        return float(forward({**deltas, paths[k]: delta})[paths[k + 1]][0]), delta
+
     for k in range(len(paths) - 1):
-        current, following = paths[k], paths[k + 1]
-        pre = np.asarray(forward(deltas)[current][1])
+        pre = np.asarray(forward(deltas)[paths[k]][1])
         pre = np.sort(pre.reshape(-1, pre.shape[-1]), axis=0)
         # Thresholds halfway between neighbouring values, so that rounding differences
         # between compiled and eager convs do not move elements across them.
         top = pre[-1:] + np.abs(pre[-1:]) + 1.0
         between = (pre + np.concatenate([pre[1:], top])) / 2
-
-        def zeros_at(q: float) -> tuple[float, jax.Array]:
-            # Rows differ by channel by up to one, so that the mean fraction varies finely.
-            rows = q * pre.shape[0] + np.arange(pre.shape[1]) / pre.shape[1]
-            rows = np.minimum(rows.astype(int), pre.shape[0] - 1)
-            delta = jnp.asarray(-between[rows, np.arange(pre.shape[1])])
-            return float(forward({**deltas, current: delta})[following][0]), delta
-
         low, high = 0.0, 1.0
-        low_zeros, _ = zeros_at(low)
-        high_zeros, _ = zeros_at(high)
+        low_zeros, _ = zeros_at(k, between, low)
+        high_zeros, _ = zeros_at(k, between, high)
         if high_zeros - low_zeros < tolerance:
             continue  # this bias does not reach the next conv's input
         q, best = targets[k + 1], None
         for _ in range(steps):
-            zeros, delta = zeros_at(q)
+            zeros, delta = zeros_at(k, between, q)
             if best is None or abs(zeros - targets[k + 1]) < abs(best[0] - targets[k + 1]):
                 best = (zeros, delta)
             if abs(zeros - targets[k + 1]) < tolerance:
                 break
             low, high = (q, high) if zeros < targets[k + 1] else (low, q)
             q = (low + high) / 2
-        deltas[current] = best[1]
+        deltas[paths[k]] = best[1]
     return {p: np.asarray(d) for p, d in deltas.items()}
 
 

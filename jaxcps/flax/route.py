@@ -4,69 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fnmatch
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flax import nnx
 
-from jaxcps.algorithms import ALGORITHMS, PlanLookup, reset_active_plan, set_active_plan
+from jaxcps.algorithms import PlanLookup, reset_active_plan, set_active_plan
 from jaxcps.conv import conv_general_dilated
 from jaxcps.flax import linen as jlinen
 from jaxcps.flax import nnx as jnnx
 from jaxcps.flax._hooks import swap_convs
-from jaxcps.plan import Plan
-
-#: What `route` accepts: a plan, {module-path glob: algorithm}, or one algorithm for all.
-Policy = Plan | Mapping[str, str] | str
+from jaxcps.routing import Policy, policy_lookup
 
 # The lookup of the innermost open `route` in this context (thread), composed with the
 # enclosing ones; None outside any `route`.
 _current: contextvars.ContextVar[PlanLookup | None] = contextvars.ContextVar(
     "jaxcps_route", default=None
 )
-
-
-def _check(algorithm: Any, where: str) -> str:
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{where}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    return algorithm
-
-
-def policy_lookup(policy: Policy) -> PlanLookup:
-    """Turns a policy into a function from layer path to algorithm (None when not covered).
-
-    A dict is matched exact key first, then its keys as `fnmatch` globs in insertion order
-    (the first match wins); "*" matches across "/".
-
-    Raises:
-      ValueError: for an algorithm name not in `jaxcps.ALGORITHMS`.
-      TypeError: for a policy of another type.
-    """
-    if isinstance(policy, Plan):
-        return policy.lookup
-    if isinstance(policy, str):
-        algorithm = _check(policy, "policy")
-        return lambda name: algorithm
-    if isinstance(policy, Mapping):
-        rules = {str(k): _check(v, f"policy[{k!r}]") for k, v in policy.items()}
-
-        def lookup(name: str | None) -> str | None:
-            if name is None:
-                return None
-            if name in rules:
-                return rules[name]
-            for pattern, algorithm in rules.items():
-                if fnmatch.fnmatchcase(name, pattern):
-                    return algorithm
-            return None
-
-        return lookup
-    raise TypeError(
-        f"policy must be a jaxcps.Plan, a dict of path patterns to algorithms, or an algorithm "
-        f"name, got {type(policy).__name__}"
-    )
 
 
 def _compose(inner: PlanLookup, outer: PlanLookup | None) -> PlanLookup:
