@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs jaxcps as a user gets it (`pip install .`, build isolation: compiled against the FFI
 # headers of the floor jaxlib that pyproject.toml's build requirements pin) into a fresh venv
-# per jax release, with the newest Flax that release allows, and runs the core tests (no Flax)
-# and then the Flax tests in each.
+# per jax release, with the test extra (pip picks the newest Flax, Keras, Equinox and Haiku
+# that release allows), and runs the core tests (no framework) and then the framework tests.
 #
 #   tools/check_jax_versions.sh                      # the floor, and the newest release
 #   tools/check_jax_versions.sh 3.11:0.9.2 3.12:     # python:jax pairs; empty jax = newest
@@ -17,10 +17,10 @@ floor="$(sed -n 's/^ *"jax==\([0-9.]*\)",$/\1/p' "$root/pyproject.toml")"
 [ -n "$floor" ] || { echo "check_jax_versions: no jax==<floor> in pyproject.toml" >&2; exit 2; }
 [ $# -gt 0 ] || set -- "3.11:$floor" "3.12:"
 
-core=(test_parity.py test_transforms.py test_sharding.py test_ffi_targets.py test_nonfinite.py
-      test_geometry.py test_robustness.py test_concurrency.py test_footprint.py test_builders.py
-      test_resources.py)
-flax=(test_flax.py test_errors.py test_imports.py test_select.py)
+core=(test_parity.py test_transforms.py test_autodiff.py test_sharding.py test_export.py
+      test_routing.py test_ffi_targets.py test_nonfinite.py test_geometry.py test_robustness.py
+      test_concurrency.py test_footprint.py test_builders.py test_plan.py test_resources.py)
+frameworks=(test_flax.py test_errors.py test_imports.py test_select.py test_frameworks.py)
 
 # python<version> from PATH, else from pyenv's installed versions.
 find_python() {
@@ -53,7 +53,7 @@ for pair in "$@"; do
   pytest=("$venv/bin/python" -m pytest -q -p no:cacheprovider -c "$root/pyproject.toml"
           --rootdir "$root")
   # From tests/, so that the installed jaxcps is imported, not the source tree.
-  (cd "$root/tests" && "${pytest[@]}" "${core[@]}" && "${pytest[@]}" "${flax[@]}") ||
+  (cd "$root/tests" && "${pytest[@]}" "${core[@]}" && "${pytest[@]}" "${frameworks[@]}") ||
     { result=FAILED; status=1; }
   tests_s=$((SECONDS - start - install_s))
   summary+=("python ${pair%%:*}, $installed: $result (install $install_s s, tests $tests_s s)")
