@@ -1,5 +1,5 @@
 // Reads the CPU's features once and picks the sparse kernel set (see isa.h). The sets, and how
-// to ask the CPU about them, are per architecture: CMakeLists.txt compiles the target's
+// to ask the CPU about them, are per architecture: ffi/CMakeLists.txt compiles the target's
 // tile_kernels_<isa>.cc files and defines the matching JAXCPS_ARCH_*.
 #include "runtime/isa.h"
 
