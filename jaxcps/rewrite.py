@@ -49,6 +49,8 @@ from jax import lax
 from jax.extend import core as jcore
 from jax.extend import source_info_util
 
+from jaxcps._compat import bind, jaxprs_in_params, shard_map_axis_names
+
 ConvFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 # The class of a named scope in a name stack (the other kind is a transformation); the public
@@ -117,7 +119,7 @@ def _is_conv(eqn: jcore.JaxprEqn) -> bool:
 
 def _has_conv(jaxpr: jcore.Jaxpr) -> bool:
     return any(
-        _is_conv(eqn) or any(_has_conv(sub) for sub in jcore.jaxprs_in_params(eqn.params))
+        _is_conv(eqn) or any(_has_conv(sub) for sub in jaxprs_in_params(eqn.params))
         for eqn in jaxpr.eqns
     )
 
@@ -133,7 +135,7 @@ def conv_sites(program: jcore.ClosedJaxpr) -> list[ConvSite]:
                 site = keys.site(eqn, inner)
                 if site is not None:
                     yield site
-            for sub in jcore.jaxprs_in_params(eqn.params):
+            for sub in jaxprs_in_params(eqn.params):
                 yield from walk(sub, inner)
 
     return list(walk(program.jaxpr, _Scope()))
@@ -201,7 +203,7 @@ def _evaluate_equation(
         params = {
             name: _retrace_param(value, scope, keys, replace) for name, value in eqn.params.items()
         }
-    return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+    return bind(eqn.primitive, invals, params)
 
 
 def _evaluate_shard_map(
@@ -216,7 +218,7 @@ def _evaluate_shard_map(
         mesh=params["mesh"],
         in_specs=params["in_specs"],
         out_specs=params["out_specs"],
-        axis_names=params["newly_manual_axes"],
+        axis_names=shard_map_axis_names(params),
         check_vma=params["check_vma"],
     )(*invals)
 

@@ -31,6 +31,7 @@ from jax.custom_derivatives import SymbolicZero
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxcps._compat import varying_axes
 from jaxcps._targets import target_name
 from jaxcps.geometry import ConvSpec
 
@@ -94,8 +95,8 @@ def _batch_partitioned(algorithm: str, spec: ConvSpec) -> ConvFn:
 
 def _same_varying_axes(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Casts x and w to the union of their varying manual axes (no-op outside shard_map)."""
-    x_axes = jax.typeof(x).manual_axis_type.varying
-    w_axes = jax.typeof(w).manual_axis_type.varying
+    x_axes = varying_axes(x)
+    w_axes = varying_axes(w)
     axes = x_axes | w_axes
     if x_axes != axes:
         x = lax.pcast(x, tuple(sorted(axes - x_axes)), to="varying")

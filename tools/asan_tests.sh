@@ -18,7 +18,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Build requirements are installed first: the sanitized build runs without isolation so that it
 # compiles against the jaxlib headers of the jax it will run with.
-"$venv/bin/pip" install -q scikit-build-core nanobind "jax>=0.10.2" scipy-openblas32
+"$venv/bin/pip" install -q scikit-build-core nanobind "jax>=0.8.2,<0.13" scipy-openblas32
 "$venv/bin/pip" install -q --no-build-isolation \
   -C cmake.define.JAXCPS_SANITIZE=ON -C build-dir=build/asan "$root[test]"
 

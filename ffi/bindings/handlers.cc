@@ -117,9 +117,13 @@ ffi::Error CheckOutput(const ConvGeometry& geometry, F32Rank4Result& y) {
 }
 
 // True if any of the count floats is NaN or infinite (all exponent bits set). Integer ops
-// without an early exit inside a block, so the compiler vectorizes the loop; cloned per ISA
-// because the SSE2 baseline scans 3-10x slower (1.5 ms vs 0.12 ms for 3x3x512x512 weights).
+// without an early exit inside a block, so the compiler vectorizes the loop. On x86-64 Linux it
+// is cloned per ISA because the SSE2 baseline scans 3-10x slower (1.5 ms vs 0.12 ms for
+// 3x3x512x512 weights); clones need the loader's ifunc support, which glibc has. Elsewhere it
+// is vectorized for the baseline (NEON on AArch64).
+#if defined(__x86_64__) && defined(__linux__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 bool HasNonFinite(const float* values, int64_t count) {
   constexpr uint32_t kExponent = 0x7f800000u;
   constexpr int64_t kBlock = 4096;

@@ -135,6 +135,8 @@ NB_MODULE(_ffi, m) {
       }, nb::arg("enable"),
       "Turns timing of the CPO/CPS compressed-form builds on or off; returns (builds, seconds)"
       " accumulated since the previous call, and resets them.");
+  m.def("compiled_isas", &jaxcps::CompiledIsas,
+        "Instruction sets for the sparse kernels compiled into this build, portable first.");
   m.def("workspace_cache", [] { return nb::make_tuple(jaxcps::CachedBytes(), jaxcps::MaxCachedBytes()); },
         "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
   m.def("supported_isas", &jaxcps::SupportedIsas,

@@ -1,4 +1,6 @@
-// Reads the CPU's features once and picks the sparse kernel set (see isa.h).
+// Reads the CPU's features once and picks the sparse kernel set (see isa.h). The sets, and how
+// to ask the CPU about them, are per architecture: ffi/CMakeLists.txt compiles the target's
+// tile_kernels_<isa>.cc files and defines the matching JAXCPS_ARCH_*.
 #include "runtime/isa.h"
 
 #include <atomic>
@@ -8,7 +10,9 @@ namespace jaxcps {
 
 namespace {
 
-const SparseKernelSet* const kAll[] = {&scalar::kKernels, &avx2::kKernels, &avx512::kKernels};
+#if defined(JAXCPS_ARCH_X86_64)
+
+const SparseKernelSet* const kCompiled[] = {&scalar::kKernels, &avx2::kKernels, &avx512::kKernels};
 
 bool CpuSupports(const SparseKernelSet* set) {
   if (set == &avx512::kKernels) {
@@ -22,16 +26,31 @@ bool CpuSupports(const SparseKernelSet* set) {
   return true;
 }
 
+#elif defined(JAXCPS_ARCH_AARCH64)
+
+// NEON is part of the AArch64 base architecture: every CPU runs it.
+const SparseKernelSet* const kCompiled[] = {&neon::kKernels};
+
+bool CpuSupports(const SparseKernelSet*) { return true; }
+
+#else
+
+const SparseKernelSet* const kCompiled[] = {&scalar::kKernels};
+
+bool CpuSupports(const SparseKernelSet*) { return true; }
+
+#endif
+
 const SparseKernelSet* Find(const std::string& name) {
-  for (const SparseKernelSet* set : kAll) {
+  for (const SparseKernelSet* set : kCompiled) {
     if (name == set->isa) return set;
   }
   return nullptr;
 }
 
 const SparseKernelSet* Best() {
-  const SparseKernelSet* best = &scalar::kKernels;
-  for (const SparseKernelSet* set : kAll) {
+  const SparseKernelSet* best = kCompiled[0];
+  for (const SparseKernelSet* set : kCompiled) {
     if (CpuSupports(set)) best = set;
   }
   return best;
@@ -54,9 +73,15 @@ std::atomic<const SparseKernelSet*>& Active() {
 
 const SparseKernelSet& ActiveSparseKernels() { return *Active().load(std::memory_order_acquire); }
 
+std::vector<std::string> CompiledIsas() {
+  std::vector<std::string> names;
+  for (const SparseKernelSet* set : kCompiled) names.emplace_back(set->isa);
+  return names;
+}
+
 std::vector<std::string> SupportedIsas() {
   std::vector<std::string> names;
-  for (const SparseKernelSet* set : kAll) {
+  for (const SparseKernelSet* set : kCompiled) {
     if (CpuSupports(set)) names.emplace_back(set->isa);
   }
   return names;
@@ -64,7 +89,11 @@ std::vector<std::string> SupportedIsas() {
 
 std::string SetSparseIsa(const std::string& isa) {
   const SparseKernelSet* set = Find(isa);
-  if (set == nullptr) return "unknown instruction set '" + isa + "' (scalar, avx2, avx512)";
+  if (set == nullptr) {
+    std::string known;
+    for (const std::string& name : CompiledIsas()) known += (known.empty() ? "" : ", ") + name;
+    return "unknown instruction set '" + isa + "' (this build has " + known + ")";
+  }
   if (!CpuSupports(set)) return "this CPU does not support '" + isa + "'";
   Active().store(set, std::memory_order_release);
   return {};

@@ -1,5 +1,7 @@
 // Run-time choice of the instruction set for the sparse tile kernels: the best one this CPU
-// supports, unless JAXCPS_ISA (scalar, avx2, avx512) or SetSparseIsa() asks for another.
+// supports, unless JAXCPS_ISA or SetSparseIsa() asks for another. Which sets exist depends on
+// the target architecture: scalar (the x86-64 baseline), avx2 and avx512 on x86-64; neon on
+// AArch64; scalar (portable C++) elsewhere.
 #ifndef JAXCPS_RUNTIME_ISA_H_
 #define JAXCPS_RUNTIME_ISA_H_
 
@@ -11,7 +13,9 @@
 namespace jaxcps {
 
 const SparseKernelSet& ActiveSparseKernels();
-// Instruction sets this CPU can run, best last ("scalar" is always there).
+// Instruction sets compiled for this architecture, portable first.
+std::vector<std::string> CompiledIsas();
+// Those this CPU can run, best last (the portable one is always there).
 std::vector<std::string> SupportedIsas();
 // Forces an instruction set; returns an error message if it is unknown or unsupported here.
 std::string SetSparseIsa(const std::string& isa);

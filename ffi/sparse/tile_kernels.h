@@ -105,10 +105,11 @@ struct SparseKernelSet {
   CpsRowBuilder build_cps_row;
 };
 
-// Defined in tile_kernels_<isa>.cc.
+// Defined in tile_kernels_<isa>.cc; only the target architecture's are compiled.
 namespace scalar { extern const SparseKernelSet kKernels; }
 namespace avx2 { extern const SparseKernelSet kKernels; }
 namespace avx512 { extern const SparseKernelSet kKernels; }
+namespace neon { extern const SparseKernelSet kKernels; }
 
 }  // namespace jaxcps
 

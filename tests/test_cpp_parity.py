@@ -1,0 +1,62 @@
+"""The C++ kernel parity test (tests/cpp/kernel_parity.cc), built with the system's compiler
+and run under each instruction set of the sparse kernels.
+
+It compares every kernel with the naive reference in C++ alone, on one thread and on a
+std::thread pool: the same program that tools/check_aarch64.sh cross-compiles and runs under
+qemu. The build (CMake, the kernels without the Python extension) takes about a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import scipy_openblas32
+from conftest import ISAS, skip_unless_allowed
+
+from jaxcps import _targets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def kernel_parity(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kernel_parity executable, built in a temporary folder."""
+    if shutil.which("cmake") is None:
+        skip_unless_allowed("cmake is not on PATH (pip install cmake)")
+    build = tmp_path_factory.mktemp("kernel_parity")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    for command in (
+        [
+            "cmake",
+            "-S",
+            str(ROOT / "tests" / "cpp"),
+            "-B",
+            str(build),
+            *generator,
+            f"-DOPENBLAS_INCLUDE_DIR={scipy_openblas32.get_include_dir()}",
+            f"-DOPENBLAS_LIB_DIR={scipy_openblas32.get_lib_dir()}",
+        ],
+        ["cmake", "--build", str(build), "--target", "kernel_parity", "-j", str(os.cpu_count())],
+    ):
+        proc = subprocess.run(command, check=False, capture_output=True, text=True)
+        output = proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, f"{' '.join(command)} failed:\n{output}"
+    return build / "kernel_parity"
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_kernel_parity(kernel_parity: Path, isa: str) -> None:
+    if isa not in _targets.supported_isas():
+        pytest.skip(f"this CPU does not support {isa}")  # hardware-dependent, allowed in CI
+    env = {**os.environ, "JAXCPS_ISA": isa}
+    proc = subprocess.run(
+        [str(kernel_parity)], check=False, capture_output=True, text=True, env=env, timeout=300
+    )
+    report = proc.stdout.splitlines()
+    assert proc.returncode == 0, "\n".join(report[-40:]) + proc.stderr[-2000:]
+    assert report[0].startswith(f"kernel_parity: sparse kernels on {isa} "), report[0]
+    assert report[-1].endswith(" 0 mismatches"), report[-1]
