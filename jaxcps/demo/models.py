@@ -229,39 +229,6 @@ class BasicBlockNNX(nnx.Module):
         return nnx.relu(self.conv2(h) + shortcut)
 
 
-class ResNet18NNX(nnx.Module):
-    """`ResNet18` in NNX, with the same attribute paths ("stem", "stage2_block1/conv1", ...).
-
-    Args:
-      width: multiplier on every channel count (default: 1.0).
-      num_classes: outputs of the classifier (default: 10).
-      in_features: input channels (default: 3).
-      rngs: the `nnx.Rngs` for parameter initialization.
-    """
-
-    def __init__(
-        self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *, rngs: nnx.Rngs
-    ):
-        features = scaled(64, width)
-        self.stem = nnx.Conv(in_features, features, (7, 7), 2, rngs=rngs)
-        self.blocks: list[str] = []
-        for s, (stage_features, blocks, stride) in enumerate(RESNET18_STAGES, 1):
-            for b in range(1, blocks + 1):
-                out = scaled(stage_features, width)
-                block = BasicBlockNNX(features, out, stride if b == 1 else 1, rngs=rngs)
-                setattr(self, f"stage{s}_block{b}", block)
-                self.blocks.append(f"stage{s}_block{b}")
-                features = out
-        self.head = nnx.Linear(features, num_classes, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = nnx.relu(self.stem(x))
-        x = nnx.max_pool(x, (3, 3), (2, 2), padding="SAME")
-        for name in self.blocks:
-            x = getattr(self, name)(x)
-        return self.head(x.mean(axis=(1, 2)))
-
-
 class BottleneckNNX(nnx.Module):
     """`Bottleneck` in NNX (attributes "proj" when the shape changes, "conv1" to "conv3")."""
 
@@ -281,7 +248,61 @@ class BottleneckNNX(nnx.Module):
         return nnx.relu(self.conv3(h) + shortcut)
 
 
-class ResNet50NNX(nnx.Module):
+class _ResNetNNX(nnx.Module):
+    """A ResNet in NNX: a 7x7 stem, max-pooling, `stages` of `block`s, a linear head.
+
+    Attribute paths are "stem", "stage<s>_block<b>" and "head", as in the linen models. A
+    stage (channels, blocks, stride) puts `stride` on its first block; a block of c channels
+    outputs `expansion * c`.
+    """
+
+    def __init__(
+        self,
+        stages: tuple[tuple[int, int, int], ...],
+        block: type[nnx.Module],
+        expansion: int,
+        width: float,
+        num_classes: int,
+        in_features: int,
+        rngs: nnx.Rngs,
+    ):
+        features = scaled(64, width)
+        self.stem = nnx.Conv(in_features, features, (7, 7), 2, rngs=rngs)
+        self.blocks: list[str] = []
+        for s, (stage_features, blocks, stride) in enumerate(stages, 1):
+            for b in range(1, blocks + 1):
+                channels = scaled(stage_features, width)
+                module = block(features, channels, stride if b == 1 else 1, rngs=rngs)
+                setattr(self, f"stage{s}_block{b}", module)
+                self.blocks.append(f"stage{s}_block{b}")
+                features = expansion * channels
+        self.head = nnx.Linear(features, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nnx.relu(self.stem(x))
+        x = nnx.max_pool(x, (3, 3), (2, 2), padding="SAME")
+        for name in self.blocks:
+            x = getattr(self, name)(x)
+        return self.head(x.mean(axis=(1, 2)))
+
+
+class ResNet18NNX(_ResNetNNX):
+    """`ResNet18` in NNX, with the same attribute paths ("stem", "stage2_block1/conv1", ...).
+
+    Args:
+      width: multiplier on every channel count (default: 1.0).
+      num_classes: outputs of the classifier (default: 10).
+      in_features: input channels (default: 3).
+      rngs: the `nnx.Rngs` for parameter initialization.
+    """
+
+    def __init__(
+        self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *, rngs: nnx.Rngs
+    ):
+        super().__init__(RESNET18_STAGES, BasicBlockNNX, 1, width, num_classes, in_features, rngs)
+
+
+class ResNet50NNX(_ResNetNNX):
     """`ResNet50` in NNX, with the same attribute paths ("stem", "stage2_block1/conv2", ...).
 
     Args:
@@ -294,24 +315,15 @@ class ResNet50NNX(nnx.Module):
     def __init__(
         self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *, rngs: nnx.Rngs
     ):
-        features = scaled(64, width)
-        self.stem = nnx.Conv(in_features, features, (7, 7), 2, rngs=rngs)
-        self.blocks: list[str] = []
-        for s, (stage_features, blocks, stride) in enumerate(RESNET50_STAGES, 1):
-            for b in range(1, blocks + 1):
-                width_b = scaled(stage_features, width)
-                block = BottleneckNNX(features, width_b, stride if b == 1 else 1, rngs=rngs)
-                setattr(self, f"stage{s}_block{b}", block)
-                self.blocks.append(f"stage{s}_block{b}")
-                features = RESNET50_EXPANSION * width_b
-        self.head = nnx.Linear(features, num_classes, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = nnx.relu(self.stem(x))
-        x = nnx.max_pool(x, (3, 3), (2, 2), padding="SAME")
-        for name in self.blocks:
-            x = getattr(self, name)(x)
-        return self.head(x.mean(axis=(1, 2)))
+        super().__init__(
+            RESNET50_STAGES,
+            BottleneckNNX,
+            RESNET50_EXPANSION,
+            width,
+            num_classes,
+            in_features,
+            rngs,
+        )
 
 
 #: name -> (linen class, NNX class)
