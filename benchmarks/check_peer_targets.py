@@ -29,8 +29,11 @@ def main() -> None:
     """Parses the arguments and prints the verdicts of each run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bench_json", type=Path, help="bench.json of a `--suite peers` run")
-    parser.add_argument("--holdout", type=Path,
-                        help="bench.json of a `--suite peers-holdout` run, checked the same way")
+    parser.add_argument(
+        "--holdout",
+        type=Path,
+        help="bench.json of a `--suite peers-holdout` run, checked the same way",
+    )
     args = parser.parse_args()
     _check("peers", args.bench_json)
     if args.holdout:

@@ -24,9 +24,17 @@ from jaxcps.bench.layers import LAYERS
 SPARSE = ("cpo", "cps")
 #: The layers the speed targets name: VGG-16 conv3_x-conv5_x, ResNet-50's 14x14 and 7x7 3x3
 #: convolutions (conv4_x, conv5_x), Inception-v3 layers 52, 53, 91, 92.
-TARGET_LAYERS = ("vgg16/conv3_*", "vgg16/conv4_*", "vgg16/conv5_*", "resnet50/conv4_*",
-                 "resnet50/conv5_*", "inception3/L52", "inception3/L53", "inception3/L91",
-                 "inception3/L92")
+TARGET_LAYERS = (
+    "vgg16/conv3_*",
+    "vgg16/conv4_*",
+    "vgg16/conv5_*",
+    "resnet50/conv4_*",
+    "resnet50/conv5_*",
+    "inception3/L52",
+    "inception3/L53",
+    "inception3/L91",
+    "inception3/L92",
+)
 
 
 def _in_targets(layer: str) -> bool:
@@ -49,37 +57,75 @@ def _speed_rows(cases: list[dict]) -> list[tuple[str, str, float, str, bool]]:
     inception = [c for c in target if c["layer"].startswith("inception3/")]
     rows = []
     for zeros, goal in ((0.90, 2.0), (0.70, 1.2)):
-        worst, where = _worst([c for c in target if abs(c["zeros"] - zeros) < 1e-9],
-                              lambda c: _best_sparse(c)[1])
-        rows.append((f"best of CPO/CPS vs XLA at {zeros:.0%} zeros >= {goal}x",
-                     "VGG conv3-5, ResNet 14²/7²", worst, where, worst >= goal))
+        worst, where = _worst(
+            [c for c in target if abs(c["zeros"] - zeros) < 1e-9], lambda c: _best_sparse(c)[1]
+        )
+        rows.append(
+            (
+                f"best of CPO/CPS vs XLA at {zeros:.0%} zeros >= {goal}x",
+                "VGG conv3-5, ResNet 14²/7²",
+                worst,
+                where,
+                worst >= goal,
+            )
+        )
     worst, where = _worst(inception, lambda c: _best_sparse(c)[1])
-    rows.append(("best of CPO/CPS vs XLA at the layer's own density >= 2x",
-                 "Inception 52, 53, 91, 92", worst, where, worst >= 2.0))
-    worst, where = _worst([c for c in target if abs(c["zeros"] - 0.70) < 1e-9],
-                          lambda c: _best_sparse(c)[1])
-    rows.append(("crossover at <= 70% zeros (ratio >= 1 at 70%)", "same", worst, where,
-                 worst >= 1.0))
+    rows.append(
+        (
+            "best of CPO/CPS vs XLA at the layer's own density >= 2x",
+            "Inception 52, 53, 91, 92",
+            worst,
+            where,
+            worst >= 2.0,
+        )
+    )
+    worst, where = _worst(
+        [c for c in target if abs(c["zeros"] - 0.70) < 1e-9], lambda c: _best_sparse(c)[1]
+    )
+    rows.append(
+        ("crossover at <= 70% zeros (ratio >= 1 at 70%)", "same", worst, where, worst >= 1.0)
+    )
     high = [c for c in cases if c["zeros"] >= 0.85]
-    for label, subset in (("target layers", [c for c in high if _in_targets(c["layer"])]),
-                          ("all layers", high)):
-        worst, where = _worst(subset, lambda c: max(
-            c["algorithms"][a]["saving_vs_im2col_pct"] for a in SPARSE))
-        rows.append(("time saving vs im2col at >= 85% zeros >= 63%", label, worst, where,
-                     worst >= 63.0))
-        worst, where = _worst(subset, lambda c: max(
-            100.0 * (1.0 - c["algorithms"][a]["median_ms"] / c["algorithms"]["mec"]["median_ms"])
-            for a in SPARSE))
-        rows.append(("faster than parallel MEC at >= 85% zeros by >= 28%", label, worst, where,
-                     worst >= 28.0))
+    for label, subset in (
+        ("target layers", [c for c in high if _in_targets(c["layer"])]),
+        ("all layers", high),
+    ):
+        worst, where = _worst(
+            subset, lambda c: max(c["algorithms"][a]["saving_vs_im2col_pct"] for a in SPARSE)
+        )
+        rows.append(
+            ("time saving vs im2col at >= 85% zeros >= 63%", label, worst, where, worst >= 63.0)
+        )
+        worst, where = _worst(
+            subset,
+            lambda c: max(
+                100.0
+                * (1.0 - c["algorithms"][a]["median_ms"] / c["algorithms"]["mec"]["median_ms"])
+                for a in SPARSE
+            ),
+        )
+        rows.append(
+            (
+                "faster than parallel MEC at >= 85% zeros by >= 28%",
+                label,
+                worst,
+                where,
+                worst >= 28.0,
+            )
+        )
     target_cases = [c for c in cases if _in_targets(c["layer"])]
     for name in SPARSE:
-        shares = sorted((c["algorithms"][name]["build_pct"], c["id"]) for c in target_cases
-                        if c["algorithms"][name].get("build_pct") is not None)
+        shares = sorted(
+            (c["algorithms"][name]["build_pct"], c["id"])
+            for c in target_cases
+            if c["algorithms"][name].get("build_pct") is not None
+        )
         over = sum(share > 15.0 for share, _ in shares)
         median = shares[len(shares) // 2][0]
-        target = (f"{name}: building the compressed form <= 15% of its time (worst; median "
-                  f"{median:.0f}%, {over} of {len(shares)} cases over 15%)")
+        target = (
+            f"{name}: building the compressed form <= 15% of its time (worst; median "
+            f"{median:.0f}%, {over} of {len(shares)} cases over 15%)"
+        )
         rows.append((target, "target layers", shares[-1][0], shares[-1][1], shares[-1][0] <= 15.0))
     return rows
 
@@ -91,8 +137,10 @@ def _compression_rows(seed: int = 0) -> list[tuple[str, str, float, str, bool]]:
         if layer.kernel_shape[:2] != (3, 3) or layer.strides != (1, 1):
             continue
         x = relu_activation(layer.input_shape, 0.85, seed=seed)
-        size = {a: jaxcps.footprint(x, layer.kernel_shape, layer.strides, layer.padding, a)
-                for a in ("im2col", "mec", "cpo", "cps")}
+        size = {
+            a: jaxcps.footprint(x, layer.kernel_shape, layer.strides, layer.padding, a)
+            for a in ("im2col", "mec", "cpo", "cps")
+        }
         best = min(size["cpo"], size["cps"])
         crs["im2col"].append((size["im2col"] / best, layer.id))
         crs["mec"].append((size["mec"] / best, layer.id))
@@ -100,8 +148,7 @@ def _compression_rows(seed: int = 0) -> list[tuple[str, str, float, str, bool]]:
     for base, goal in (("im2col", 26.0), ("mec", 9.2)):
         worst, where = min(crs[base])
         best, best_where = max(crs[base])
-        target = (f"CR vs {base} at 85% zeros >= {goal}x (worst; best {best:.1f}x at "
-                  f"{best_where})")
+        target = f"CR vs {base} at 85% zeros >= {goal}x (worst; best {best:.1f}x at {best_where})"
         rows.append((target, "3x3 stride-1 layers", worst, where, worst >= goal))
     return rows
 
@@ -112,8 +159,15 @@ def _dense_rows(path: str) -> list[tuple[str, str, float, str, bool]]:
     rows = []
     for name in ("im2col", "mec"):
         worst, where = _worst(cases, lambda c, name=name: c["algorithms"][name]["ratio_to_xla"])
-        rows.append((f"{name} within 1.5x of XLA at 0% zeros (ratio >= 0.67)", "all layers",
-                     worst, where, worst >= 1 / 1.5))
+        rows.append(
+            (
+                f"{name} within 1.5x of XLA at 0% zeros (ratio >= 0.67)",
+                "all layers",
+                worst,
+                where,
+                worst >= 1 / 1.5,
+            )
+        )
     return rows
 
 

@@ -22,7 +22,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zeros", type=float, default=0.9, help="zero fraction (default: 0.9)")
     parser.add_argument("--size", type=int, default=28, help="height = width (default: 28)")
-    parser.add_argument("--channels", type=int, default=512, help="in = out channels (default: 512)")
+    parser.add_argument(
+        "--channels", type=int, default=512, help="in = out channels (default: 512)"
+    )
     args = parser.parse_args()
 
     x = relu_activation((1, args.size, args.size, args.channels), args.zeros, seed=0)
@@ -45,9 +47,10 @@ def main() -> None:
     expected = convs["xla"](x_dev, w_dev)
     im2col_bytes = jaxcps.footprint(x, w.shape, (1, 1), "SAME", "im2col")
 
-    print(f"layer {x.shape} * {w.shape}, {args.zeros:.0%} zeros, active ISA "
-          f"{jaxcps.active_isa()}")
-    print(f"{'algorithm':>9}  {'median ms':>9}  {'vs XLA':>7}  {'CR vs im2col':>12}  {'rel. error':>10}")
+    print(f"layer {x.shape} * {w.shape}, {args.zeros:.0%} zeros, active ISA {jaxcps.active_isa()}")
+    print(
+        f"{'algorithm':>9}  {'median ms':>9}  {'vs XLA':>7}  {'CR vs im2col':>12}  {'rel. error':>10}"
+    )
     for name, f in convs.items():
         y = f(x_dev, w_dev)
         error = float(jnp.max(jnp.abs(y - expected)) / jnp.max(jnp.abs(expected)))
@@ -56,7 +59,9 @@ def main() -> None:
             cr = f"{ratio:11.1f}x"
         else:
             cr = f"{'-':>12}"
-        print(f"{name:>9}  {times[name] * 1e3:9.2f}  {times['xla'] / times[name]:6.2f}x  {cr}  {error:10.1e}")
+        print(
+            f"{name:>9}  {times[name] * 1e3:9.2f}  {times['xla'] / times[name]:6.2f}x  {cr}  {error:10.1e}"
+        )
 
 
 if __name__ == "__main__":

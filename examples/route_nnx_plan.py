@@ -25,7 +25,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--image-size", type=int, default=64)
 parser.add_argument("--width", type=float, default=0.25)
 parser.add_argument(
-    "--candidates", default=",".join(a for a in jaxcps.ALGORITHMS if a != "auto"),
+    "--candidates",
+    default=",".join(a for a in jaxcps.ALGORITHMS if a != "auto"),
     help="comma-separated algorithms to time (default: all but auto)",
 )
 args = parser.parse_args()

@@ -24,7 +24,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--image-size", type=int, default=64)
 parser.add_argument("--width", type=float, default=0.25)
 parser.add_argument(
-    "--candidates", default=",".join(a for a in jaxcps.ALGORITHMS if a != "auto"),
+    "--candidates",
+    default=",".join(a for a in jaxcps.ALGORITHMS if a != "auto"),
     help="comma-separated algorithms to time (default: all but auto)",
 )
 parser.add_argument("--plan", default=os.path.join(tempfile.gettempdir(), "jaxcps_plan.json"))
@@ -36,8 +37,9 @@ variables = models.calibrate_linen(model, model.init(key(1), sample), sample)
 
 # Offline, once: measure and save.
 candidates = args.candidates.split(",")
-jaxcps.flax.select(lambda x: model.apply(variables, x), sample, candidates=candidates,
-                   repeats=3).save(args.plan)
+jaxcps.flax.select(
+    lambda x: model.apply(variables, x), sample, candidates=candidates, repeats=3
+).save(args.plan)
 
 # At serving time: load the plan and compile the serving function under it.
 plan = jaxcps.Plan.load(args.plan)
@@ -54,5 +56,7 @@ serve = make_server(plan)
 for seed in range(3):  # requests arrive outside the context and keep the plan
     request = jax.random.uniform(key(seed), sample.shape)
     print("request", seed, "-> class", int(serve(request).argmax()))
-print(f"plan {args.plan}: {sum(a != 'xla' for a in plan.values())} of {len(plan)} layers "
-      f"on jaxcps kernels")
+print(
+    f"plan {args.plan}: {sum(a != 'xla' for a in plan.values())} of {len(plan)} layers "
+    f"on jaxcps kernels"
+)

@@ -22,7 +22,6 @@ def key(seed):
     return jax.random.key(seed, impl="rbg")
 
 
-
 class Net(nn.Module):
     conv: type = nn.Conv  # the class used for the last layer
 

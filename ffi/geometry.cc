@@ -22,12 +22,18 @@ int64_t ConvOutputSize(int64_t padded, int64_t extent, int64_t stride) {
   return (padded - extent) / stride + 1;
 }
 
-
 std::string ConvGeometry::Derive() {
-  const struct { const char* name; int64_t value; } dims[] = {
-      {"batch", n}, {"height", h}, {"width", w}, {"channels", c},
-      {"kernel_height", kh}, {"kernel_width", kw}, {"kernel_in_channels", ci},
-      {"out_channels", o}};
+  const struct {
+    const char* name;
+    int64_t value;
+  } dims[] = {{"batch", n},
+              {"height", h},
+              {"width", w},
+              {"channels", c},
+              {"kernel_height", kh},
+              {"kernel_width", kw},
+              {"kernel_in_channels", ci},
+              {"out_channels", o}};
   for (const auto& d : dims) {
     if (d.value < 0 || d.value >= kMaxDim) return Bad(d.name, d.value, "out of range [0, 2^31)");
   }

@@ -11,13 +11,13 @@
 namespace jaxcps {
 
 struct ConvGeometry {
-  int64_t n = 0, h = 0, w = 0, c = 0;        // input
-  int64_t kh = 0, kw = 0, ci = 0, o = 0;     // weights (ci = input channels per group)
-  int64_t sh = 1, sw = 1;                    // window strides
+  int64_t n = 0, h = 0, w = 0, c = 0;     // input
+  int64_t kh = 0, kw = 0, ci = 0, o = 0;  // weights (ci = input channels per group)
+  int64_t sh = 1, sw = 1;                 // window strides
   int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // may be negative
-  int64_t dh = 1, dw = 1;                    // rhs (kernel) dilation
-  int64_t groups = 1;                        // feature_group_count
-  int64_t oh = 0, ow = 0;                    // output, derived by Derive()
+  int64_t dh = 1, dw = 1;                                            // rhs (kernel) dilation
+  int64_t groups = 1;                                                // feature_group_count
+  int64_t oh = 0, ow = 0;                                            // output, derived by Derive()
 
   int64_t OutPerGroup() const { return o / groups; }
   // Extent of the dilated kernel.

@@ -107,7 +107,9 @@ def unsupported_reason(algorithm: str, conv: ResolvedConv, dtype: np.dtype) -> s
         conv.feature_group_count,
     )
     if reason:
-        return f"algorithm={algorithm!r} cannot run this convolution: {reason} (use algorithm='xla')"
+        return (
+            f"algorithm={algorithm!r} cannot run this convolution: {reason} (use algorithm='xla')"
+        )
     return None
 
 

@@ -36,8 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         modules[name] = module
     args = parser.parse_args(argv)
     if args.command in unavailable:
-        parser.error(f"'{args.command}' is unavailable: {unavailable[args.command]} "
-                     f"(pip install 'jaxcps[demo]' installs what it needs)")
+        parser.error(
+            f"'{args.command}' is unavailable: {unavailable[args.command]} "
+            f"(pip install 'jaxcps[demo]' installs what it needs)"
+        )
     return int(modules[args.command].run(args) or 0)
 
 

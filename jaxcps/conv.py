@@ -113,7 +113,9 @@ def conv_general_dilated(
         reason = unsupported_reason(algorithm, conv, lhs.dtype)
         if reason is not None:
             raise ValueError(reason)
-    out_dtype = np.dtype(preferred_element_type) if preferred_element_type is not None else lhs.dtype
+    out_dtype = (
+        np.dtype(preferred_element_type) if preferred_element_type is not None else lhs.dtype
+    )
     y = _run_kernel(
         lhs,
         rhs,

@@ -107,7 +107,9 @@ def _int(value: Any, name: str) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
-def _positive_ints(value: Any, count: int, name: str, default: int | None = None) -> tuple[int, ...]:
+def _positive_ints(
+    value: Any, count: int, name: str, default: int | None = None
+) -> tuple[int, ...]:
     if value is None and default is not None:
         return (default,) * count
     try:
@@ -115,7 +117,9 @@ def _positive_ints(value: Any, count: int, name: str, default: int | None = None
     except TypeError:
         raise ValueError(f"{name} must be a sequence of {count} integers, got {value!r}") from None
     if len(items) != count:
-        raise ValueError(f"{name} must have {count} entries (one per spatial dimension), got {value!r}")
+        raise ValueError(
+            f"{name} must have {count} entries (one per spatial dimension), got {value!r}"
+        )
     ints = tuple(_int(v, name) for v in items)
     if any(v < 1 for v in ints):
         raise ValueError(f"{name} entries must be >= 1, got {value!r}")

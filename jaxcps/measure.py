@@ -123,9 +123,7 @@ def measure(
         except ValueError:  # this kernel cannot run the layer
             continue
         contenders[algorithm] = functools.partial(run, x, w)
-    times = medians(
-        time_interleaved(contenders, repeats=repeats, warmup=warmup, on_round=on_round)
-    )
+    times = medians(time_interleaved(contenders, repeats=repeats, warmup=warmup, on_round=on_round))
     choice = min(times, key=times.__getitem__)
     resolved = layer.resolve()
     return LayerRecord(

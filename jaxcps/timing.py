@@ -36,7 +36,7 @@ def time_interleaved(
             jax.block_until_ready(contenders[name]())
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)] if names else []
+        order = names[r % len(names) :] + names[: r % len(names)] if names else []
         for name in order:
             start = time.perf_counter()
             jax.block_until_ready(contenders[name]())

@@ -111,7 +111,10 @@ def lax_conv(lhs: Any, rhs: Any, window_strides: Any, padding: Any, **kwargs: An
     """
     if not isinstance(padding, str) and kwargs.get("lhs_dilation") is None:
         conv = resolve_conv(
-            np.shape(lhs), np.shape(rhs), window_strides, padding,
+            np.shape(lhs),
+            np.shape(rhs),
+            window_strides,
+            padding,
             rhs_dilation=kwargs.get("rhs_dilation"),
             dimension_numbers=kwargs.get("dimension_numbers"),
             feature_group_count=kwargs.get("feature_group_count", 1),
@@ -158,9 +161,9 @@ def assert_close(
     """
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
-    assert (
-        actual.shape == expected.shape
-    ), f"shape {actual.shape} != expected {expected.shape}; {context}"
+    assert actual.shape == expected.shape, (
+        f"shape {actual.shape} != expected {expected.shape}; {context}"
+    )
     if expected.size == 0:
         return
     assert np.all(np.isfinite(actual)), f"non-finite output; {context}"

@@ -90,7 +90,9 @@ def operands(layout: str) -> tuple[np.ndarray, ...]:
 def conv(algorithm: str, layout: str) -> Conv:
     """jaxcps with `algorithm` in `layout`, as a function of (x, w)."""
     return functools.partial(
-        jaxcps.conv_general_dilated, dimension_numbers=LAYOUTS[layout], algorithm=algorithm,
+        jaxcps.conv_general_dilated,
+        dimension_numbers=LAYOUTS[layout],
+        algorithm=algorithm,
         **GEOMETRY,
     )
 

@@ -38,8 +38,20 @@ def _parse(*argv: str) -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bench")
-    code = cli.run(_parse("--suite", "smoke", "--repeats", "2", "--warmup", "1",
-                          "--peak-size", "256", "--out", str(out)))
+    code = cli.run(
+        _parse(
+            "--suite",
+            "smoke",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--peak-size",
+            "256",
+            "--out",
+            str(out),
+        )
+    )
     return code, out
 
 
@@ -58,7 +70,8 @@ def test_smoke_run_verifies_every_contender(smoke_run) -> None:
         # Without --peers, XLA is the only dense engine.
         assert case["best_dense"] == "xla" and case["best_sparse"] in SPARSE
         assert case["sparse_vs_dense"] == pytest.approx(
-            case["algorithms"][case["best_sparse"]]["ratio_to_xla"])
+            case["algorithms"][case["best_sparse"]]["ratio_to_xla"]
+        )
     peak = report["peak"]
     assert peak["achievable_gflops"] == max(peak["sgemm_gflops"], peak["dense_engine_gflops"])
     assert report["settings"]["peers"] is None
@@ -85,9 +98,17 @@ def test_useful_flops_is_exact_at_stride_and_borders() -> None:
     x = relu_activation(case.layer.input_shape, case.zeros, seed=3)
     layer = case.layer
     oh = (layer.h - layer.kh) // layer.stride + 1  # VALID
-    pairs = sum(np.count_nonzero(x[0, i * layer.stride:i * layer.stride + layer.kh,
-                                   j * layer.stride:j * layer.stride + layer.kw])
-                for i in range(oh) for j in range(oh))
+    pairs = sum(
+        np.count_nonzero(
+            x[
+                0,
+                i * layer.stride : i * layer.stride + layer.kh,
+                j * layer.stride : j * layer.stride + layer.kw,
+            ]
+        )
+        for i in range(oh)
+        for j in range(oh)
+    )
     assert useful_flops(case, x) == 2.0 * layer.o * pairs
 
 
@@ -108,18 +129,26 @@ def test_peers_suites_sweep_zeros_and_batches() -> None:
         cases = suite_cases(suite)
         assert len(cases) == len(layers) * len(PEERS_ZEROS) * len(PEERS_BATCHES)
         assert {(c.zeros, c.batch) for c in cases} == {
-            (z, b) for z in PEERS_ZEROS for b in PEERS_BATCHES}
+            (z, b) for z in PEERS_ZEROS for b in PEERS_BATCHES
+        }
     assert not {layer.id for layer in PEERS_LAYERS} & {l.id for l in PEERS_HOLDOUT_LAYERS}
     assert {layer.describe() for layer in PEERS_LAYERS} >= {
-        "112x112x128->128 3x3/1 SAME", "7x7x512->512 3x3/1 SAME", "28x28x256->256 3x3/2 SAME"}
+        "112x112x128->128 3x3/1 SAME",
+        "7x7x512->512 3x3/1 SAME",
+        "28x28x256->256 3x3/2 SAME",
+    }
     case = select_cases("peers", ["vgg16/conv5_2"], [0.9], [8])[0]
     assert case.id == "vgg16/conv5_2@0.90-b8" and case.input_shape == (8, 14, 14, 512)
 
 
 def test_batch_override_keeps_the_suites_zeros() -> None:
     cases = select_cases("quick", ["resnet50/conv4_2"], batches=[1, 4])
-    assert [c.id for c in cases] == ["resnet50/conv4_2@0.70", "resnet50/conv4_2@0.90",
-                                     "resnet50/conv4_2@0.70-b4", "resnet50/conv4_2@0.90-b4"]
+    assert [c.id for c in cases] == [
+        "resnet50/conv4_2@0.70",
+        "resnet50/conv4_2@0.90",
+        "resnet50/conv4_2@0.70-b4",
+        "resnet50/conv4_2@0.90-b4",
+    ]
     with pytest.raises(ValueError, match="batch"):
         select_cases("quick", None, None, [0])
 
@@ -130,17 +159,28 @@ def test_inputs_have_the_cases_batch() -> None:
     assert x.shape == (3, 8, 8, 8) and w.shape == case.layer.kernel_shape
 
 
-def _verdict_case(zeros: float, batch: int, speedup: float, pct_peak: float, build: float,
-                  jaxcps_ratio: float) -> dict:
-    return {"id": f"l@{zeros}-b{batch}", "zeros": zeros, "batch": batch, "best_sparse": "cpo",
-            "best_jaxcps": "cpo", "sparse_vs_dense": speedup,
-            "algorithms": {"cpo": {"pct_peak": pct_peak, "build_pct": build,
-                                   "ratio_to_xla": jaxcps_ratio}}}
+def _verdict_case(
+    zeros: float, batch: int, speedup: float, pct_peak: float, build: float, jaxcps_ratio: float
+) -> dict:
+    return {
+        "id": f"l@{zeros}-b{batch}",
+        "zeros": zeros,
+        "batch": batch,
+        "best_sparse": "cpo",
+        "best_jaxcps": "cpo",
+        "sparse_vs_dense": speedup,
+        "algorithms": {
+            "cpo": {"pct_peak": pct_peak, "build_pct": build, "ratio_to_xla": jaxcps_ratio}
+        },
+    }
 
 
 def test_targets_report_met_missed_and_unmeasured() -> None:
-    cases = [_verdict_case(0.5, 1, 1.5, 70.0, 2.0, 2.0), _verdict_case(0.5, 1, 1.0, 61.0, 4.0, 1.0),
-             _verdict_case(0.0, 1, 0.5, 10.0, 12.0, 0.9)]
+    cases = [
+        _verdict_case(0.5, 1, 1.5, 70.0, 2.0, 2.0),
+        _verdict_case(0.5, 1, 1.0, 61.0, 4.0, 1.0),
+        _verdict_case(0.0, 1, 0.5, 10.0, 12.0, 0.9),
+    ]
     verdicts = {v.target: v for v in targets.evaluate({"cases": cases})}
     speed = verdicts["speed-up over the best dense engine >= 1.2x at 50% zeros, batch 1"]
     assert (speed.met, speed.cases, speed.measured) == (False, 2, 1.0)
@@ -158,8 +198,13 @@ def test_targets_report_met_missed_and_unmeasured() -> None:
 def test_select_cases_by_glob_substring_and_zeros() -> None:
     cases = select_cases("paper", ["vgg16/conv5_*", "L9"], [0.5, 0.9])
     assert [c.id for c in cases][:2] == ["vgg16/conv5_1@0.50", "vgg16/conv5_1@0.90"]
-    assert {c.layer.id for c in cases} == {"vgg16/conv5_1", "vgg16/conv5_2", "vgg16/conv5_3",
-                                           "inception3/L91", "inception3/L92"}
+    assert {c.layer.id for c in cases} == {
+        "vgg16/conv5_1",
+        "vgg16/conv5_2",
+        "vgg16/conv5_3",
+        "inception3/L91",
+        "inception3/L92",
+    }
     with pytest.raises(ValueError, match="no layer"):
         select_cases("quick", ["nonexistent"])
     with pytest.raises(ValueError, match="zeros"):
@@ -199,9 +244,15 @@ def test_activation_seeds_reproduce() -> None:
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("bad", [{"zero_fraction": -0.1}, {"zero_fraction": 1.1},
-                                 {"zero_fraction": 0.5, "dead_channels": 2.0},
-                                 {"zero_fraction": 0.5, "correlation_length": 0.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"zero_fraction": -0.1},
+        {"zero_fraction": 1.1},
+        {"zero_fraction": 0.5, "dead_channels": 2.0},
+        {"zero_fraction": 0.5, "correlation_length": 0.0},
+    ],
+)
 def test_activation_rejects_bad_arguments(bad: dict) -> None:
     with pytest.raises(ValueError):
         relu_activation((1, 4, 4, 4), **bad)

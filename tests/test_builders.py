@@ -31,8 +31,9 @@ def _row_patterns(width: int, channels: int, rng: np.random.Generator) -> dict[s
 
 @pytest.mark.parametrize("width", [1, 15, 17, 63, 64, 65, 128, 129, 200])
 @pytest.mark.parametrize("channels", [3, 16, 17])
-def test_builders_agree_across_isas(width: int, channels: int, rng: np.random.Generator,
-                                    restore_isa: None) -> None:
+def test_builders_agree_across_isas(
+    width: int, channels: int, rng: np.random.Generator, restore_isa: None
+) -> None:
     w = rng.standard_normal((3, 3, channels, 5)).astype(np.float32)
     for name, x in _row_patterns(width, channels, rng).items():
         expected = lax_conv(x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN)
@@ -41,8 +42,9 @@ def test_builders_agree_across_isas(width: int, channels: int, rng: np.random.Ge
             use_isa(isa)
             for algorithm in SPARSE:
                 sizes[isa, algorithm] = _targets._ffi.compressed_bytes(algorithm, x)
-                got = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME",
-                                                  dimension_numbers=NATIVE_DN, algorithm=algorithm)
+                got = jaxcps.conv_general_dilated(
+                    x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm
+                )
                 assert_close(got, expected, f"{algorithm}/{isa}, {name}, width {width}")
         for algorithm in SPARSE:
             per_isa = {isa: b for (isa, a), b in sizes.items() if a == algorithm}

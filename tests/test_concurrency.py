@@ -78,8 +78,12 @@ def _hammer_threads() -> dict:
     for t in threads:
         t.join(DEADLINE)
     hung = sum(t.is_alive() for t in threads)
-    return dict(calls=THREADS * ROUNDS * len(FFI_ALGORITHMS), mismatches=mismatches,
-                errors=errors, hung=hung)
+    return dict(
+        calls=THREADS * ROUNDS * len(FFI_ALGORITHMS),
+        mismatches=mismatches,
+        errors=errors,
+        hung=hung,
+    )
 
 
 def _many_devices() -> dict:
@@ -136,8 +140,7 @@ def _worker(one_cpu: bool) -> None:
 def _run(devices: int, one_cpu: bool, extra_flags: str = "") -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = (
-        f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices} "
-        f"{extra_flags}"
+        f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices} {extra_flags}"
     )
     args = [sys.executable, __file__, "--worker"] + (["--one-cpu"] if one_cpu else [])
     try:
@@ -145,7 +148,9 @@ def _run(devices: int, one_cpu: bool, extra_flags: str = "") -> dict:
             args, capture_output=True, text=True, timeout=2 * DEADLINE, env=env, check=False
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"deadlock: no answer in {2 * DEADLINE} s ({devices} devices, one_cpu={one_cpu})")
+        pytest.fail(
+            f"deadlock: no answer in {2 * DEADLINE} s ({devices} devices, one_cpu={one_cpu})"
+        )
     assert proc.returncode == 0, f"worker died ({proc.returncode}):\n{proc.stderr[-4000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

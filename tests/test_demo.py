@@ -56,8 +56,13 @@ def test_demo_rejects_bad_options(tmp_path, capsys):
     blocker.write_text("")
     assert cli.run(parse(["--out", str(blocker)])) == 2
     assert "is not a folder" in capsys.readouterr().err
-    for argv in (["--model", "alexnet"], ["--profile", "flat"], ["--repeats", "0"],
-                 ["--width", "-1"], ["--image-size", "big"]):
+    for argv in (
+        ["--model", "alexnet"],
+        ["--profile", "flat"],
+        ["--repeats", "0"],
+        ["--width", "-1"],
+        ["--image-size", "big"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             parse(argv)
         assert exit_info.value.code == 2
@@ -119,8 +124,9 @@ def test_resnet50_has_the_same_layers_in_linen_and_nnx():
     model = nnx.eval_shape(lambda: models.ResNet50NNX(width=0.125, rngs=nnx.Rngs(0)))
 
     def shapes(tree):
-        return {jax.tree_util.keystr(p): v.shape
-                for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+        return {
+            jax.tree_util.keystr(p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(tree)
+        }
 
     assert shapes(linen) == shapes(nnx.to_pure_dict(nnx.state(model)))
     convs = dict(nnx_convs(model))

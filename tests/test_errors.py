@@ -144,7 +144,7 @@ def test_keywords_are_lax_s_plus_algorithm_and_name() -> None:
     ours = inspect.signature(jaxcps.conv_general_dilated).parameters
     theirs = inspect.signature(lax.conv_general_dilated).parameters
     assert list(ours)[: len(theirs)] == list(theirs)
-    assert list(ours)[len(theirs):] == ["algorithm", "name"]
+    assert list(ours)[len(theirs) :] == ["algorithm", "name"]
     assert all(ours[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("algorithm", "name"))
     assert "out_sharding" in theirs  # the keyword Flax's nnx.Conv passes
 
@@ -158,7 +158,12 @@ def test_out_sharding_is_applied_as_by_lax(algorithm: str) -> None:
             X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, out_sharding=sharding
         )
         got = jaxcps.conv_general_dilated(
-            X, W, (1, 1), "SAME", dimension_numbers=NATIVE_DN, out_sharding=sharding,
+            X,
+            W,
+            (1, 1),
+            "SAME",
+            dimension_numbers=NATIVE_DN,
+            out_sharding=sharding,
             algorithm=algorithm,
         )
     assert got.sharding == want.sharding
@@ -227,8 +232,9 @@ def _conv(algorithm: str, name: str | None = None) -> Any:
     )
 
 
-def _lowered(algorithm: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
-             name: str | None = None) -> str:
+def _lowered(
+    algorithm: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], name: str | None = None
+) -> str:
     """StableHLO of the jitted conv of abstract float32 operands: nothing is allocated or run."""
     operands = [jax.ShapeDtypeStruct(shape, np.float32) for shape in (x_shape, w_shape)]
     return jax.jit(_conv(algorithm, name)).lower(*operands).as_text()

@@ -18,8 +18,11 @@ SMALL_MODEL = ["--image-size", "32", "--width", "0.125"]
 SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "quickstart.py": (
         ["--size", "8", "--channels", "16"],
-        ["layer (1, 8, 8, 16) * (3, 3, 16, 16), 90% zeros, active ISA", "CR vs im2col",
-         *(f"{a:>9}  " for a in ALGORITHMS if a != "auto")],
+        [
+            "layer (1, 8, 8, 16) * (3, 3, 16, 16), 90% zeros, active ISA",
+            "CR vs im2col",
+            *(f"{a:>9}  " for a in ALGORITHMS if a != "auto"),
+        ],
     ),
     "swap_one_layer.py": (
         [],
@@ -59,16 +62,22 @@ def test_examples_run(tmp_path):
             extra = [*extra, "--plan", str(plan)]
         procs[script] = subprocess.Popen(
             [sys.executable, str(EXAMPLES / script), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     failures = []
     for script, proc in procs.items():
         out, err = proc.communicate(timeout=300)
-        expected = SCRIPTS[script][1] + ([f"plan {plan}: "] if script == "serve_with_plan.py" else [])
+        expected = SCRIPTS[script][1] + (
+            [f"plan {plan}: "] if script == "serve_with_plan.py" else []
+        )
         lacking = [text for text in expected if text not in out]
         if proc.returncode != 0 or lacking:
-            failures.append(f"{script} exited {proc.returncode}, output lacks {lacking}:\n"
-                            f"{out[-2000:]}\n{err[-3000:]}")
+            failures.append(
+                f"{script} exited {proc.returncode}, output lacks {lacking}:\n"
+                f"{out[-2000:]}\n{err[-3000:]}"
+            )
     assert not failures, "\n\n".join(failures)
     assert plan.exists()
     if missing:

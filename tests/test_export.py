@@ -34,7 +34,12 @@ def two_layers(x: jax.Array, w1: jax.Array, w2: jax.Array) -> jax.Array:
     )
     h = jax.nn.relu(h)
     return jaxcps.conv_general_dilated(
-        h, w2, (1, 1), ((1, 0), (0, 1)), dimension_numbers=NATIVE_DN, feature_group_count=2,
+        h,
+        w2,
+        (1, 1),
+        ((1, 0), (0, 1)),
+        dimension_numbers=NATIVE_DN,
+        feature_group_count=2,
         algorithm="cpo",
     )
 
@@ -103,7 +108,9 @@ def test_serialized_program_runs_in_a_fresh_process(operands, tmp_path) -> None:
     procs = {
         how: subprocess.Popen(
             [sys.executable, "-c", LOADER, str(program), str(arrays), how],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             cwd=os.path.dirname(os.path.abspath(__file__)),
             env=dict(os.environ, JAX_PLATFORMS="cpu"),
         )

@@ -41,7 +41,11 @@ def test_mec_runs_height_dilation() -> None:
     through the public function)."""
     spec = ConvSpec((1, 1), ((0, 0), (0, 0)), rhs_dilation=(2, 1))
     conv = resolve_conv(
-        (1, 9, 4, 2), (2, 1, 2, 3), (1, 1), "VALID", rhs_dilation=(2, 1),
+        (1, 9, 4, 2),
+        (2, 1, 2, 3),
+        (1, 1),
+        "VALID",
+        rhs_dilation=(2, 1),
         dimension_numbers=NATIVE_DN,
     )
     assert conv.spec() == spec

@@ -172,9 +172,7 @@ def test_linen_route_is_per_thread(x, linen_vars):
 
 def test_linen_checkpoint_loads_into_drop_in(x, linen_vars):
     plain, drop_in = LinenNet(), LinenNet(conv=jlinen.Conv)
-    assert jax.tree.map(jnp.shape, drop_in.init(key(2), x)) == jax.tree.map(
-        jnp.shape, linen_vars
-    )
+    assert jax.tree.map(jnp.shape, drop_in.init(key(2), x)) == jax.tree.map(jnp.shape, linen_vars)
     assert ffi_targets(drop_in.apply, linen_vars, x) == []  # "auto" without a plan: XLA
     with route({"head": "cps"}):
         assert ffi_targets(drop_in.apply, linen_vars, x) == ["jaxcps_cps_f32"]
@@ -212,8 +210,9 @@ def test_nnx_route_is_restored_after_an_exception(x):
     with pytest.raises(KeyError), route("cpo", model):
         assert len(ffi_targets(lambda x: model(x), x)) == 3
         raise KeyError("boom")
-    assert all(m.conv_general_dilated is lax.conv_general_dilated
-               for m in (*model.convs, model.head))
+    assert all(
+        m.conv_general_dilated is lax.conv_general_dilated for m in (*model.convs, model.head)
+    )
 
 
 def test_nnx_grad_under_route_matches_xla(x):
@@ -259,6 +258,7 @@ def test_import_jaxcps_does_not_import_flax(tmp_path):
 
     code = "import sys, jaxcps; print('flax' in sys.modules)"
     # Outside the repository, so that the installed package is imported, not the source tree.
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert out.stdout.strip() == "False"

@@ -123,12 +123,10 @@ def test_sparse_formula_on_random_data(
     blocks = cpo_blocks(x, groups)
     assert blocks >= groups
     assert (
-        fp(x, kernel, "cpo", feature_group_count=groups)
-        == nnz * 6 + n * h * blocks * (w + 1) * 4
+        fp(x, kernel, "cpo", feature_group_count=groups) == nnz * 6 + n * h * blocks * (w + 1) * 4
     )
     assert (
-        fp(x, kernel, "cps", feature_group_count=groups)
-        == nnz * 4 + runs * 4 + n * h * (c + 1) * 8
+        fp(x, kernel, "cps", feature_group_count=groups) == nnz * 4 + runs * 4 + n * h * (c + 1) * 8
     )
 
 

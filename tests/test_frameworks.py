@@ -128,13 +128,15 @@ def keras_cnn() -> Case:
 def equinox_cnn() -> Case:
     eqx = need("equinox")
     k1, k2, k3 = jax.random.split(rbg_key(2), 3)
-    model = eqx.nn.Sequential([
-        eqx.nn.Conv2d(3, 8, 3, padding=1, key=k1),
-        eqx.nn.Lambda(jax.nn.relu),
-        eqx.nn.Conv2d(8, 8, 3, stride=2, key=k2),
-        eqx.nn.Lambda(jax.nn.relu),
-        eqx.nn.Conv2d(8, 4, 3, padding=1, groups=4, key=k3),
-    ])
+    model = eqx.nn.Sequential(
+        [
+            eqx.nn.Conv2d(3, 8, 3, padding=1, key=k1),
+            eqx.nn.Lambda(jax.nn.relu),
+            eqx.nn.Conv2d(8, 8, 3, stride=2, key=k2),
+            eqx.nn.Lambda(jax.nn.relu),
+            eqx.nn.Conv2d(8, 4, 3, padding=1, groups=4, key=k3),
+        ]
+    )
     # jax.jit takes arrays only: the model's functions (the Lambdas) stay outside.
     arrays, static = eqx.partition(model, eqx.is_array)
     return Case(
@@ -274,9 +276,9 @@ def test_equinox_models_with_function_leaves() -> None:
     filtered transformations: function leaves are static arguments of the routed call."""
     eqx = need("equinox")
     k1, k2 = jax.random.split(rbg_key(5))
-    model = eqx.nn.Sequential([
-        eqx.nn.Conv2d(3, 4, 3, key=k1), eqx.nn.Lambda(jax.nn.relu), eqx.nn.Conv2d(4, 4, 3, key=k2)
-    ])
+    model = eqx.nn.Sequential(
+        [eqx.nn.Conv2d(3, 4, 3, key=k1), eqx.nn.Lambda(jax.nn.relu), eqx.nn.Conv2d(4, 4, 3, key=k2)]
+    )
     x = relu_input((2, 3, 9, 9))
 
     def loss(model, x):

@@ -20,8 +20,9 @@ def test_library_imports_no_tools(tmp_path) -> None:
         "print(json.dumps([library, sorted(sys.modules)]))\n"
     )
     # Outside the repository, so that the installed package is imported, not the source tree.
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     library, with_flax = (set(names) for names in json.loads(out.stdout.splitlines()[-1]))
     assert not library & {*TOOLS, "flax"}
     assert "flax" in with_flax and not with_flax & set(TOOLS)

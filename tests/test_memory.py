@@ -24,8 +24,17 @@ SOAK = pathlib.Path(__file__).resolve().parent.parent / "tools" / "memory_soak.p
 
 def test_rss_stays_flat_over_repeated_calls() -> None:
     proc = subprocess.run(
-        [sys.executable, str(SOAK), "--calls", "600", "--warmup", "200", "--json",
-         "--max-growth-mib", "8"],
+        [
+            sys.executable,
+            str(SOAK),
+            "--calls",
+            "600",
+            "--warmup",
+            "200",
+            "--json",
+            "--max-growth-mib",
+            "8",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -56,7 +65,11 @@ def test_workspace_cache_reuses_large_blocks_within_its_cap() -> None:
         x = jnp.asarray(np.maximum(rng.standard_normal((1, side, side, 64)), 0), jnp.float32)
         for algorithm in SPARSE:
             jaxcps.conv_general_dilated(
-                x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                x,
+                w,
+                (1, 1),
+                "SAME",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 algorithm=algorithm,
             ).block_until_ready()
             cached, _ = _targets._ffi.workspace_cache()

@@ -156,7 +156,14 @@ EDGE_CASES = [
         ]
     ),
     Case(  # one output column over a tile, at stride 3
-        2, 4, 3 * TILE_COLUMNS + 1, 5, (1, 1), 2 * TILE_CHANNELS, strides=(1, 3), padding="VALID",
+        2,
+        4,
+        3 * TILE_COLUMNS + 1,
+        5,
+        (1, 1),
+        2 * TILE_CHANNELS,
+        strides=(1, 3),
+        padding="VALID",
         tags=("tile-edges",),
     ),
     # 1x1 spatial: the 3x3 window sees one pixel, or (VALID) no output at all.
@@ -169,11 +176,25 @@ EDGE_CASES = [
     # Negative padding: crop both sides, or crop so far that one output remains.
     Case(2, 6, 9, 3, (3, 3), 16, padding=((-2, 0), (1, -3)), tags=("negative-padding",)),
     Case(
-        1, 5, 5, 2, (3, 3), 4, padding=((-1, -1), (-1, -1)), zero_fraction=0.0,
+        1,
+        5,
+        5,
+        2,
+        (3, 3),
+        4,
+        padding=((-1, -1), (-1, -1)),
+        zero_fraction=0.0,
         tags=("negative-padding",),
     ),
     Case(
-        2, 3, 6, 4, (2, 2), 65, padding=((-4, 3), (2, -7)), zero_fraction=0.0,
+        2,
+        3,
+        6,
+        4,
+        (2, 2),
+        65,
+        padding=((-4, 3), (2, -7)),
+        zero_fraction=0.0,
         tags=("negative-padding",),
     ),
     # Padded size exactly the kernel extent, and one less (empty output).
@@ -181,7 +202,15 @@ EDGE_CASES = [
     Case(1, 3, 3, 2, (5, 5), 7, padding=((1, 0), (1, 1)), tags=("padding",)),
     # Stride larger than the kernel: inputs between windows are never read.
     Case(
-        2, 10, 11, 3, (1, 1), 5, strides=(3, 3), padding="VALID", zero_fraction=0.0,
+        2,
+        10,
+        11,
+        3,
+        (1, 1),
+        5,
+        strides=(3, 3),
+        padding="VALID",
+        zero_fraction=0.0,
         tags=("stride-skips-inputs",),
     ),
     Case(1, 8, 40, 3, (2, 2), 17, strides=(3, 3), padding="SAME", tags=("stride-skips-inputs",)),
@@ -190,14 +219,21 @@ EDGE_CASES = [
     Case(1, 6, 20, 4, (3, 3), 65, dead_channels=3, zero_fraction=0.75, tags=("dead-channels",)),
     Case(2, 7, 37, 8, (3, 3), 70, zero_fraction=0.9, clustered=True, tags=("clustered-runs",)),
     Case(
-        1, 9, 18, 5, (5, 5), 33, strides=(2, 2), zero_fraction=0.5, clustered=True, layout="NCHW",
+        1,
+        9,
+        18,
+        5,
+        (5, 5),
+        33,
+        strides=(2, 2),
+        zero_fraction=0.5,
+        clustered=True,
+        layout="NCHW",
         tags=("clustered-runs",),
     ),
     # An 11x11 kernel, and a whole block of input channels.
     Case(1, 13, 14, 3, (11, 11), 20, padding="SAME", tags=("large-kernel",)),
-    Case(
-        1, 6, 6, CHANNEL_BLOCK, (3, 3), TILE_CHANNELS, zero_fraction=0.9, tags=("channel-block",)
-    ),
+    Case(1, 6, 6, CHANNEL_BLOCK, (3, 3), TILE_CHANNELS, zero_fraction=0.9, tags=("channel-block",)),
     # Channel blocks follow the density: many small ones with a short last one (dense), few
     # large ones (sparse), and whole blocks of dead channels, which CPO skips.
     Case(1, 5, 9, 2 * CHANNEL_BLOCK + 6, (3, 3), 20, zero_fraction=0.0, tags=("channel-block",)),
@@ -367,9 +403,7 @@ def test_set_isa_rejects_unknown(restore_isa: None) -> None:
 #: builder reads off bitmasks).
 ISA_TAGS = ("tile-edges", "stride-skips-inputs", "dead-channels", "clustered-runs")
 #: Cases run under every instruction set: the tagged edges and every 8th/6th case of the grids.
-ISA_CASES = (
-    [c for c in EDGE_CASES if set(c.tags) & set(ISA_TAGS)] + GRID[::8] + DILATION_GRID[::6]
-)
+ISA_CASES = [c for c in EDGE_CASES if set(c.tags) & set(ISA_TAGS)] + GRID[::8] + DILATION_GRID[::6]
 
 
 @pytest.mark.parametrize("isa", ISAS)

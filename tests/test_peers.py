@@ -215,7 +215,11 @@ def test_openvino_import_sends_no_telemetry(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path)}
     env.pop("CI", None)
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         check=True,
     )
     assert json.loads(result.stdout.splitlines()[-1]) is None  # CI restored
@@ -234,8 +238,21 @@ def test_bench_times_the_engines_in_the_same_rounds(tmp_path, monkeypatch, capsy
             _require(engine)
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    args = parser.parse_args(["--suite", "smoke", "--peers", "--repeats", "2", "--warmup", "1",
-                              "--peak-size", "256", "--out", str(tmp_path)])
+    args = parser.parse_args(
+        [
+            "--suite",
+            "smoke",
+            "--peers",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--peak-size",
+            "256",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert cli.run(args) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     timed = [e for e in peers.ENGINES if _available()[e] is None]
@@ -249,9 +266,11 @@ def test_bench_times_the_engines_in_the_same_rounds(tmp_path, monkeypatch, capsy
         best = case["algorithms"][case["best_dense"]]["median_ms"]
         assert best == min(case["algorithms"][e]["median_ms"] for e in ("xla", *timed))
         assert case["sparse_vs_dense"] == pytest.approx(
-            best / case["algorithms"][case["best_sparse"]]["median_ms"])
-    fastest_engine = max(case["algorithms"][e]["dense_gflops"]
-                         for case in report["cases"] for e in ("xla", *timed))
+            best / case["algorithms"][case["best_sparse"]]["median_ms"]
+        )
+    fastest_engine = max(
+        case["algorithms"][e]["dense_gflops"] for case in report["cases"] for e in ("xla", *timed)
+    )
     assert report["peak"]["achievable_gflops"] >= fastest_engine
     with (tmp_path / "bench.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -262,8 +281,11 @@ def test_bench_times_the_engines_in_the_same_rounds(tmp_path, monkeypatch, capsy
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "against the best dense engine" in capsys.readouterr().out
 
-    monkeypatch.setattr(sys, "argv", [str(CHECKER), str(tmp_path / "bench.json"),
-                                      "--holdout", str(tmp_path / "bench.json")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [str(CHECKER), str(tmp_path / "bench.json"), "--holdout", str(tmp_path / "bench.json")],
+    )
     runpy.run_path(str(CHECKER), run_name="__main__")
     printed = capsys.readouterr().out
     assert "## holdout" in printed

@@ -31,55 +31,186 @@ BIG = 2**40  # beyond every range check, and beyond int32
 # executables by attribute value (an int32 attribute equal to a valid int64 one would reuse its
 # executable), so no two probes share shapes and attribute values.
 DIRECT_PROBES: list[tuple[str, tuple, tuple, dict, Any, str]] = [
-    ("strides-one-entry", (1, 5, 5, 4), (3, 3, 4, 2), dict(window_strides=[1]), (1, 3, 3, 2),
-     "window_strides must have 2 entries"),
-    ("strides-three-entries", (1, 7, 5, 2), (1, 1, 2, 3), dict(window_strides=[1, 1, 1]),
-     (1, 7, 5, 3), "window_strides must have 2"),
-    ("padding-three-entries", (1, 5, 5, 4), (3, 3, 4, 2), dict(padding=[0, 0, 0]), None,
-     "padding must have 4 entries"),
-    ("dilation-one-entry", (1, 8, 6, 2), (1, 1, 2, 3), dict(rhs_dilation=[1]), (1, 8, 6, 3),
-     "rhs_dilation must have 2"),
-    ("dilation-three-entries", (1, 5, 5, 4), (3, 3, 4, 2), dict(rhs_dilation=[1, 1, 1]), None,
-     "rhs_dilation must have 2 entries"),
-    ("stride-zero", (1, 5, 5, 4), (3, 3, 4, 2), dict(window_strides=[0, 1]), (1, 3, 3, 2),
-     r"window_strides\[0\] = 0"),
-    ("stride-negative", (1, 5, 5, 4), (3, 3, 4, 2), dict(window_strides=[1, -3]), (1, 3, 3, 2),
-     r"window_strides\[1\] = -3"),
-    ("stride-huge", (1, 5, 5, 4), (3, 3, 4, 2), dict(window_strides=[BIG, 1]), (1, 1, 3, 2),
-     r"window_strides\[0\]"),
-    ("dilation-zero", (1, 5, 5, 4), (3, 3, 4, 2), dict(rhs_dilation=[1, 0]), (1, 3, 3, 2),
-     r"rhs_dilation\[1\] = 0"),
-    ("dilation-huge", (1, 5, 5, 4), (3, 3, 4, 2), dict(rhs_dilation=[BIG, 1]), (1, 1, 3, 2),
-     r"rhs_dilation\[0\]"),
-    ("groups-zero", (1, 5, 5, 4), (3, 3, 4, 2), dict(feature_group_count=0), (1, 3, 3, 2),
-     "feature_group_count = 0"),
-    ("groups-negative", (1, 5, 5, 4), (3, 3, 4, 2), dict(feature_group_count=-2), (1, 3, 3, 2),
-     "feature_group_count = -2"),
-    ("groups-not-dividing-channels", (1, 5, 5, 4), (3, 3, 1, 3), dict(feature_group_count=3),
-     (1, 3, 3, 3), "feature_group_count = 3"),
-    ("groups-not-dividing-outputs", (1, 5, 6, 4), (1, 1, 2, 5), dict(feature_group_count=2),
-     (1, 5, 6, 5), "feature_group_count"),
+    (
+        "strides-one-entry",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(window_strides=[1]),
+        (1, 3, 3, 2),
+        "window_strides must have 2 entries",
+    ),
+    (
+        "strides-three-entries",
+        (1, 7, 5, 2),
+        (1, 1, 2, 3),
+        dict(window_strides=[1, 1, 1]),
+        (1, 7, 5, 3),
+        "window_strides must have 2",
+    ),
+    (
+        "padding-three-entries",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(padding=[0, 0, 0]),
+        None,
+        "padding must have 4 entries",
+    ),
+    (
+        "dilation-one-entry",
+        (1, 8, 6, 2),
+        (1, 1, 2, 3),
+        dict(rhs_dilation=[1]),
+        (1, 8, 6, 3),
+        "rhs_dilation must have 2",
+    ),
+    (
+        "dilation-three-entries",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(rhs_dilation=[1, 1, 1]),
+        None,
+        "rhs_dilation must have 2 entries",
+    ),
+    (
+        "stride-zero",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(window_strides=[0, 1]),
+        (1, 3, 3, 2),
+        r"window_strides\[0\] = 0",
+    ),
+    (
+        "stride-negative",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(window_strides=[1, -3]),
+        (1, 3, 3, 2),
+        r"window_strides\[1\] = -3",
+    ),
+    (
+        "stride-huge",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(window_strides=[BIG, 1]),
+        (1, 1, 3, 2),
+        r"window_strides\[0\]",
+    ),
+    (
+        "dilation-zero",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(rhs_dilation=[1, 0]),
+        (1, 3, 3, 2),
+        r"rhs_dilation\[1\] = 0",
+    ),
+    (
+        "dilation-huge",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(rhs_dilation=[BIG, 1]),
+        (1, 1, 3, 2),
+        r"rhs_dilation\[0\]",
+    ),
+    (
+        "groups-zero",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(feature_group_count=0),
+        (1, 3, 3, 2),
+        "feature_group_count = 0",
+    ),
+    (
+        "groups-negative",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(feature_group_count=-2),
+        (1, 3, 3, 2),
+        "feature_group_count = -2",
+    ),
+    (
+        "groups-not-dividing-channels",
+        (1, 5, 5, 4),
+        (3, 3, 1, 3),
+        dict(feature_group_count=3),
+        (1, 3, 3, 3),
+        "feature_group_count = 3",
+    ),
+    (
+        "groups-not-dividing-outputs",
+        (1, 5, 6, 4),
+        (1, 1, 2, 5),
+        dict(feature_group_count=2),
+        (1, 5, 6, 5),
+        "feature_group_count",
+    ),
     ("channel-mismatch", (1, 5, 5, 4), (3, 3, 3, 2), {}, (1, 3, 3, 2), "kernel in-channels"),
-    ("padding-huge-negative", (1, 5, 5, 4), (3, 3, 4, 2), dict(padding=[-BIG, 0, 0, 0]),
-     (1, 1, 3, 2), "padding"),
-    ("padding-huge-positive", (1, 5, 5, 4), (3, 3, 4, 2), dict(padding=[0, BIG, 0, 0]),
-     (1, 1, 3, 2), "padding"),
-    ("padding-crops-past-height", (1, 4, 5, 2), (1, 1, 2, 3), dict(padding=[-3, -2, 0, 0]),
-     (1, 1, 5, 3), r"padding\[0\] = .*negative padding larger than the height"),
-    ("padding-crops-past-width", (1, 5, 5, 4), (1, 1, 4, 2), dict(padding=[0, 0, -6, 0]),
-     (1, 5, 1, 2), r"padding\[1\] = .*negative padding larger than the width"),
-    ("output-shape-mismatch", (1, 5, 5, 4), (3, 3, 4, 2), {}, (1, 3, 4, 2),
-     "output buffer shape"),
-    ("output-channels-mismatch", (1, 5, 6, 2), (3, 3, 2, 4), {}, (1, 3, 4, 5),
-     "output buffer shape"),
+    (
+        "padding-huge-negative",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(padding=[-BIG, 0, 0, 0]),
+        (1, 1, 3, 2),
+        "padding",
+    ),
+    (
+        "padding-huge-positive",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(padding=[0, BIG, 0, 0]),
+        (1, 1, 3, 2),
+        "padding",
+    ),
+    (
+        "padding-crops-past-height",
+        (1, 4, 5, 2),
+        (1, 1, 2, 3),
+        dict(padding=[-3, -2, 0, 0]),
+        (1, 1, 5, 3),
+        r"padding\[0\] = .*negative padding larger than the height",
+    ),
+    (
+        "padding-crops-past-width",
+        (1, 5, 5, 4),
+        (1, 1, 4, 2),
+        dict(padding=[0, 0, -6, 0]),
+        (1, 5, 1, 2),
+        r"padding\[1\] = .*negative padding larger than the width",
+    ),
+    ("output-shape-mismatch", (1, 5, 5, 4), (3, 3, 4, 2), {}, (1, 3, 4, 2), "output buffer shape"),
+    (
+        "output-channels-mismatch",
+        (1, 5, 6, 2),
+        (3, 3, 2, 4),
+        {},
+        (1, 3, 4, 5),
+        "output buffer shape",
+    ),
     ("kernel-height-zero", (1, 5, 5, 4), (0, 3, 4, 2), {}, (1, 6, 3, 2), "kernel_height = 0"),
     # Decoding failures: an int32 attribute, missing attributes, wrong dtype, wrong rank.
-    ("int32-attribute", (1, 5, 5, 4), (3, 3, 4, 2), dict(window_strides=("int32", [2, 3])),
-     (1, 2, 1, 2), "decode|attribute"),
-    ("missing-feature-group-count", (1, 5, 5, 4), (3, 3, 4, 2), dict(feature_group_count=None),
-     None, "attribute"),
-    ("missing-rhs-dilation", (1, 9, 9, 2), (1, 1, 2, 3), dict(rhs_dilation=None), None,
-     "attribute"),
+    (
+        "int32-attribute",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(window_strides=("int32", [2, 3])),
+        (1, 2, 1, 2),
+        "decode|attribute",
+    ),
+    (
+        "missing-feature-group-count",
+        (1, 5, 5, 4),
+        (3, 3, 4, 2),
+        dict(feature_group_count=None),
+        None,
+        "attribute",
+    ),
+    (
+        "missing-rhs-dilation",
+        (1, 9, 9, 2),
+        (1, 1, 2, 3),
+        dict(rhs_dilation=None),
+        None,
+        "attribute",
+    ),
     ("float16-operands", (1, 5, 5, 4), (3, 3, 4, 2), dict(dtype="float16"), None, "decode"),
     ("rank-3-operands", (5, 5, 4), (3, 3, 4, 2), {}, (3, 3, 2), "decode"),
     # Shapes whose index products overflow 32 bits, carried by zero-size buffers so nothing
@@ -87,8 +218,14 @@ DIRECT_PROBES: list[tuple[str, tuple, tuple, dict, Any, str]] = [
     # that such shapes pass through cleanly; the probes with real buffers are API_PROBES.
     ("height-2^31-empty", (0, 2**31, 1, 4), (1, 1, 4, 2), {}, (0, 2**31, 1, 2), "ok"),
     ("width-over-uint16-empty", (0, 3, 70000, 4), (3, 3, 4, 2), {}, (0, 1, 69998, 2), "ok"),
-    ("gemm-rows-over-int32-empty", (0, 2**16, 2**16, 1), (1, 1, 1, 1), {},
-     (0, 2**16, 2**16, 1), "ok"),
+    (
+        "gemm-rows-over-int32-empty",
+        (0, 2**16, 2**16, 1),
+        (1, 1, 1, 1),
+        {},
+        (0, 2**16, 2**16, 1),
+        "ok",
+    ),
 ]
 
 # Public-API probes: (id, expected outcome), run with every user-facing kernel. The outcome is
@@ -107,10 +244,13 @@ API_PROBES: list[tuple[str, Any]] = [
     ("stride-2^31", r"window_strides\[0\] = 2147483648"),
     # (2^20 + 4)^2 output pixels: the BLAS kernels refuse the GEMM size when traced, the others
     # reach the allocation of the 4 TB output.
-    ("output-too-large-to-allocate", {
-        **{a: "ValueError: .*32-bit BLAS" for a in BLAS},
-        "default": "RESOURCE_EXHAUSTED|out of memory|Out of memory",
-    }),
+    (
+        "output-too-large-to-allocate",
+        {
+            **{a: "ValueError: .*32-bit BLAS" for a in BLAS},
+            "default": "RESOURCE_EXHAUSTED|out of memory|Out of memory",
+        },
+    ),
     ("huge-shapes-lower-and-compile", "ok"),
 ]
 
@@ -160,8 +300,12 @@ def _worker(kind: str) -> None:
             else:
                 attrs[key] = np.int64(value)
         if out_shape is None:
-            out_shape = (x_shape[0], x_shape[1] - w_shape[0] + 1, x_shape[2] - w_shape[1] + 1,
-                         w_shape[3])
+            out_shape = (
+                x_shape[0],
+                x_shape[1] - w_shape[0] + 1,
+                x_shape[2] - w_shape[1] + 1,
+                w_shape[3],
+            )
         x = jnp.zeros(x_shape, dtype)
         w = jnp.ones(w_shape, dtype)
         call = jax.ffi.ffi_call(
@@ -188,8 +332,9 @@ def _worker(kind: str) -> None:
         rng = np.random.default_rng(0)
         x = np.maximum(rng.standard_normal((1, 5, 5, 2)), 0).astype(np.float32)
         w = rng.standard_normal((3, 3, 2, 3)).astype(np.float32)
-        y = jaxcps.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn,
-                                        algorithm=algorithm)
+        y = jaxcps.conv_general_dilated(
+            x, w, strides, padding, dimension_numbers=dn, algorithm=algorithm
+        )
         want = direct_sum(x, w, strides, padding)
         return y.shape == want.shape and bool(np.allclose(y, want, atol=1e-5))
 
@@ -207,15 +352,21 @@ def _worker(kind: str) -> None:
             # A clean error is a JaxRuntimeError (INVALID_ARGUMENT) naming the parameter.
             want = expected if expected == "ok" else rf"(?s)^JaxRuntimeError: .*(?:{expected})"
             for algorithm in TARGETS:
-                report(f"{name}/{algorithm}", want,
-                       lambda: direct(algorithm, x_shape, w_shape, changes, out_shape))
+                report(
+                    f"{name}/{algorithm}",
+                    want,
+                    lambda: direct(algorithm, x_shape, w_shape, changes, out_shape),
+                )
     elif kind == "api":
         huge_x = jax.ShapeDtypeStruct((64, 2**15, 2**15, 64), jnp.float32)
         huge_w = jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32)
 
         def lower_huge(algorithm):
-            f = jax.jit(lambda x, w: jaxcps.conv_general_dilated(
-                x, w, (1, 1), "SAME", dimension_numbers=dn, algorithm=algorithm))
+            f = jax.jit(
+                lambda x, w: jaxcps.conv_general_dilated(
+                    x, w, (1, 1), "SAME", dimension_numbers=dn, algorithm=algorithm
+                )
+            )
             f.lower(huge_x, huge_w).compile()
             return jax.eval_shape(f, huge_x, huge_w).shape == huge_x.shape
 
@@ -225,12 +376,19 @@ def _worker(kind: str) -> None:
             "zero-input-channels": lambda a: against_lax(a, (2, 6, 5, 0), (3, 3, 0, 4)),
             "zero-output-channels": lambda a: against_lax(a, (2, 6, 5, 3), (3, 3, 3, 0)),
             "indices-past-int32": lambda a: against_direct_sum(
-                a, (2**30, 1), ((0, 2**31 - 1), (1, 1))),
+                a, (2**30, 1), ((0, 2**31 - 1), (1, 1))
+            ),
             "stride-2^31": lambda a: against_direct_sum(a, (2**31, 1), ((0, 2**31), (1, 1))),
             "output-too-large-to-allocate": lambda a: jax.block_until_ready(
                 jaxcps.conv_general_dilated(
-                    np.ones((1, 4, 4, 2), np.float32), np.ones((1, 1, 2, 1), np.float32),
-                    (1, 1), ((0, 2**20), (0, 2**20)), dimension_numbers=dn, algorithm=a)),
+                    np.ones((1, 4, 4, 2), np.float32),
+                    np.ones((1, 1, 2, 1), np.float32),
+                    (1, 1),
+                    ((0, 2**20), (0, 2**20)),
+                    dimension_numbers=dn,
+                    algorithm=a,
+                )
+            ),
             "huge-shapes-lower-and-compile": lower_huge,
         }
         for name, expected in API_PROBES:
@@ -245,12 +403,21 @@ def _worker(kind: str) -> None:
         x = x.astype(np.float32)
         w = np.ones((3, 3, 32, 8), np.float32)
         for algorithm in FFI_ALGORITHMS:
-            report(f"over-limit/{algorithm}", "workspace limit of 65536",
-                   lambda: jax.block_until_ready(jaxcps.conv_general_dilated(
-                       x, w, (1, 1), "SAME", dimension_numbers=dn, algorithm=algorithm)))
+            report(
+                f"over-limit/{algorithm}",
+                "workspace limit of 65536",
+                lambda: jax.block_until_ready(
+                    jaxcps.conv_general_dilated(
+                        x, w, (1, 1), "SAME", dimension_numbers=dn, algorithm=algorithm
+                    )
+                ),
+            )
             # The process is unharmed: a call within the limit still runs.
-            report(f"after-limit/{algorithm}", "ok",
-                   lambda: against_lax(algorithm, (1, 4, 4, 2), (3, 3, 2, 2)))
+            report(
+                f"after-limit/{algorithm}",
+                "ok",
+                lambda: against_lax(algorithm, (1, 4, 4, 2), (3, 3, 2, 2)),
+            )
 
 
 def _run_worker(kind: str, extra_env: dict[str, str] | None = None) -> dict[str, dict]:
@@ -269,9 +436,7 @@ def _run_worker(kind: str, extra_env: dict[str, str] | None = None) -> dict[str,
             entry = json.loads(line)
             results[entry["name"]] = entry
     last = list(results)[-1] if results else "none"
-    results["__process__"] = dict(
-        returncode=proc.returncode, last=last, stderr=proc.stderr[-3000:]
-    )
+    results["__process__"] = dict(returncode=proc.returncode, last=last, stderr=proc.stderr[-3000:])
     return results
 
 

@@ -95,14 +95,25 @@ def program(x: jax.Array, ws: dict[str, jax.Array]) -> jax.Array:
 
 #: conv_keys(program): in program order; cond, checkpoint, while and vmap open no scope.
 KEYS = [
-    "stem", "block", "loop", "#0", "#1", "#2", "smooth", "clipped", "#3", "stem#1",
+    "stem",
+    "block",
+    "loop",
+    "#0",
+    "#1",
+    "#2",
+    "smooth",
+    "clipped",
+    "#3",
+    "stem#1",
 ]
 
 
 @pytest.fixture
 def inputs(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    ws = {k: weights(rng, (3, 3, C, C)) * 0.3 for k in (
-        "stem", "block", "cond", "remat", "while", "smooth", "clipped", "vmap", "head")}
+    ws = {
+        k: weights(rng, (3, 3, C, C)) * 0.3
+        for k in ("stem", "block", "cond", "remat", "while", "smooth", "clipped", "vmap", "head")
+    }
     ws["scan"] = weights(rng, (2, 3, 3, C, C)) * 0.3
     return sparse_activation(rng, (2, 8, 7, C), 0.5), ws
 
@@ -145,10 +156,20 @@ def test_policy_globs_exact_keys_and_plans(inputs) -> None:
     assert calls == {"cpo": 1, "mec": 8}
     lookup = policy_lookup(policy)
     assert [lookup(k) for k in ("stem", "stem#1", "#1", "loop", "other")] == [
-        "cpo", "mec", "mec", "xla", "mec"]
+        "cpo",
+        "mec",
+        "mec",
+        "xla",
+        "mec",
+    ]
     lookup = policy_lookup({"#[0-2]": "im2col", "loop": "xla", "stem#*": "cps", "*": "mec"})
     assert [lookup(k) for k in ("stem", "stem#1", "#1", "#3", "loop")] == [
-        "mec", "cps", "im2col", "mec", "xla"]
+        "mec",
+        "cps",
+        "im2col",
+        "mec",
+        "xla",
+    ]
     plan = jaxcps.Plan.from_choices({"block": "cps", "#3": "cpo", "elsewhere": "mec"})
     assert kernel_calls(compiled(jaxcps.routed(program, plan), *inputs)) == {"cps": 1, "cpo": 1}
 
@@ -266,8 +287,9 @@ def cpo_wins(monkeypatch):
 
 def test_select_plan_routed_round_trip(inputs, cpo_wins, tmp_path) -> None:
     x, ws = inputs
-    plan = jaxcps.select(jax.jit(program), x, ws, candidates=("xla", "cpo"), repeats=1,
-                         progress=False)
+    plan = jaxcps.select(
+        jax.jit(program), x, ws, candidates=("xla", "cpo"), repeats=1, progress=False
+    )
     assert list(plan) == KEYS and set(plan.values()) == {"cpo"}
     assert plan.record("stem").input_shape == x.shape
     plan.save(tmp_path / "plan.json")
@@ -290,8 +312,12 @@ def test_select_records_shapes_in_nhwc_whatever_the_layout(rng, cpo_wins) -> Non
     x = sparse_activation(rng, (2, C, 9, 8), 0.5)  # NCHW
     w = weights(rng, (5, C, 3, 2))  # OIHW
     plan = jaxcps.select(
-        lambda x, w: lax.conv(x, w, (2, 1), "SAME"), x, w, candidates=("xla", "cpo"),
-        repeats=1, progress=False,
+        lambda x, w: lax.conv(x, w, (2, 1), "SAME"),
+        x,
+        w,
+        candidates=("xla", "cpo"),
+        repeats=1,
+        progress=False,
     )
     record = plan.record("#0")
     assert record.input_shape == (2, 9, 8, C)

@@ -68,8 +68,9 @@ def test_select_picks_the_faster_of_a_rigged_pair(rigged, x, slow, expected):
     rigged["slow"] = slow
     model = Tiny()
     variables = model.init(key(1), x)
-    plan = select(lambda x: model.apply(variables, x), x, candidates=("xla", "cpo"),
-                  repeats=2, progress=False)
+    plan = select(
+        lambda x: model.apply(variables, x), x, candidates=("xla", "cpo"), repeats=2, progress=False
+    )
     assert dict(plan) == {"Conv_0": expected, "Conv_1": expected}
     assert sorted(rigged["ran"]) == ["cpo", "cpo", "xla", "xla"]
 
@@ -80,17 +81,29 @@ def test_plan_records_shapes_zeros_times_footprints(rigged, x):
     plan = select(lambda x: model.apply(variables, x), x, repeats=1, progress=False)
     first, second = plan.records
     assert (first.input_shape, first.kernel_shape, first.output_shape) == (
-        (1, 10, 10, 3), (3, 3, 3, 8), (1, 10, 10, 8))
+        (1, 10, 10, 3),
+        (3, 3, 3, 8),
+        (1, 10, 10, 8),
+    )
     assert second.output_shape == (1, 5, 5, 8) and second.window_strides == (2, 2)
-    h = np.maximum(jax.lax.conv_general_dilated(
-        x, variables["params"]["Conv_0"]["kernel"], (1, 1), "SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC")) + variables["params"]["Conv_0"]["bias"], 0)
+    h = np.maximum(
+        jax.lax.conv_general_dilated(
+            x,
+            variables["params"]["Conv_0"]["kernel"],
+            (1, 1),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        + variables["params"]["Conv_0"]["bias"],
+        0,
+    )
     assert second.zero_fraction == pytest.approx(float(np.mean(h == 0)))
     assert first.zero_fraction == 0.0
     assert set(second.times) == {"xla", *FFI_ALGORITHMS}
     assert second.footprints["xla"] is None
-    assert second.footprints["im2col"] == jaxcps.footprint(h, (3, 3, 8, 8), (2, 2), "SAME",
-                                                           "im2col")
+    assert second.footprints["im2col"] == jaxcps.footprint(
+        h, (3, 3, 8, 8), (2, 2), "SAME", "im2col"
+    )
     assert all(second.footprints[a] > 0 for a in FOOTPRINT_ALGORITHMS)
 
 

@@ -77,7 +77,9 @@ def _worker() -> None:
         dx1, dw1 = grad(x, w)
 
         in_shard_map = jax.jit(
-            jax.shard_map(conv(algorithm), mesh=mesh, in_specs=(P("batch"), P()), out_specs=P("batch"))
+            jax.shard_map(
+                conv(algorithm), mesh=mesh, in_specs=(P("batch"), P()), out_specs=P("batch")
+            )
         )
         sm_hlo = in_shard_map.lower(x_sharded, w_replicated).compile().as_text()
         sm_dx, sm_dw = jax.jit(
@@ -102,11 +104,14 @@ def _worker() -> None:
             "shard_map_dw_diff_lax": max_diff(sm_dw, lax_grads[1]),
             "shard_map_dx_diff_lax": max_diff(sm_dx, lax_grads[0]),
         }
+
     # A plain-lax program with its own shard_map, routed from outside.
     def lax_in_shard_map(x, w):
         return jax.shard_map(
             lambda x, w: lax.conv_general_dilated(x, w, (1, 2), "SAME", dimension_numbers=dn),
-            mesh=mesh, in_specs=(P("batch"), P()), out_specs=P("batch"),
+            mesh=mesh,
+            in_specs=(P("batch"), P()),
+            out_specs=P("batch"),
         )(x, w)
 
     routed = jax.jit(jaxcps.routed(lax_in_shard_map, "cps"))
@@ -122,7 +127,9 @@ def _worker() -> None:
 @pytest.fixture(scope="module")
 def report() -> dict:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
+    env["XLA_FLAGS"] = (
+        f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
+    )
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
         [sys.executable, __file__, "--worker"],
@@ -132,7 +139,9 @@ def report() -> dict:
         env=env,
         check=False,
     )
-    assert proc.returncode == 0, f"sharding worker failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"sharding worker failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["devices"] < DEVICES:
         from conftest import skip_unless_allowed
@@ -193,9 +202,9 @@ def test_inside_user_shard_map(report: dict, algorithm: str) -> None:
 def test_routed_program_with_its_own_shard_map(report: dict) -> None:
     r = report["routed_shard_map"]
     assert r["all_gathers"] == 0, r
-    assert [_operand_shapes(c) for c in r["custom_calls"]] == [
-        ["f32[2,9,8,6]", "f32[3,3,6,5]"]
-    ], r["custom_calls"]
+    assert [_operand_shapes(c) for c in r["custom_calls"]] == [["f32[2,9,8,6]", "f32[3,3,6,5]"]], r[
+        "custom_calls"
+    ]
     assert r["diff_lax"] < 1e-4, r
 
 

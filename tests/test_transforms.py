@@ -236,9 +236,7 @@ LOW_PRECISION = [(jnp.float16, 2 * 2.0**-11), (jnp.bfloat16, 2 * 2.0**-8)]
 @pytest.mark.parametrize("dtype,rtol", LOW_PRECISION, ids=["float16", "bfloat16"])
 def test_low_precision_inputs(dtype, rtol: float, xw: tuple[np.ndarray, np.ndarray]) -> None:
     x, w = (jnp.asarray(a, dtype) for a in xw)
-    want_dtype = lax.conv_general_dilated(
-        x, w, STRIDES, PADDING, dimension_numbers=NATIVE_DN
-    ).dtype
+    want_dtype = lax.conv_general_dilated(x, w, STRIDES, PADDING, dimension_numbers=NATIVE_DN).dtype
     want = oracle(x.astype(jnp.float32), w.astype(jnp.float32))
     for algorithm in FFI_ALGORITHMS:
         got = conv(algorithm, x, w)
@@ -295,7 +293,10 @@ def test_auto_and_xla_are_lax_where_kernels_cannot_run(
         np.testing.assert_array_equal(np.asarray(got), want, err_msg=f"{name} {algorithm}")
         jitted = jax.jit(
             functools.partial(
-                jaxcps.conv_general_dilated, window_strides=strides, padding=padding, **kwargs,
+                jaxcps.conv_general_dilated,
+                window_strides=strides,
+                padding=padding,
+                **kwargs,
                 algorithm=algorithm,
             )
         )
@@ -343,8 +344,13 @@ def test_float64_with_x64_enabled() -> None:
     env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
     # Run outside the repository, so that the installed package is imported, not the source tree.
     result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
-        cwd=os.path.dirname(os.path.abspath(__file__)), check=False,
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+        check=False,
     )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
@@ -386,10 +392,14 @@ def test_auto_crops_negative_padding_around_xla_bug() -> None:
     x = np.random.default_rng(0).uniform(1, 2, (2, 3, 5, 4)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((1, 2, 4, 6)).astype(np.float32)
     padding = ((-1, 1), (0, 0))
-    got = jaxcps.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NATIVE_DN,
-                                      algorithm="auto")
+    got = jaxcps.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm="auto"
+    )
     expected = reference_conv(x, w, ConvSpec((1, 1), padding))
     assert_close(got, expected, "auto with negative padding")
-    grads = jax.grad(lambda x: jaxcps.conv_general_dilated(
-        x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm="auto").sum())(x)
+    grads = jax.grad(
+        lambda x: jaxcps.conv_general_dilated(
+            x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm="auto"
+        ).sum()
+    )(x)
     assert np.all(np.isfinite(np.asarray(grads)))

@@ -51,8 +51,9 @@ def soak(calls: int, warmup: int) -> dict[str, dict[str, float]]:
                 y.block_until_ready()
         y.block_until_ready()
         after = rss_mib()
-        results[algorithm] = dict(calls=calls, rss_before_mib=before, rss_after_mib=after,
-                                  growth_mib=after - before)
+        results[algorithm] = dict(
+            calls=calls, rss_before_mib=before, rss_after_mib=after, growth_mib=after - before
+        )
     return results
 
 
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results))
     else:
         for algorithm, r in results.items():
-            print(f"{algorithm:7s} {r['calls']} calls: RSS {r['rss_before_mib']:.1f} -> "
-                  f"{r['rss_after_mib']:.1f} MiB ({r['growth_mib']:+.1f})")
+            print(
+                f"{algorithm:7s} {r['calls']} calls: RSS {r['rss_before_mib']:.1f} -> "
+                f"{r['rss_after_mib']:.1f} MiB ({r['growth_mib']:+.1f})"
+            )
     grown = [a for a, r in results.items() if r["growth_mib"] > args.max_growth_mib]
     if grown:
         print(f"RSS grew by more than {args.max_growth_mib} MiB: {grown}", file=sys.stderr)

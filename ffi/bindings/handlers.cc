@@ -86,8 +86,7 @@ class PoolParallel final : public Parallel {
 
 // Fills g from the buffers and attributes (not yet derived or checked).
 ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span strides,
-                          Int64Span padding, Int64Span dilation, int64_t groups,
-                          ConvGeometry* g) {
+                          Int64Span padding, Int64Span dilation, int64_t groups, ConvGeometry* g) {
   if (strides.size() != 2) return ffi::Error::InvalidArgument("window_strides must have 2 entries");
   if (padding.size() != 4) return ffi::Error::InvalidArgument("padding must have 4 entries");
   if (dilation.size() != 2) return ffi::Error::InvalidArgument("rhs_dilation must have 2 entries");
@@ -109,9 +108,9 @@ ffi::Error CheckOutput(const ConvGeometry& geometry, F32Rank4Result& y) {
   if (yd[0] != g->n || yd[1] != g->oh || yd[2] != g->ow || yd[3] != g->o) {
     return ffi::Error::InvalidArgument(
         "output buffer shape (" + std::to_string(yd[0]) + ", " + std::to_string(yd[1]) + ", " +
-        std::to_string(yd[2]) + ", " + std::to_string(yd[3]) + ") does not match the convolution (" +
-        std::to_string(g->n) + ", " + std::to_string(g->oh) + ", " + std::to_string(g->ow) +
-        ", " + std::to_string(g->o) + ")");
+        std::to_string(yd[2]) + ", " + std::to_string(yd[3]) +
+        ") does not match the convolution (" + std::to_string(g->n) + ", " + std::to_string(g->oh) +
+        ", " + std::to_string(g->ow) + ", " + std::to_string(g->o) + ")");
   }
   return ffi::Error::Success();
 }
@@ -151,13 +150,13 @@ ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32R
   status = CheckOutput(g, y);
   if (status.failure()) return status;
   const Kernel* run = &kernel;
-  if (kernel.skips_zeros &&
-      HasNonFinite(w.typed_data(), static_cast<int64_t>(w.element_count()))) {
+  if (kernel.skips_zeros && HasNonFinite(w.typed_data(), static_cast<int64_t>(w.element_count()))) {
     err = kIm2col.supports(g);
     if (!err.empty()) {
       return ffi::Error::InvalidArgument(std::string(kernel.name) +
                                          ": the weights hold NaN or Inf, and the dense "
-                                         "fallback cannot run: " + err);
+                                         "fallback cannot run: " +
+                                         err);
     }
     run = &kIm2col;
   }
@@ -177,21 +176,20 @@ ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32R
 
 template <const Kernel& kKernel>
 ffi::Error ConvolveWith(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, Int64Span strides,
-                        Int64Span padding, Int64Span dilation, int64_t groups,
-                        F32Rank4Result y) {
+                        Int64Span padding, Int64Span dilation, int64_t groups, F32Rank4Result y) {
   return Convolve(kKernel, pool, x, w, strides, padding, dilation, groups, y);
 }
 
-#define JAXCPS_KERNEL(Name)                                                                \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(Ffi##Name, ConvolveWith<k##Name>,                          \
-                                ffi::Ffi::Bind()                                           \
-                                    .Ctx<ffi::ThreadPool>()                                \
-                                    .Arg<F32Rank4>()  /* x */                              \
-                                    .Arg<F32Rank4>()  /* w */                              \
-                                    .Attr<Int64Span>("window_strides")                     \
-                                    .Attr<Int64Span>("padding")                            \
-                                    .Attr<Int64Span>("rhs_dilation")                       \
-                                    .Attr<int64_t>("feature_group_count")                  \
+#define JAXCPS_KERNEL(Name)                                               \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(Ffi##Name, ConvolveWith<k##Name>,         \
+                                ffi::Ffi::Bind()                          \
+                                    .Ctx<ffi::ThreadPool>()               \
+                                    .Arg<F32Rank4>() /* x */              \
+                                    .Arg<F32Rank4>() /* w */              \
+                                    .Attr<Int64Span>("window_strides")    \
+                                    .Attr<Int64Span>("padding")           \
+                                    .Attr<Int64Span>("rhs_dilation")      \
+                                    .Attr<int64_t>("feature_group_count") \
                                     .Ret<F32Rank4>() /* y */);
 #include "kernels/kernels.inc"
 #undef JAXCPS_KERNEL

@@ -10,10 +10,10 @@
 
 #include <type_traits>
 
-#include "runtime/blas.h"
-#include "runtime/build_profile.h"
 #include "bindings/handlers.h"
 #include "kernels/kernel.h"
+#include "runtime/blas.h"
+#include "runtime/build_profile.h"
 #include "runtime/isa.h"
 #include "runtime/workspace.h"
 #include "sparse/format.h"
@@ -128,23 +128,32 @@ NB_MODULE(_ffi, m) {
         "builds of x (float32 NHWC); ValueError for a kernel that builds none.");
   m.def("cpo_channel_block", &jaxcps::CpoChannelBlock, nb::arg("x"), nb::arg("groups") = 1,
         "Channels per block of the CPO form of x (float32 NHWC): chosen from x's density.");
-  m.def("build_profile", [](bool enable) {
+  m.def(
+      "build_profile",
+      [](bool enable) {
         jaxcps::EnableBuildProfile(enable);
         const jaxcps::BuildProfileTotals totals = jaxcps::TakeBuildProfile();
         return nb::make_tuple(totals.builds, totals.seconds);
-      }, nb::arg("enable"),
+      },
+      nb::arg("enable"),
       "Turns timing of the CPO/CPS compressed-form builds on or off; returns (builds, seconds)"
       " accumulated since the previous call, and resets them.");
   m.def("compiled_isas", &jaxcps::CompiledIsas,
         "Instruction sets for the sparse kernels compiled into this build, portable first.");
-  m.def("workspace_cache", [] { return nb::make_tuple(jaxcps::CachedBytes(), jaxcps::MaxCachedBytes()); },
-        "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
+  m.def(
+      "workspace_cache",
+      [] { return nb::make_tuple(jaxcps::CachedBytes(), jaxcps::MaxCachedBytes()); },
+      "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
-  m.def("active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },
-        "Instruction set the sparse kernels use now.");
-  m.def("set_isa", [](const std::string& isa) {
+  m.def(
+      "active_isa", [] { return std::string(jaxcps::ActiveSparseKernels().isa); },
+      "Instruction set the sparse kernels use now.");
+  m.def(
+      "set_isa",
+      [](const std::string& isa) {
         const std::string err = jaxcps::SetSparseIsa(isa);
         if (!err.empty()) throw nb::value_error(err.c_str());
-      }, nb::arg("isa"), "Force the sparse kernels onto one instruction set (for tests).");
+      },
+      nb::arg("isa"), "Force the sparse kernels onto one instruction set (for tests).");
 }

@@ -146,8 +146,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.ow = g.ow;
     job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
-    job.out = to_tile ? tiles.data() + worker * tile_floats
-                      : y + job.row_begin * g.ow * g.o + o_first;
+    job.out =
+        to_tile ? tiles.data() + worker * tile_floats : y + job.row_begin * g.ow * g.o + o_first;
     job.out_stride = to_tile ? o_pad : g.o;
     job.o_vecs = ob.vecs;
     if (job.row_begin >= job.row_end) return;
@@ -157,8 +157,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
       job.block = grp * act.blocks_per_group + b;
       if (!live[job.block]) continue;
       const int64_t c_first = b * act.block_size;
-      PackWeights(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size,
-                  o_first, ob.length, o_pad, packed.data() + worker * weight_floats);
+      PackWeights(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size, o_first,
+                  ob.length, o_pad, packed.data() + worker * weight_floats);
       if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
       job.accumulate = true;
     }
@@ -178,8 +178,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return {};
 }
 
-uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
-                         int64_t groups, std::string* err) {
+uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
+                         std::string* err) {
   SerialParallel serial;
   CpoActivation act;
   const int64_t block_size = CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w);
@@ -198,8 +198,14 @@ KernelSizes Sizes() {
 
 }  // namespace
 
-extern const Kernel kCpo = {"cpo", "Compressed Pattern Overlap: per-pixel gather of non-zeros",
-                            /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
-                            Supports, Run, Sizes, CompressedBytes};
+extern const Kernel kCpo = {"cpo",
+                            "Compressed Pattern Overlap: per-pixel gather of non-zeros",
+                            /*user_facing=*/true,
+                            /*skips_zeros=*/true,
+                            /*uses_blas=*/false,
+                            Supports,
+                            Run,
+                            Sizes,
+                            CompressedBytes};
 
 }  // namespace jaxcps

@@ -12,9 +12,9 @@
 #include "kernels/kernel.h"
 #include "runtime/build_profile.h"
 #include "runtime/isa.h"
+#include "runtime/workspace.h"
 #include "sparse/format.h"
 #include "sparse/tile_kernels.h"
-#include "runtime/workspace.h"
 
 namespace jaxcps {
 
@@ -26,10 +26,11 @@ constexpr int64_t kMaxTileW = 16;
 // Row overlap patterns: for each input row i in [begin, end), the taps k whose
 // output index (i + pad - k*dil) / stride is an integer in [out_begin, out_end).
 // Stores tap and output (relative to out_begin) at [(i-begin)*taps + t]; returns the range.
-void AxisPatterns(int64_t out_begin, int64_t out_end, int64_t size, int64_t pad,
-                  int64_t stride, int64_t dil, int64_t taps, int64_t* begin, int64_t* end,
-                  int32_t* count, int32_t* tap, int32_t* out) {
-  // Input indices that reach the range: i + pad in [out_begin*stride, (out_end-1)*stride + (taps-1)*dil].
+void AxisPatterns(int64_t out_begin, int64_t out_end, int64_t size, int64_t pad, int64_t stride,
+                  int64_t dil, int64_t taps, int64_t* begin, int64_t* end, int32_t* count,
+                  int32_t* tap, int32_t* out) {
+  // Input indices that reach the range: i + pad in [out_begin*stride, (out_end-1)*stride +
+  // (taps-1)*dil].
   *begin = std::max<int64_t>(0, out_begin * stride - pad);
   *end = std::min<int64_t>(size, (out_end - 1) * stride + (taps - 1) * dil - pad + 1);
   for (int64_t i = *begin; i < *end; ++i) {
@@ -69,7 +70,7 @@ Tiling MakeTiling(const ConvGeometry& g) {
 std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
-                   Parallel& parallel) {
+                Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   CpsActivation act;
   std::string err;
@@ -112,9 +113,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 
     int32_t* row_tables = tables.data() + worker * row_ints;
     CpsJob job;
-    AxisPatterns(oh0, oh1, g.h, g.pad_top, g.sh, g.dh, g.kh, &job.r_begin, &job.r_end,
-                 row_tables, row_tables + tiling.window_h,
-                 row_tables + tiling.window_h * (1 + g.kh));
+    AxisPatterns(oh0, oh1, g.h, g.pad_top, g.sh, g.dh, g.kh, &job.r_begin, &job.r_end, row_tables,
+                 row_tables + tiling.window_h, row_tables + tiling.window_h * (1 + g.kh));
     job.q_begin = std::max<int64_t>(0, ow0 * g.sw - g.pad_left);
     job.q_end = std::min<int64_t>(g.w, (ow1 - 1) * g.sw + (g.kw - 1) * g.dw - g.pad_left + 1);
     job.row_taps = row_tables;
@@ -177,8 +177,14 @@ KernelSizes Sizes() {
 
 }  // namespace
 
-extern const Kernel kCps = {"cps", "Compressed Pattern Sets: runs of non-zeros scattered into L1 tiles",
-                            /*user_facing=*/true, /*skips_zeros=*/true, /*uses_blas=*/false,
-                            Supports, Run, Sizes, CompressedBytes};
+extern const Kernel kCps = {"cps",
+                            "Compressed Pattern Sets: runs of non-zeros scattered into L1 tiles",
+                            /*user_facing=*/true,
+                            /*skips_zeros=*/true,
+                            /*uses_blas=*/false,
+                            Supports,
+                            Run,
+                            Sizes,
+                            CompressedBytes};
 
 }  // namespace jaxcps

@@ -6,8 +6,8 @@
 #include <algorithm>
 
 #include "kernels/kernel.h"
-#include "runtime/blas.h"
 #include "kernels/lowering.h"
+#include "runtime/blas.h"
 #include "runtime/workspace.h"
 
 namespace jaxcps {
@@ -47,7 +47,7 @@ std::string Supports(const ConvGeometry& g) {
 }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
-                      Parallel& parallel) {
+                Parallel& parallel) {
   const int64_t m = g.oh * g.ow, k = g.kh * g.kw * g.ci, og = g.OutPerGroup();
   if (m == 0 || g.n == 0 || g.o == 0) return {};
   if (k == 0) {  // no input channels: the sum over an empty set
@@ -77,8 +77,14 @@ KernelSizes Sizes() { return {{"min_block_rows", kMinBlockRows}}; }
 
 }  // namespace
 
-extern const Kernel kIm2col = {"im2col", "im2col lowering + one BLAS GEMM per block of rows",
-                               /*user_facing=*/true, /*skips_zeros=*/false, /*uses_blas=*/true,
-                               Supports, Run, Sizes, /*compressed_bytes=*/nullptr};
+extern const Kernel kIm2col = {"im2col",
+                               "im2col lowering + one BLAS GEMM per block of rows",
+                               /*user_facing=*/true,
+                               /*skips_zeros=*/false,
+                               /*uses_blas=*/true,
+                               Supports,
+                               Run,
+                               Sizes,
+                               /*compressed_bytes=*/nullptr};
 
 }  // namespace jaxcps

@@ -19,8 +19,8 @@
 #include <algorithm>
 
 #include "kernels/kernel.h"
-#include "runtime/blas.h"
 #include "kernels/lowering.h"
+#include "runtime/blas.h"
 #include "runtime/workspace.h"
 
 namespace jaxcps {
@@ -65,7 +65,7 @@ std::string Supports(const ConvGeometry& g) {
 }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
-                   Parallel& parallel) {
+                Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   const int64_t og = g.OutPerGroup();
   if (g.ci == 0) {
@@ -103,8 +103,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     for (int64_t kh = 0; kh < g.kh; ++kh) {
       const int64_t phase = (kh * g.dh) % g.sh, shift = (kh * g.dh) / g.sh;
       const float* a = l + (phase * banding.phase_rows + shift) * g.ow * strip;
-      Sgemm((oh1 - oh0) * g.ow, og, strip, a, strip, w + kh * strip * g.o + grp * og, g.o, out,
-            g.o, kh == 0 ? 0.0f : 1.0f);
+      Sgemm((oh1 - oh0) * g.ow, og, strip, a, strip, w + kh * strip * g.o + grp * og, g.o, out, g.o,
+            kh == 0 ? 0.0f : 1.0f);
     }
   });
   return {};
@@ -114,8 +114,14 @@ KernelSizes Sizes() { return {}; }
 
 }  // namespace
 
-extern const Kernel kMec = {"mec", "MEC lowering along the width + KH accumulated BLAS GEMMs",
-                            /*user_facing=*/true, /*skips_zeros=*/false, /*uses_blas=*/true,
-                            Supports, Run, Sizes, /*compressed_bytes=*/nullptr};
+extern const Kernel kMec = {"mec",
+                            "MEC lowering along the width + KH accumulated BLAS GEMMs",
+                            /*user_facing=*/true,
+                            /*skips_zeros=*/false,
+                            /*uses_blas=*/true,
+                            Supports,
+                            Run,
+                            Sizes,
+                            /*compressed_bytes=*/nullptr};
 
 }  // namespace jaxcps

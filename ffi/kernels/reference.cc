@@ -11,7 +11,7 @@ namespace {
 std::string Supports(const ConvGeometry&) { return {}; }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
-                         Parallel& parallel) {
+                Parallel& parallel) {
   const int64_t og = g.OutPerGroup();
   const int64_t rows = g.n * g.oh;
   ForEachChunk(parallel, rows, WorkerCount(parallel, rows), [&](int64_t row, int64_t) {
@@ -45,8 +45,14 @@ KernelSizes Sizes() { return {}; }
 
 }  // namespace
 
-extern const Kernel kReference = {"reference", "naive direct convolution in double (test oracle)",
-                                  /*user_facing=*/false, /*skips_zeros=*/false,
-                                  /*uses_blas=*/false, Supports, Run, Sizes, /*compressed_bytes=*/nullptr};
+extern const Kernel kReference = {"reference",
+                                  "naive direct convolution in double (test oracle)",
+                                  /*user_facing=*/false,
+                                  /*skips_zeros=*/false,
+                                  /*uses_blas=*/false,
+                                  Supports,
+                                  Run,
+                                  Sizes,
+                                  /*compressed_bytes=*/nullptr};
 
 }  // namespace jaxcps

@@ -29,7 +29,8 @@ class BuildProfileScope {
   ~BuildProfileScope() {
     if (on_) {
       AddBuildTime(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::steady_clock::now() - start_).count());
+                       std::chrono::steady_clock::now() - start_)
+                       .count());
     }
   }
   BuildProfileScope(const BuildProfileScope&) = delete;

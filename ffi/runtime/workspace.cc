@@ -18,8 +18,8 @@ uint64_t DefaultLimit() {
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page_size > 0) {
-    limit = std::min(limit, CheckedBytes(static_cast<uint64_t>(pages),
-                                         static_cast<uint64_t>(page_size)));
+    limit = std::min(limit,
+                     CheckedBytes(static_cast<uint64_t>(pages), static_cast<uint64_t>(page_size)));
   }
   return limit;
 }

@@ -55,8 +55,8 @@ class Workspace {
     }
     if (bytes == 0) return {};
     data_ = static_cast<T*>(AcquireBlock(bytes, &capacity_));
-    if (data_ == nullptr) return std::string("cannot allocate ") + std::to_string(bytes) +
-                                 " bytes for " + what;
+    if (data_ == nullptr)
+      return std::string("cannot allocate ") + std::to_string(bytes) + " bytes for " + what;
     return {};
   }
   T* data() { return data_; }

@@ -8,10 +8,7 @@
 
 namespace jaxcps {
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 std::string CheckSparseShape(int64_t w, int64_t c) {
   if (w > kMaxSparseWidth) {
@@ -34,7 +31,8 @@ namespace {
 // Rows built by one task: enough work per task to amortise scheduling, enough tasks to balance.
 int64_t SlotsPerTask(int64_t slots, int64_t slot_elems, int64_t threads) {
   const int64_t by_threads = std::max<int64_t>(1, slots / (8 * threads));
-  const int64_t by_size = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, slot_elems));
+  const int64_t by_size =
+      std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, slot_elems));
   return std::min(by_threads, by_size);
 }
 
@@ -136,8 +134,8 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   return {};
 }
 
-std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
-                     Parallel& parallel, CpsActivation* out) {
+std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, Parallel& parallel,
+                     CpsActivation* out) {
   std::string err = CheckSparseShape(w, c);
   if (!err.empty()) return err;
   out->n = n, out->h = h, out->w = w, out->c = c;

@@ -79,8 +79,8 @@ double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t 
 // Build the compressed forms of x (NHWC, shape n,h,w,c). Return an error message or "".
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                      int64_t block_size, Parallel& parallel, CpoActivation* out);
-std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
-                     Parallel& parallel, CpsActivation* out);
+std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, Parallel& parallel,
+                     CpsActivation* out);
 
 }  // namespace jaxcps
 

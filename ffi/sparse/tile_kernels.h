@@ -25,22 +25,22 @@ struct CpoJob {
   const float* values;
   const uint16_t* index;
   const uint32_t* ptr;
-  int64_t h, w;            // input rows and columns per image
-  int64_t slot_capacity;   // w * c: entries between consecutive slots (input rows)
-  int64_t blocks;          // channel blocks per slot
-  int64_t block;           // this channel block
+  int64_t h, w;           // input rows and columns per image
+  int64_t slot_capacity;  // w * c: entries between consecutive slots (input rows)
+  int64_t blocks;         // channel blocks per slot
+  int64_t block;          // this channel block
   int64_t block_size;
 
-  const float* weights;    // packed, see above
+  const float* weights;  // packed, see above
   int64_t kh_count, kw_count, sh, sw, dh, dw, pad_top, pad_left;
 
   // Output rows are (image, row) pairs flattened: row r is image r / oh, output row r % oh.
   int64_t oh, ow;
   int64_t row_begin, row_end;
-  float* out;              // output pixel (row_begin, 0), first channel of the block
-  int64_t out_stride;      // floats between consecutive output pixels
-  bool accumulate;         // add to out (false: the first channel block starts from zero)
-  int64_t o_vecs;          // vectors of 16 output channels, 1..cpo_max_o_vecs
+  float* out;          // output pixel (row_begin, 0), first channel of the block
+  int64_t out_stride;  // floats between consecutive output pixels
+  bool accumulate;     // add to out (false: the first channel block starts from zero)
+  int64_t o_vecs;      // vectors of 16 output channels, 1..cpo_max_o_vecs
 };
 
 constexpr int64_t kTileO = 64;  // CPS: output channels per tile (accumulator row stride)
@@ -53,19 +53,19 @@ struct CpsJob {
   const float* values;
   const uint16_t* run_start;
   const uint16_t* run_len;
-  const uint32_t* ptr;        // slot-major, c_total+1 per slot
+  const uint32_t* ptr;  // slot-major, c_total+1 per slot
   const uint32_t* vptr;
-  int64_t slot_capacity;      // w * c_total
+  int64_t slot_capacity;  // w * c_total
   int64_t c_total;
-  int64_t first_slot;         // slot of input row 0 of this image
+  int64_t first_slot;  // slot of input row 0 of this image
 
   // Channels of this group and the weights (HWIO) of its first in-channel and first out-channel.
   int64_t c_begin, c_end;
-  const float* weights;       // &W[0][0][0][o_begin]
-  int64_t tap_stride;         // floats between taps (kh,kw) and (kh,kw+1): ci * O
-  int64_t o_stride;           // O: floats between in-channels
+  const float* weights;  // &W[0][0][0][o_begin]
+  int64_t tap_stride;    // floats between taps (kh,kw) and (kh,kw+1): ci * O
+  int64_t o_stride;      // O: floats between in-channels
   int64_t kw_count;
-  int64_t o_len;              // <= kTileO
+  int64_t o_len;  // <= kTileO
 
   // Geometry along the width (column patterns are computed per run from these).
   int64_t pad_left, sw, dw, ow_begin, ow_end;
@@ -106,10 +106,18 @@ struct SparseKernelSet {
 };
 
 // Defined in tile_kernels_<isa>.cc; only the target architecture's are compiled.
-namespace scalar { extern const SparseKernelSet kKernels; }
-namespace avx2 { extern const SparseKernelSet kKernels; }
-namespace avx512 { extern const SparseKernelSet kKernels; }
-namespace neon { extern const SparseKernelSet kKernels; }
+namespace scalar {
+extern const SparseKernelSet kKernels;
+}
+namespace avx2 {
+extern const SparseKernelSet kKernels;
+}
+namespace avx512 {
+extern const SparseKernelSet kKernels;
+}
+namespace neon {
+extern const SparseKernelSet kKernels;
+}
 
 }  // namespace jaxcps
 

@@ -13,8 +13,8 @@ namespace avx512 {
 #define JAXCPS_CPO_MAX_O_VECS 8
 #include "sparse/tile_kernels_impl.h"
 
-extern const SparseKernelSet kKernels = {"avx512", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
-                                         BuildCpoRow, BuildCpsRow};
+extern const SparseKernelSet kKernels = {"avx512", JAXCPS_CPO_MAX_O_VECS, CpoBand,
+                                         CpsTile,  BuildCpoRow,           BuildCpsRow};
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
 }  // namespace avx512

@@ -37,8 +37,8 @@ constexpr int kPairVecs = JAXCPS_CPO_PAIR_MAX_O_VECS;
 // Adds the non-zeros [begin, end) of a compressed row to acc: entry e's weight row is
 // w + (index[e] - shift) * NV * 16.
 template <int NV>
-inline void GatherRange(Vec (&acc)[NV], const float* values, const uint16_t* index,
-                        uint32_t begin, uint32_t end, const float* w, int64_t shift) {
+inline void GatherRange(Vec (&acc)[NV], const float* values, const uint16_t* index, uint32_t begin,
+                        uint32_t end, const float* w, int64_t shift) {
   for (uint32_t e = begin; e < end; ++e) {
     const float v = values[e];
     const float* row = w + (static_cast<int64_t>(index[e]) - shift) * (NV * kLanes);
@@ -169,19 +169,36 @@ void CpoBandWith(const CpoJob& job_ref) {
 
 bool CpoBand(const CpoJob& job) {
   switch (job.o_vecs) {
-    case 1: CpoBandWith<1>(job); return true;
-    case 2: CpoBandWith<2>(job); return true;
+    case 1:
+      CpoBandWith<1>(job);
+      return true;
+    case 2:
+      CpoBandWith<2>(job);
+      return true;
 #if JAXCPS_CPO_MAX_O_VECS >= 4
-    case 3: CpoBandWith<3>(job); return true;
-    case 4: CpoBandWith<4>(job); return true;
+    case 3:
+      CpoBandWith<3>(job);
+      return true;
+    case 4:
+      CpoBandWith<4>(job);
+      return true;
 #endif
 #if JAXCPS_CPO_MAX_O_VECS >= 8
-    case 5: CpoBandWith<5>(job); return true;
-    case 6: CpoBandWith<6>(job); return true;
-    case 7: CpoBandWith<7>(job); return true;
-    case 8: CpoBandWith<8>(job); return true;
+    case 5:
+      CpoBandWith<5>(job);
+      return true;
+    case 6:
+      CpoBandWith<6>(job);
+      return true;
+    case 7:
+      CpoBandWith<7>(job);
+      return true;
+    case 8:
+      CpoBandWith<8>(job);
+      return true;
 #endif
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -189,8 +206,7 @@ bool CpoBand(const CpoJob& job) {
 // CPS: scatter runs into an L1 output tile (see CpsJob). Along a run, the weight row of one tap
 // stays in registers while consecutive output pixels are updated.
 
-inline void AxpyRun(float* acc, const float* vals, int64_t count, int64_t vstride,
-                    const float* w) {
+inline void AxpyRun(float* acc, const float* vals, int64_t count, int64_t vstride, const float* w) {
   constexpr int kNV = kTileO / kLanes;
   Vec wr[kNV];
 #pragma GCC unroll 4
@@ -252,12 +268,18 @@ using RunRowFn = void (*)(float*, int64_t, const float*, int64_t, int64_t, const
 RunRowFn ShiftedRunKernel(const CpsJob& job) {
   if (job.o_len != kTileO || job.sw != 1 || job.dw != 1) return nullptr;
   switch (job.kw_count) {
-    case 1: return RunRowShifted<1>;
-    case 2: return RunRowShifted<2>;
-    case 3: return RunRowShifted<3>;
-    case 4: return RunRowShifted<4>;
-    case 5: return RunRowShifted<5>;
-    default: return nullptr;  // more weight rows than registers
+    case 1:
+      return RunRowShifted<1>;
+    case 2:
+      return RunRowShifted<2>;
+    case 3:
+      return RunRowShifted<3>;
+    case 4:
+      return RunRowShifted<4>;
+    case 5:
+      return RunRowShifted<5>;
+    default:
+      return nullptr;  // more weight rows than registers
   }
 }
 
@@ -352,15 +374,15 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
           const int64_t left = count - ch;
           const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
           const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
-          const __mmask16 nz =
-              _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+          const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
           const unsigned found = static_cast<unsigned>(__builtin_popcount(nz));
           const __mmask16 head = static_cast<__mmask16>((1u << found) - 1);
           _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
           const __m512i idx =
               _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
-          _mm256_mask_storeu_epi16(index + k, head,
-                                   _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
+          _mm256_mask_storeu_epi16(
+              index + k, head,
+              _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
           k += found;
         }
 #else
@@ -383,9 +405,9 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
 // 64 columns at a time (per run, not per element). A run may continue across 64-column words.
 void CpsChannelRuns(const float* row, int64_t w, int64_t c, int64_t ch, float* values,
                     uint16_t* run_start, uint16_t* run_len) {
-  const __m512i offsets = _mm512_mullo_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-      _mm512_set1_epi32(static_cast<int>(c)));
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int>(c)));
   uint32_t k = 0, r = 0;
   bool open = false;  // the last run found has not ended yet
   for (int64_t q0 = 0; q0 < w; q0 += 64) {
@@ -393,8 +415,8 @@ void CpsChannelRuns(const float* row, int64_t w, int64_t c, int64_t ch, float* v
     for (int64_t j = 0; j < 64 && q0 + j < w; j += 16) {
       const int64_t left = w - q0 - j;
       const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
-      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, offsets,
-                                                row + (q0 + j) * c + ch, 4);
+      const __m512 v =
+          _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, offsets, row + (q0 + j) * c + ch, 4);
       const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
       const unsigned count = static_cast<unsigned>(__builtin_popcount(nz));
       _mm512_mask_storeu_ps(values + k, static_cast<__mmask16>((1u << count) - 1),

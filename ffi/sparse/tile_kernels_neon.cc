@@ -12,8 +12,8 @@ namespace neon {
 #define JAXCPS_CPO_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"
 
-extern const SparseKernelSet kKernels = {"neon", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
-                                         BuildCpoRow, BuildCpsRow};
+extern const SparseKernelSet kKernels = {"neon",  JAXCPS_CPO_MAX_O_VECS, CpoBand,
+                                         CpsTile, BuildCpoRow,           BuildCpsRow};
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
 }  // namespace neon

@@ -11,8 +11,8 @@ namespace scalar {
 #define JAXCPS_CPO_MAX_O_VECS 2
 #include "sparse/tile_kernels_impl.h"
 
-extern const SparseKernelSet kKernels = {"scalar", JAXCPS_CPO_MAX_O_VECS, CpoBand, CpsTile,
-                                         BuildCpoRow, BuildCpsRow};
+extern const SparseKernelSet kKernels = {"scalar", JAXCPS_CPO_MAX_O_VECS, CpoBand,
+                                         CpsTile,  BuildCpoRow,           BuildCpsRow};
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
 }  // namespace scalar

@@ -40,41 +40,81 @@ EIGEN_XLA_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of `jaxcps bench` to `parser`."""
-    parser.add_argument("--suite", choices=SUITES, default="quick",
-                        help="layer suite (default: quick; peers = the layers compared with "
-                        "the dense engines, peers-holdout = other shapes; smoke = 2 tiny "
-                        "layers for tests)")
-    parser.add_argument("--layers", nargs="+", metavar="PATTERN",
-                        help="only layers whose id matches a glob or contains a substring, "
-                        "e.g. 'vgg16/conv5_*' resnet50")
-    parser.add_argument("--zeros", nargs="+", type=float, metavar="FRACTION",
-                        help="run every selected layer at these zero fractions instead of "
-                        "the suite's")
-    parser.add_argument("--batch", nargs="+", type=int, metavar="N",
-                        help="run every selected layer at these batch sizes instead of the "
-                        "suite's (1, or 1 and 8 in the peers suites)")
-    parser.add_argument("--peers", action="store_true",
-                        help="also time the dense convolution of ONNX Runtime, OpenVINO and "
-                        "oneDNN (through PyTorch), those installed (pip install "
-                        "'jaxcps[peers]'; PyTorch is used when importable)")
-    parser.add_argument("--repeats", type=int, default=7,
-                        help="timed rounds per case; the median is reported (default: 7, the "
-                        "protocol's minimum)")
+    parser.add_argument(
+        "--suite",
+        choices=SUITES,
+        default="quick",
+        help="layer suite (default: quick; peers = the layers compared with "
+        "the dense engines, peers-holdout = other shapes; smoke = 2 tiny "
+        "layers for tests)",
+    )
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="PATTERN",
+        help="only layers whose id matches a glob or contains a substring, "
+        "e.g. 'vgg16/conv5_*' resnet50",
+    )
+    parser.add_argument(
+        "--zeros",
+        nargs="+",
+        type=float,
+        metavar="FRACTION",
+        help="run every selected layer at these zero fractions instead of the suite's",
+    )
+    parser.add_argument(
+        "--batch",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="run every selected layer at these batch sizes instead of the "
+        "suite's (1, or 1 and 8 in the peers suites)",
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also time the dense convolution of ONNX Runtime, OpenVINO and "
+        "oneDNN (through PyTorch), those installed (pip install "
+        "'jaxcps[peers]'; PyTorch is used when importable)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="timed rounds per case; the median is reported (default: 7, the protocol's minimum)",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (default: 2)")
-    parser.add_argument("--out", type=Path, default=Path("jaxcps-bench"),
-                        help="output directory (default: jaxcps-bench/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("jaxcps-bench"),
+        help="output directory (default: jaxcps-bench/)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--peak-size", type=int, default=machine.PEAK_GEMM_SIZE, metavar="N",
-                        help="side of the square sgemm that measures the achievable peak "
-                        f"(default: {machine.PEAK_GEMM_SIZE})")
-    parser.add_argument("--uniform", action="store_true",
-                        help="iid (uniformly placed) zeros instead of spatial clusters: the "
-                        "worst case for CPS")
-    parser.add_argument("--dead-channels", type=float, default=0.0, metavar="FRACTION",
-                        help="fraction of input channels that are all zero (default: 0)")
+    parser.add_argument(
+        "--peak-size",
+        type=int,
+        default=machine.PEAK_GEMM_SIZE,
+        metavar="N",
+        help="side of the square sgemm that measures the achievable peak "
+        f"(default: {machine.PEAK_GEMM_SIZE})",
+    )
+    parser.add_argument(
+        "--uniform",
+        action="store_true",
+        help="iid (uniformly placed) zeros instead of spatial clusters: the worst case for CPS",
+    )
+    parser.add_argument(
+        "--dead-channels",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of input channels that are all zero (default: 0)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of activations and weights")
-    parser.add_argument("--eigen", action="store_true",
-                        help="also time XLA's Eigen convolution in a second process")
+    parser.add_argument(
+        "--eigen", action="store_true", help="also time XLA's Eigen convolution in a second process"
+    )
     parser.add_argument("--eigen-worker", type=Path, help=argparse.SUPPRESS)
 
 
@@ -99,8 +139,12 @@ def run(args: argparse.Namespace) -> int:
     paths = write_all(result, args.out, plots=not args.no_plots)
     print(tables.format_table(result))
     print("\nwrote " + ", ".join(str(p) for p in paths))
-    failed = [f"{r['id']}:{a}" for r in result["cases"] for a, m in r["algorithms"].items()
-              if m.get("ok") is False]
+    failed = [
+        f"{r['id']}:{a}"
+        for r in result["cases"]
+        for a, m in r["algorithms"].items()
+        if m.get("ok") is False
+    ]
     if failed:
         print(f"FAILED verification against XLA: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
@@ -109,8 +153,10 @@ def run(args: argparse.Namespace) -> int:
 def write_all(result: dict[str, Any], out: Path, *, plots: bool = True) -> list[Path]:
     """Writes bench.json, bench.csv, results.md and (if `plots`) the PNGs into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [report.write_json(result, out / "bench.json"),
-             report.write_csv(result, out / "bench.csv")]
+    paths = [
+        report.write_json(result, out / "bench.json"),
+        report.write_csv(result, out / "bench.csv"),
+    ]
     images = []
     if plots:
         from jaxcps.bench import plots as plotting  # matplotlib only when plotting
@@ -138,15 +184,20 @@ def _peer_engines() -> _Engines:
     for name, why in unavailable.items():
         print(f"jaxcps bench --peers: {name} is not available: {why}", file=sys.stderr)
     if len(unavailable) == len(reasons):
-        raise SystemExit("jaxcps bench --peers: no dense engine is available; "
-                         "pip install 'jaxcps[peers]'")
-    return _Engines(names=tuple(name for name in reasons if name not in unavailable),
-                    unavailable=unavailable, threads=len(os.sched_getaffinity(0)))
+        raise SystemExit(
+            "jaxcps bench --peers: no dense engine is available; pip install 'jaxcps[peers]'"
+        )
+    return _Engines(
+        names=tuple(name for name in reasons if name not in unavailable),
+        unavailable=unavailable,
+        threads=len(os.sched_getaffinity(0)),
+    )
 
 
 def _inputs(case: Case, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    return harness.case_inputs(case, seed=args.seed, uniform=args.uniform,
-                               dead_channels=args.dead_channels)
+    return harness.case_inputs(
+        case, seed=args.seed, uniform=args.uniform, dead_channels=args.dead_channels
+    )
 
 
 def _run_main(
@@ -163,26 +214,32 @@ def _run_main(
     for case in cases:
         x, w = _inputs(case, args)
         fns = harness.jitted_contenders(case)
-        dense = (harness.dense_engines(case, w, engines.names, engines.threads)
-                 if engines else {})
+        dense = harness.dense_engines(case, w, engines.names, engines.threads) if engines else {}
         descriptions.update({name: conv.description for name, conv in dense.items()})
         paths = {"xla": harness.xla_conv_path(fns["xla"], x, w)}
-        times = harness.time_case(case, fns, x, w, engines=dense, repeats=args.repeats,
-                                  warmup=args.warmup, bar=bar)
+        times = harness.time_case(
+            case, fns, x, w, engines=dense, repeats=args.repeats, warmup=args.warmup, bar=bar
+        )
         builds = {name: harness.build_seconds(fns[name], x, w) for name in report.SPARSE}
         outputs = harness.outputs(fns, dense, x, w)
         if eigen is not None:
             times[EIGEN] = eigen["times"][case.id]
             paths[EIGEN] = eigen["xla_paths"][case.id]
             outputs[EIGEN] = np.load(eigen_dir / f"{_file_id(case)}.npy")
-        records.append(report.case_record(case, x, times, outputs, paths,
-                                          uniform=args.uniform, build_seconds=builds))
+        records.append(
+            report.case_record(
+                case, x, times, outputs, paths, uniform=args.uniform, build_seconds=builds
+            )
+        )
     bar.close()
     peak_after = machine.measure_peak(args.peak_size)
     settings = _settings(args)
     if engines:
-        settings["peers"] = {"engines": descriptions, "unavailable": engines.unavailable,
-                             "threads": engines.threads}
+        settings["peers"] = {
+            "engines": descriptions,
+            "unavailable": engines.unavailable,
+            "threads": engines.threads,
+        }
     return report.finish_report(
         records,
         machine=machine.machine_info(),
@@ -205,10 +262,18 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "dead_channels": args.dead_channels,
         "seed": args.seed,
         "eigen": args.eigen,
-        "command": " ".join(["jaxcps bench", *_forwarded_args(args), "--out", str(args.out),
-                             "--peak-size", str(args.peak_size)]
-                            + (["--eigen"] if args.eigen else [])
-                            + (["--peers"] if args.peers else [])),
+        "command": " ".join(
+            [
+                "jaxcps bench",
+                *_forwarded_args(args),
+                "--out",
+                str(args.out),
+                "--peak-size",
+                str(args.peak_size),
+            ]
+            + (["--eigen"] if args.eigen else [])
+            + (["--peers"] if args.peers else [])
+        ),
     }
 
 
@@ -218,8 +283,18 @@ def _file_id(case: Case) -> str:
 
 def _forwarded_args(args: argparse.Namespace) -> list[str]:
     """The options that fix the cases and their inputs, as command-line words."""
-    words = ["--suite", args.suite, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-             "--seed", str(args.seed), "--dead-channels", str(args.dead_channels)]
+    words = [
+        "--suite",
+        args.suite,
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--seed",
+        str(args.seed),
+        "--dead-channels",
+        str(args.dead_channels),
+    ]
     if args.layers:
         words += ["--layers", *args.layers]
     if args.zeros:
@@ -235,8 +310,14 @@ def _spawn_eigen_worker(args: argparse.Namespace, workdir: Path) -> dict[str, An
     """Runs the cases on XLA's Eigen path in a child process; returns its times and path."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + EIGEN_XLA_FLAG).strip()
-    command = [sys.executable, "-m", "jaxcps.bench", *_forwarded_args(args),
-               "--eigen-worker", str(workdir)]
+    command = [
+        sys.executable,
+        "-m",
+        "jaxcps.bench",
+        *_forwarded_args(args),
+        "--eigen-worker",
+        str(workdir),
+    ]
     subprocess.run(command, env=env, check=True)
     return json.loads((workdir / "eigen.json").read_text())
 
@@ -250,7 +331,8 @@ def _run_eigen_worker(args: argparse.Namespace, cases: list[Case]) -> int:
         fns = {EIGEN: harness.jitted_contenders(case)["xla"]}
         result["xla_paths"][case.id] = harness.xla_conv_path(fns[EIGEN], x, w)
         result["times"][case.id] = harness.time_case(
-            case, fns, x, w, repeats=args.repeats, warmup=args.warmup, bar=bar)[EIGEN]
+            case, fns, x, w, repeats=args.repeats, warmup=args.warmup, bar=bar
+        )[EIGEN]
         np.save(args.eigen_worker / f"{_file_id(case)}.npy", np.asarray(fns[EIGEN](x, w)))
     bar.close()
     (args.eigen_worker / "eigen.json").write_text(json.dumps(result))

@@ -38,8 +38,13 @@ def case_inputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The seeded activation and He-scaled weights of `case` (equal in every process)."""
     case_seed = zlib.crc32(f"{case.id}/{seed}".encode())
-    x = relu_activation(case.input_shape, case.zeros, clustered=not uniform,
-                        dead_channels=dead_channels, seed=case_seed)
+    x = relu_activation(
+        case.input_shape,
+        case.zeros,
+        clustered=not uniform,
+        dead_channels=dead_channels,
+        seed=case_seed,
+    )
     kh, kw, c, o = case.layer.kernel_shape
     rng = np.random.default_rng(case_seed + 1)
     w = (rng.standard_normal((kh, kw, c, o)) * np.sqrt(2.0 / (kh * kw * c))).astype(np.float32)
@@ -49,8 +54,11 @@ def case_inputs(
 def jitted_contenders(case: Case) -> dict[str, Callable[..., jax.Array]]:
     """name -> jitted convolution of `case`, for every name in `CONTENDERS`."""
     layer = case.layer
-    conv = {"window_strides": layer.strides, "padding": layer.padding,
-            "dimension_numbers": _DIMENSION_NUMBERS}
+    conv = {
+        "window_strides": layer.strides,
+        "padding": layer.padding,
+        "dimension_numbers": _DIMENSION_NUMBERS,
+    }
     fns: dict[str, Callable[..., jax.Array]] = {
         "xla": jax.jit(lambda x, w: lax.conv_general_dilated(x, w, **conv))
     }
@@ -67,9 +75,14 @@ def dense_engines(
     """engine -> its dense convolution of `case` with weights `w`, for each of `engines`."""
     layer = case.layer
     return {
-        engine: peers.make_dense_conv(engine, w, input_shape_nhwc=case.input_shape,
-                                      window_strides=layer.strides, padding=layer.padding,
-                                      threads=threads)
+        engine: peers.make_dense_conv(
+            engine,
+            w,
+            input_shape_nhwc=case.input_shape,
+            window_strides=layer.strides,
+            padding=layer.padding,
+            threads=threads,
+        )
         for engine in engines
     }
 
@@ -119,8 +132,9 @@ def outputs(
     return results | {name: conv(x) for name, conv in engines.items()}
 
 
-def build_seconds(fn: Callable[..., jax.Array], x: np.ndarray, w: np.ndarray,
-                  calls: int = 5) -> float:
+def build_seconds(
+    fn: Callable[..., jax.Array], x: np.ndarray, w: np.ndarray, calls: int = 5
+) -> float:
     """Mean seconds that the kernel in `fn` spends building its compressed form per call,
     timed inside the kernel on XLA's thread pool (`_ffi.build_profile`)."""
     xd, wd = jnp.asarray(x), jnp.asarray(w)

@@ -74,9 +74,7 @@ class Layer:
     def describe(self) -> str:
         """E.g. "14x14x512->512 3x3/1 SAME"."""
         pad = self.padding if isinstance(self.padding, str) else f"pad{self.padding[0][0]}"
-        return (
-            f"{self.h}x{self.w}x{self.c}->{self.o} {self.kh}x{self.kw}/{self.stride} {pad}"
-        )
+        return f"{self.h}x{self.w}x{self.c}->{self.o} {self.kh}x{self.kw}/{self.stride} {pad}"
 
 
 @dataclass(frozen=True)
@@ -127,14 +125,19 @@ def _vgg16() -> list[Layer]:
 def _resnet50() -> list[Layer]:
     layers = [Layer("resnet50/stem", 224, 224, 3, 64, 7, 7, 2, ((3, 3), (3, 3)), 0.0)]
     # (stage, blocks, input H=W of the stage's 3x3 convs at stride 1, width, own zeros)
-    stages = [(2, 3, 56, 64, 0.50), (3, 4, 28, 128, 0.60), (4, 6, 14, 256, 0.70),
-              (5, 3, 7, 512, 0.80)]
+    stages = [
+        (2, 3, 56, 64, 0.50),
+        (3, 4, 28, 128, 0.60),
+        (4, 6, 14, 256, 0.70),
+        (5, 3, 7, 512, 0.80),
+    ]
     for stage, blocks, size, width, zeros in stages:
         for block in range(1, blocks + 1):
             name = f"resnet50/conv{stage}_{block}"
             if block == 1 and stage > 2:  # v1.5: the stride-2 3x3 on the previous resolution
-                layers.append(Layer(name, 2 * size, 2 * size, width, width, 3, 3, 2,
-                                    ((1, 1), (1, 1)), zeros))
+                layers.append(
+                    Layer(name, 2 * size, 2 * size, width, width, 3, 3, 2, ((1, 1), (1, 1)), zeros)
+                )
             else:
                 layers.append(Layer(name, size, size, width, width, 3, 3, 1, "SAME", zeros))
     return layers
@@ -191,8 +194,14 @@ PEERS_LAYERS: tuple[Layer, ...] = (
 #: The `peers-holdout` suite: a 3x3, a 5x5, a 1x7 and a 1x3 of Inception-v3 and ResNet-50's
 #: stride-2 3x3 from 56x56 to 28x28, none of them shaped like a `peers` layer.
 PEERS_HOLDOUT_LAYERS: tuple[Layer, ...] = tuple(
-    LAYERS[i] for i in ("inception3/L4", "inception3/L7", "inception3/L52", "inception3/L91",
-                        "resnet50/conv3_1")
+    LAYERS[i]
+    for i in (
+        "inception3/L4",
+        "inception3/L7",
+        "inception3/L52",
+        "inception3/L91",
+        "resnet50/conv3_1",
+    )
 )
 #: Zero fractions and batch sizes of both peers suites.
 PEERS_ZEROS: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
@@ -286,7 +295,8 @@ def _override(
     result = []
     for layer, own in by_layer.items():
         layer_zeros = zeros if zeros is not None else list(dict.fromkeys(c.zeros for c in own))
-        layer_batches = (batches if batches is not None
-                         else list(dict.fromkeys(c.batch for c in own)))
+        layer_batches = (
+            batches if batches is not None else list(dict.fromkeys(c.batch for c in own))
+        )
         result += [Case(layer, z, b) for b in layer_batches for z in layer_zeros]
     return result

@@ -25,9 +25,7 @@ PEAK_GEMM_SIZE = 2048
 PEAK_GEMM_RUNS = 9
 
 
-def measure_peak(
-    size: int = PEAK_GEMM_SIZE, repeats: int = PEAK_GEMM_RUNS
-) -> dict[str, float]:
+def measure_peak(size: int = PEAK_GEMM_SIZE, repeats: int = PEAK_GEMM_RUNS) -> dict[str, float]:
     """Achievable fp32 GFLOP/s of a size³ sgemm by XLA (jnp.dot) and by NumPy's BLAS.
 
     The fastest of `repeats` interleaved runs each: a peak is what the machine can reach, and
@@ -40,7 +38,8 @@ def measure_peak(
     ad, bd = jnp.asarray(a), jnp.asarray(b)
     dot = jax.jit(jnp.dot)
     times = time_interleaved(
-        {"xla_sgemm": lambda: dot(ad, bd), "numpy_sgemm": lambda: a @ b}, repeats=repeats)
+        {"xla_sgemm": lambda: dot(ad, bd), "numpy_sgemm": lambda: a @ b}, repeats=repeats
+    )
     flops = 2.0 * size**3
     return {name: flops / min(ts) / 1e9 for name, ts in times.items()}
 
@@ -89,8 +88,12 @@ def _cpuinfo() -> tuple[float, str, int, set[str]]:
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return (float(fields.get("cpu MHz", 0) or 0), fields.get("vendor_id", ""),
-            int(fields.get("cpu family", 0) or 0), set(fields.get("flags", "").split()))
+    return (
+        float(fields.get("cpu MHz", 0) or 0),
+        fields.get("vendor_id", ""),
+        int(fields.get("cpu family", 0) or 0),
+        set(fields.get("flags", "").split()),
+    )
 
 
 def _flops_per_cycle(vendor: str, family: int, flags: set[str]) -> tuple[int, str]:
@@ -141,10 +144,16 @@ def _git_commit() -> str:
     """HEAD of the repository jaxcps runs from, "+dirty" if it has changes; "unknown"."""
     root = Path(jaxcps.__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, check=True).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty.strip() else "")

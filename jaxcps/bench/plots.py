@@ -33,18 +33,21 @@ from jaxcps.bench.report import SPARSE
 from jaxcps.footprint import FOOTPRINT_ALGORITHMS
 
 # (line style, its name, marker) per algorithm that skips zeros, in order.
-_LINES = (("-", "solid", "o"), ("--", "dashed", "s"), (":", "dotted", "^"),
-          ("-.", "dash-dot", "D"))
+_LINES = (("-", "solid", "o"), ("--", "dashed", "s"), (":", "dotted", "^"), ("-.", "dash-dot", "D"))
 
 
 def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
     """Writes the plots into `out` (the peers plots if the run had `--peers`); returns their
     paths."""
-    paths = [plot_ratio(report, out / "ratio_vs_zeros.png"),
-             plot_compression(report, out / "compression.png")]
+    paths = [
+        plot_ratio(report, out / "ratio_vs_zeros.png"),
+        plot_compression(report, out / "compression.png"),
+    ]
     if report["settings"].get("peers"):
-        paths += [plot_dense_ratio(report, out / "dense_ratio.png"),
-                  plot_peak_share(report, out / "peak_share.png")]
+        paths += [
+            plot_dense_ratio(report, out / "dense_ratio.png"),
+            plot_peak_share(report, out / "peak_share.png"),
+        ]
     return paths
 
 
@@ -60,14 +63,19 @@ def _in_report(report: dict[str, Any], algorithms: tuple[str, ...]) -> list[str]
 def plot_ratio(report: dict[str, Any], path: Path) -> Path:
     """Time ratio to XLA against zero fraction, per layer and algorithm that skips zeros."""
     styles = dict(zip(_in_report(report, SPARSE), itertools.cycle(_LINES)))
-    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
-        lambda: defaultdict(list))
+    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in report["cases"]:
         for alg in styles:
             series[r["layer"]][alg].append((r["zeros"], r["algorithms"][alg]["ratio_to_xla"]))
     networks = sorted({_network(layer) for layer in series})
-    fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 5.2),
-                             sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(networks),
+        figsize=(6.5 * len(networks), 5.2),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
     for ax, network in zip(axes[0], networks):
         layers = [layer for layer in series if _network(layer) == network]
         palette = plt.get_cmap("tab20" if len(layers) > 10 else "tab10")
@@ -75,8 +83,15 @@ def plot_ratio(report: dict[str, Any], path: Path) -> Path:
         for layer, color in zip(layers, colors):
             for alg, (linestyle, _, marker) in styles.items():
                 zs, ratios = zip(*sorted(series[layer][alg]))
-                ax.plot(zs, ratios, linestyle=linestyle, marker=marker, color=color,
-                        markersize=4, label=f"{layer.split('/', 1)[1]} {alg}")
+                ax.plot(
+                    zs,
+                    ratios,
+                    linestyle=linestyle,
+                    marker=marker,
+                    color=color,
+                    markersize=4,
+                    label=f"{layer.split('/', 1)[1]} {alg}",
+                )
         ax.axhline(1.0, color="black", linewidth=1)
         ax.set_yscale("log", base=2)
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -100,8 +115,7 @@ def _compression_cases(report: dict[str, Any]) -> list[dict[str, Any]]:
         by_layer[r["layer"]].append(r)
     chosen = []
     for layer, cases in by_layer.items():
-        own = [r for r in cases
-               if layer in LAYERS and abs(r["zeros"] - LAYERS[layer].zeros) < 1e-9]
+        own = [r for r in cases if layer in LAYERS and abs(r["zeros"] - LAYERS[layer].zeros) < 1e-9]
         chosen += own or cases
     return chosen
 
@@ -112,8 +126,10 @@ def plot_compression(report: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(13, max(3.2, 1.8 + 0.34 * len(cases))), sharey=True)
     compressed = _in_report(report, tuple(a for a in FOOTPRINT_ALGORITHMS if a != "im2col"))
     colors = {alg: f"C{i}" for i, alg in enumerate(compressed)}
-    panels = [("cr_vs_im2col", compressed, "CR vs im2col"),
-              ("cr_vs_mec", [a for a in compressed if a in SPARSE], "CR vs MEC")]
+    panels = [
+        ("cr_vs_im2col", compressed, "CR vs im2col"),
+        ("cr_vs_mec", [a for a in compressed if a in SPARSE], "CR vs MEC"),
+    ]
     for ax, (key, algs, title) in zip(axes, panels):
         height = 0.8 / len(algs)
         for i, alg in enumerate(algs):
@@ -142,14 +158,15 @@ def _by_batch(
     report: dict[str, Any], value: Callable[[dict[str, Any]], float | None]
 ) -> dict[int, dict[str, list[tuple[float, float]]]]:
     """batch -> layer -> sorted (zero fraction, value) points, cases without a value left out."""
-    series: dict[int, dict[str, list[tuple[float, float]]]] = defaultdict(
-        lambda: defaultdict(list))
+    series: dict[int, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in report["cases"]:
         y = value(r)
         if y is not None:
             series[r["batch"]][r["layer"]].append((r["zeros"], y))
-    return {b: {layer: sorted(points) for layer, points in layers.items()}
-            for b, layers in sorted(series.items())}
+    return {
+        b: {layer: sorted(points) for layer, points in layers.items()}
+        for b, layers in sorted(series.items())
+    }
 
 
 def _plot_per_batch(
@@ -170,15 +187,23 @@ def _plot_per_batch(
     palette = plt.get_cmap("tab20" if len(layers) > 10 else "tab10")
     colors = {layer: palette(i % palette.N) for i, layer in enumerate(layers)}
     panels = max(len(series), 1)
-    fig, axes = plt.subplots(1, panels, figsize=(max(6.5 * panels, 9.0), 5.6), sharex=True,
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, panels, figsize=(max(6.5 * panels, 9.0), 5.6), sharex=True, sharey=True, squeeze=False
+    )
     for ax, (batch, per_layer) in zip(axes[0], series.items(), strict=False):
         for layer, points in per_layer.items():
             zs, ys = zip(*points, strict=True)
             ax.plot(zs, ys, marker="o", markersize=4, color=colors[layer], label=layer)
         ax.axhline(reference, color="black", linewidth=1)
-        ax.plot(list(goals), list(goals.values()), linestyle="none", marker="*",
-                markersize=14, color="crimson", label="target")
+        ax.plot(
+            list(goals),
+            list(goals.values()),
+            linestyle="none",
+            marker="*",
+            markersize=14,
+            color="crimson",
+            label="target",
+        )
         if log:
             ax.set_yscale("log", base=2)
             ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -198,8 +223,12 @@ def plot_dense_ratio(report: dict[str, Any], path: Path) -> Path:
     """Speed-up of the fastest kernel that skips zeros over the best dense engine."""
     engines = ", ".join(["xla", *report["settings"]["peers"]["engines"]])
     return _plot_per_batch(
-        report, path, lambda r: r["sparse_vs_dense"], targets.SPEEDUP_OVER_DENSE,
-        reference=1.0, log=True,
+        report,
+        path,
+        lambda r: r["sparse_vs_dense"],
+        targets.SPEEDUP_OVER_DENSE,
+        reference=1.0,
+        log=True,
         ylabel="t_dense / t_sparse  (> 1: jaxcps faster; log scale)",
         title=f"speed-up of the fastest of {', '.join(SPARSE)} over the best dense engine\n"
         f"(the fastest of {engines})",
@@ -210,9 +239,12 @@ def plot_peak_share(report: dict[str, Any], path: Path) -> Path:
     """Useful GFLOP/s of the fastest kernel that skips zeros, as % of the achievable peak."""
     peak = report["peak"]["achievable_gflops"]
     return _plot_per_batch(
-        report, path,
+        report,
+        path,
         lambda r: r["algorithms"][r["best_sparse"]]["pct_peak"] if r["best_sparse"] else None,
-        targets.PEAK_SHARE_PCT, reference=100.0, log=False,
+        targets.PEAK_SHARE_PCT,
+        reference=100.0,
+        log=False,
         ylabel="useful GFLOP/s, % of the achievable peak",
         title=f"useful GFLOP/s of the fastest of {', '.join(SPARSE)}\nas a share of the "
         f"achievable peak ({peak:.0f} GFLOP/s)",
@@ -221,5 +253,7 @@ def plot_peak_share(report: dict[str, Any], path: Path) -> Path:
 
 def _subtitle(report: dict[str, Any], what: str) -> str:
     m, s = report["machine"], report["settings"]
-    return (f"{what}\n{s['zeros_placement']} zeros, {m['threads']} threads, ISA {m['isa']}, "
-            f"jaxlib {m['jaxlib']}, {m['date'][:10]}")
+    return (
+        f"{what}\n{s['zeros_placement']} zeros, {m['threads']} threads, ISA {m['isa']}, "
+        f"jaxlib {m['jaxlib']}, {m['date'][:10]}"
+    )

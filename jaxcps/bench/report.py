@@ -49,13 +49,49 @@ DENSE_ENGINES: tuple[str, ...] = ("xla", *peers.ENGINES)
 REL_TOL = 1e-4
 
 CSV_COLUMNS: tuple[str, ...] = (
-    "case", "layer", "batch", "h", "w", "c", "o", "kh", "kw", "stride", "padding", "zeros",
-    "zeros_measured", "nnz", "mean_run", "algorithm", "median_ms", "ratio_to_xla",
-    "ratio_to_best_dense", "saving_vs_im2col_pct", "footprint_bytes", "cr_vs_im2col",
-    "cr_vs_mec", "useful_gflops", "dense_gflops", "pct_peak", "build_pct", "max_rel_err", "ok",
-    "best_dense", "best_dense_ms", "best_sparse", "sparse_vs_dense", "best_jaxcps",
-    "zeros_placement", "date", "git_commit", "isa", "jax", "jaxlib", "threads",
-    "xla_conv_path", "xla_eigen_conv_path",
+    "case",
+    "layer",
+    "batch",
+    "h",
+    "w",
+    "c",
+    "o",
+    "kh",
+    "kw",
+    "stride",
+    "padding",
+    "zeros",
+    "zeros_measured",
+    "nnz",
+    "mean_run",
+    "algorithm",
+    "median_ms",
+    "ratio_to_xla",
+    "ratio_to_best_dense",
+    "saving_vs_im2col_pct",
+    "footprint_bytes",
+    "cr_vs_im2col",
+    "cr_vs_mec",
+    "useful_gflops",
+    "dense_gflops",
+    "pct_peak",
+    "build_pct",
+    "max_rel_err",
+    "ok",
+    "best_dense",
+    "best_dense_ms",
+    "best_sparse",
+    "sparse_vs_dense",
+    "best_jaxcps",
+    "zeros_placement",
+    "date",
+    "git_commit",
+    "isa",
+    "jax",
+    "jaxlib",
+    "threads",
+    "xla_conv_path",
+    "xla_eigen_conv_path",
 )
 
 
@@ -77,13 +113,22 @@ def case_record(
     """
     layer = case.layer
     flops = {"useful": useful_flops(case, x), "dense": dense_flops(case, outputs["xla"].shape)}
-    footprints = {a: jaxcps.footprint(x, layer.kernel_shape, layer.strides, layer.padding, a)
-                  for a in FOOTPRINT_ALGORITHMS}
+    footprints = {
+        a: jaxcps.footprint(x, layer.kernel_shape, layer.strides, layer.padding, a)
+        for a in FOOTPRINT_ALGORITHMS
+    }
     medians = median_times(times)
     best = _fastest(medians)
     algorithms = {
-        name: _algorithm_metrics(name, ts, medians, best["dense"], footprints, flops,
-                                 max_rel_error(outputs[name], outputs["xla"]))
+        name: _algorithm_metrics(
+            name,
+            ts,
+            medians,
+            best["dense"],
+            footprints,
+            flops,
+            max_rel_error(outputs[name], outputs["xla"]),
+        )
         for name, ts in times.items()
     }
     for name, seconds in (build_seconds or {}).items():
@@ -93,8 +138,13 @@ def case_record(
         "layer": layer.id,
         "batch": case.batch,
         "shape": layer.describe(),
-        "h": layer.h, "w": layer.w, "c": layer.c, "o": layer.o,
-        "kh": layer.kh, "kw": layer.kw, "stride": layer.stride,
+        "h": layer.h,
+        "w": layer.w,
+        "c": layer.c,
+        "o": layer.o,
+        "kh": layer.kh,
+        "kw": layer.kw,
+        "stride": layer.stride,
         "padding": layer.padding if isinstance(layer.padding, str) else list(layer.padding),
         "zeros": case.zeros,
         "zeros_measured": float(np.mean(x == 0)),
@@ -109,7 +159,8 @@ def case_record(
         "best_dense_ms": 1e3 * medians[best["dense"]],
         "best_sparse": best["sparse"],
         "sparse_vs_dense": medians[best["dense"]] / medians[best["sparse"]]
-        if best["sparse"] else None,
+        if best["sparse"]
+        else None,
         "best_jaxcps": best["jaxcps"],
         "algorithms": algorithms,
     }
@@ -144,7 +195,8 @@ def _algorithm_metrics(
         "ratio_to_xla": medians["xla"] / t,
         "ratio_to_best_dense": medians[best_dense] / t,
         "saving_vs_im2col_pct": 100.0 * (medians["im2col"] - t) / medians["im2col"]
-        if "im2col" in medians else None,
+        if "im2col" in medians
+        else None,
         "footprint_bytes": fp,
         "cr_vs_im2col": footprints["im2col"] / fp if fp else None,
         "cr_vs_mec": footprints["mec"] / fp if fp else None,
@@ -175,8 +227,11 @@ def dense_flops(case: Case, output_shape: tuple[int, ...]) -> float:
 def _pads(case: Case) -> list[tuple[int, int]]:
     layer = case.layer
     if isinstance(layer.padding, str):
-        return list(lax.padtype_to_pads((layer.h, layer.w), (layer.kh, layer.kw),
-                                        layer.strides, layer.padding))
+        return list(
+            lax.padtype_to_pads(
+                (layer.h, layer.w), (layer.kh, layer.kw), layer.strides, layer.padding
+            )
+        )
     return [tuple(p) for p in layer.padding]
 
 
@@ -220,10 +275,16 @@ def finish_report(
     """
     rate, engine, case_id = max(
         (m["dense_gflops"], name, r["id"])
-        for r in records for name, m in r["algorithms"].items() if name in DENSE_ENGINES
+        for r in records
+        for name, m in r["algorithms"].items()
+        if name in DENSE_ENGINES
     )
-    peak = {**peak, "dense_engine_gflops": rate, "dense_engine_where": f"{engine} on {case_id}",
-            "achievable_gflops": max(peak["sgemm_gflops"], rate)}
+    peak = {
+        **peak,
+        "dense_engine_gflops": rate,
+        "dense_engine_where": f"{engine} on {case_id}",
+        "achievable_gflops": max(peak["sgemm_gflops"], rate),
+    }
     peak["achievable_method"] = (
         f"the larger of the sgemm rate ({peak['sgemm_gflops']:.0f} GFLOP/s: "
         f"{peak['sgemm_method']}) and the fastest dense engine's rate in this run (dense "

@@ -75,8 +75,10 @@ def _bound(
     miss = ""
     if missing:
         side = "short by" if at_least else "over by"
-        miss = (f"{side} {abs(goal - worst):.2f}{unit} at worst; {len(missing)} of "
-                f"{len(values)} cases miss")
+        miss = (
+            f"{side} {abs(goal - worst):.2f}{unit} at worst; {len(missing)} of "
+            f"{len(values)} cases miss"
+        )
     return Verdict(target, len(values), worst, where, not missing, miss)
 
 
@@ -108,32 +110,63 @@ def evaluate(report: dict[str, Any]) -> list[Verdict]:
     for zeros, goal in SPEEDUP_OVER_DENSE.items():
         for batch in batches:
             subset = [c for c in cases if _near(c["zeros"], zeros) and c["batch"] == batch]
-            verdicts.append(_bound(
-                f"speed-up over the best dense engine >= {goal}x at {zeros:.0%} zeros, "
-                f"batch {batch}", subset, lambda c: c["sparse_vs_dense"], goal,
-                at_least=True, unit="x"))
+            verdicts.append(
+                _bound(
+                    f"speed-up over the best dense engine >= {goal}x at {zeros:.0%} zeros, "
+                    f"batch {batch}",
+                    subset,
+                    lambda c: c["sparse_vs_dense"],
+                    goal,
+                    at_least=True,
+                    unit="x",
+                )
+            )
     for zeros, goal in PEAK_SHARE_PCT.items():
         for batch in batches:
             subset = [c for c in cases if _near(c["zeros"], zeros) and c["batch"] == batch]
-            verdicts.append(_bound(
-                f"useful GFLOP/s >= {goal:.0f}% of the achievable peak at {zeros:.0%} zeros, "
-                f"batch {batch}", subset, _sparse_pct_peak, goal, at_least=True,
-                unit=" points"))
+            verdicts.append(
+                _bound(
+                    f"useful GFLOP/s >= {goal:.0f}% of the achievable peak at {zeros:.0%} zeros, "
+                    f"batch {batch}",
+                    subset,
+                    _sparse_pct_peak,
+                    goal,
+                    at_least=True,
+                    unit=" points",
+                )
+            )
     dense = [c for c in report["cases"] if _near(c["zeros"], 0.0) and c["best_jaxcps"]]
-    verdicts.append(_bound(
-        f"best jaxcps kernel (any) >= {DENSE_RATIO_TO_XLA}x XLA at 0% zeros, every layer",
-        dense, _best_jaxcps_ratio, DENSE_RATIO_TO_XLA, at_least=True, unit="x"))
+    verdicts.append(
+        _bound(
+            f"best jaxcps kernel (any) >= {DENSE_RATIO_TO_XLA}x XLA at 0% zeros, every layer",
+            dense,
+            _best_jaxcps_ratio,
+            DENSE_RATIO_TO_XLA,
+            at_least=True,
+            unit="x",
+        )
+    )
     built = [c for c in cases if c["zeros"] > 0 and _sparse_build_pct(c) is not None]
     verdicts.append(_median_build(built))
-    verdicts.append(_bound(
-        f"building the compressed form <= {BUILD_PCT_WORST:.0f}% of the kernel's time, worst "
-        f"case", built, _sparse_build_pct, BUILD_PCT_WORST, at_least=False, unit=" points"))
+    verdicts.append(
+        _bound(
+            f"building the compressed form <= {BUILD_PCT_WORST:.0f}% of the kernel's time, worst "
+            f"case",
+            built,
+            _sparse_build_pct,
+            BUILD_PCT_WORST,
+            at_least=False,
+            unit=" points",
+        )
+    )
     return verdicts
 
 
 def _median_build(cases: list[Case]) -> Verdict:
-    target = (f"building the compressed form <= {BUILD_PCT_MEDIAN:.0f}% of the kernel's time, "
-              f"median over the cases with zeros")
+    target = (
+        f"building the compressed form <= {BUILD_PCT_MEDIAN:.0f}% of the kernel's time, "
+        f"median over the cases with zeros"
+    )
     if not cases:
         return Verdict(target, 0, None, "-", None, "")
     median = statistics.median(_sparse_build_pct(c) for c in cases)
@@ -148,6 +181,7 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
     for v in verdicts:
         measured = "-" if v.measured is None else f"{v.measured:.2f}"
         met = {True: "yes", False: "NO", None: "not measured"}[v.met]
-        lines.append(f"| {v.target} | {v.cases} | {measured} | {v.where} | {met} | "
-                     f"{v.miss or '-'} |")
+        lines.append(
+            f"| {v.target} | {v.cases} | {measured} | {v.where} | {met} | {v.miss or '-'} |"
+        )
     return "\n".join(lines)

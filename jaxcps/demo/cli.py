@@ -63,27 +63,48 @@ def _positive_float(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the demo's options to `parser`."""
-    parser.add_argument("--model", choices=sorted(MIN_IMAGE_SIZE), default="vgg16",
-                        help="network (default: vgg16)")
-    parser.add_argument("--profile", choices=PROFILES, default="rising",
-                        help="zero fraction of the conv inputs by depth (default: rising)")
-    parser.add_argument("--image-size", type=_positive_int, default=112,
-                        help="height and width of the input image, at least 32 (default: 112)")
-    parser.add_argument("--width", type=_positive_float, default=1.0,
-                        help="multiplier on every channel count (default: 1.0)")
-    parser.add_argument("--repeats", type=_positive_int, default=5,
-                        help="timed rounds per layer in selection; end-to-end uses 4x "
-                             "(default: 5)")
-    parser.add_argument("--out", default="jaxcps-demo",
-                        help="output folder, created if missing (default: ./jaxcps-demo)")
+    parser.add_argument(
+        "--model", choices=sorted(MIN_IMAGE_SIZE), default="vgg16", help="network (default: vgg16)"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="rising",
+        help="zero fraction of the conv inputs by depth (default: rising)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=112,
+        help="height and width of the input image, at least 32 (default: 112)",
+    )
+    parser.add_argument(
+        "--width",
+        type=_positive_float,
+        default=1.0,
+        help="multiplier on every channel count (default: 1.0)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=5,
+        help="timed rounds per layer in selection; end-to-end uses 4x (default: 5)",
+    )
+    parser.add_argument(
+        "--out",
+        default="jaxcps-demo",
+        help="output folder, created if missing (default: ./jaxcps-demo)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
 def _check(args: argparse.Namespace) -> str | None:
     """The first problem with the options, or None."""
     if args.image_size < MIN_IMAGE_SIZE[args.model]:
-        return (f"--image-size must be at least {MIN_IMAGE_SIZE[args.model]} for "
-                f"--model {args.model}, got {args.image_size}")
+        return (
+            f"--image-size must be at least {MIN_IMAGE_SIZE[args.model]} for "
+            f"--model {args.model}, got {args.image_size}"
+        )
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         return f"--out {args.out!r} exists and is not a folder"
     return None
@@ -103,8 +124,10 @@ def run(args: argparse.Namespace) -> int:
         from jaxcps.demo import models
         from jaxcps.flax import select
     except ImportError as error:
-        print(f"jaxcps demo: error: the demo needs Flax (pip install 'jaxcps[flax]'): {error}",
-              file=sys.stderr)
+        print(
+            f"jaxcps demo: error: the demo needs Flax (pip install 'jaxcps[flax]'): {error}",
+            file=sys.stderr,
+        )
         return 2
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
@@ -112,8 +135,10 @@ def run(args: argparse.Namespace) -> int:
     model = models.MODELS[args.model][0](width=args.width)
     key_x, key_p = jax.random.split(jax.random.key(args.seed, impl="rbg"))
     x = jax.random.uniform(key_x, (1, args.image_size, args.image_size, 3))
-    _log(f"building {args.model} (width {args.width}) at {args.image_size}x{args.image_size}, "
-         f"calibrating biases to the {args.profile!r} profile ...")
+    _log(
+        f"building {args.model} (width {args.width}) at {args.image_size}x{args.image_size}, "
+        f"calibrating biases to the {args.profile!r} profile ..."
+    )
     variables = models.calibrate_linen(model, model.init(key_p, x), x, args.profile)
 
     plan = select(lambda x: model.apply(variables, x), x, repeats=args.repeats)
@@ -121,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
 
     onnxruntime = _onnxruntime(args.model, variables, x)
     e2e = _end_to_end(model, variables, x, plan, onnxruntime, repeats=4 * args.repeats)
-    plan.meta.update(model=args.model, profile=args.profile, image_size=args.image_size,
-                     width=args.width)
+    plan.meta.update(
+        model=args.model, profile=args.profile, image_size=args.image_size, width=args.width
+    )
     plan.save(os.path.join(args.out, "plan.json"))
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump({**plan.meta, **e2e}, f, indent=1)
@@ -131,8 +157,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(_summary(e2e))
     written = ["plan.json", "summary.json", *plots]
-    print(f"wrote {', '.join(written)} to {os.path.abspath(args.out)} "
-          f"({time.perf_counter() - start:.0f} s)")
+    print(
+        f"wrote {', '.join(written)} to {os.path.abspath(args.out)} "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
     return 0 if e2e["parity"] and e2e["onnxruntime_parity"] is not False else 1
 
 
@@ -159,12 +187,15 @@ def _onnxruntime(model: str, variables: Any, x: jax.Array) -> _OnnxRuntime:
     session = peers.onnxruntime_session(to_onnx(model, variables["params"], x.shape), threads)
     x_nchw = np.ascontiguousarray(np.transpose(np.asarray(x), (0, 3, 1, 2)))
     version = peers._import("onnxruntime").__version__
-    return _OnnxRuntime(functools.partial(session.run, None, {"x": x_nchw}),
-                        f"onnxruntime {version}, {threads} threads, NCHW input")
+    return _OnnxRuntime(
+        functools.partial(session.run, None, {"x": x_nchw}),
+        f"onnxruntime {version}, {threads} threads, NCHW input",
+    )
 
 
-def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan,
-                onnxruntime: _OnnxRuntime, repeats: int) -> dict[str, Any]:
+def _end_to_end(
+    model: Any, variables: Any, x: jax.Array, plan: Plan, onnxruntime: _OnnxRuntime, repeats: int
+) -> dict[str, Any]:
     """Jitted all-XLA vs plan-routed inference (and ONNX Runtime when it is available):
     interleaved medians and the parity checks against all-XLA."""
     from jaxcps.flax import route
@@ -175,7 +206,9 @@ def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan,
     with route(plan):  # traced here, so the compiled function keeps the plan
         y_plan = np.asarray(plan_fn(variables, x))
     contenders: dict[str, Callable[[], object]] = {
-        "xla": lambda: xla_fn(variables, x), "plan": lambda: plan_fn(variables, x)}
+        "xla": lambda: xla_fn(variables, x),
+        "plan": lambda: plan_fn(variables, x),
+    }
     if onnxruntime.run is not None:
         contenders["onnxruntime"] = onnxruntime.run
     times = medians(time_interleaved(contenders, repeats=repeats))
@@ -197,10 +230,12 @@ def _end_to_end(model: Any, variables: Any, x: jax.Array, plan: Plan,
     }
     if onnxruntime.run is not None:
         ort_diff = float(np.max(np.abs(onnxruntime.run()[0] - y_xla)))
-        result.update(onnxruntime_ms=times["onnxruntime"] * 1e3,
-                      speedup_vs_onnxruntime=times["onnxruntime"] / times["plan"],
-                      onnxruntime_max_abs_diff=ort_diff,
-                      onnxruntime_parity=_close(ort_diff, scale))
+        result.update(
+            onnxruntime_ms=times["onnxruntime"] * 1e3,
+            speedup_vs_onnxruntime=times["onnxruntime"] / times["plan"],
+            onnxruntime_max_abs_diff=ort_diff,
+            onnxruntime_parity=_close(ort_diff, scale),
+        )
     return result
 
 
@@ -222,14 +257,18 @@ def _summary(e2e: dict[str, Any]) -> str:
     lines = [
         f"end-to-end, jitted, batch 1 (median of {e2e['repeats']} interleaved runs): {times}",
         f"plan: {speedups}",
-        (f"parity: max |plan - xla| = {e2e['max_abs_diff']:.2e} (output scale "
-         f"{e2e['output_scale']:.2e}): {_verdict(e2e['parity'])}"),
+        (
+            f"parity: max |plan - xla| = {e2e['max_abs_diff']:.2e} (output scale "
+            f"{e2e['output_scale']:.2e}): {_verdict(e2e['parity'])}"
+        ),
     ]
     if e2e["onnxruntime_parity"] is None:
         lines.append(f"ONNX Runtime not run: {e2e['onnxruntime']}")
     else:
-        lines.append(f"parity: max |ONNX Runtime - xla| = {e2e['onnxruntime_max_abs_diff']:.2e} "
-                     f"({e2e['onnxruntime']}): {_verdict(e2e['onnxruntime_parity'])}")
+        lines.append(
+            f"parity: max |ONNX Runtime - xla| = {e2e['onnxruntime_max_abs_diff']:.2e} "
+            f"({e2e['onnxruntime']}): {_verdict(e2e['onnxruntime_parity'])}"
+        )
     return "\n".join(lines)
 
 

@@ -31,18 +31,34 @@ from jaxcps.flax._hooks import nnx_convs, swap_convs
 VGG16_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 #: (features, blocks, stride) per ResNet-18 stage.
 RESNET18_STAGES: tuple[tuple[int, int, int], ...] = (
-    (64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+    (64, 2, 1),
+    (128, 2, 2),
+    (256, 2, 2),
+    (512, 2, 2),
+)
 #: (bottleneck features, blocks, stride) per ResNet-50 stage; a block's output has 4x the
 #: bottleneck features.
 RESNET50_STAGES: tuple[tuple[int, int, int], ...] = (
-    (64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
+    (64, 3, 1),
+    (128, 4, 2),
+    (256, 6, 2),
+    (512, 3, 2),
+)
 RESNET50_EXPANSION = 4
 #: The sparsity profiles `calibrate_*` accept.
 PROFILES: tuple[str, ...] = ("rising", "inception", "moderate")
 #: Inception-v3 (layer number, input density) as the paper's authors list them (the layers
 #: of `jaxcps.bench.layers`); Inception-v3 has 94 convs.
-_INCEPTION_DENSITIES = ((1, 0.59), (2, 0.46), (4, 0.48), (7, 0.48), (52, 0.14), (53, 0.17),
-                        (91, 0.14), (92, 0.14))
+_INCEPTION_DENSITIES = (
+    (1, 0.59),
+    (2, 0.46),
+    (4, 0.48),
+    (7, 0.48),
+    (52, 0.14),
+    (53, 0.17),
+    (91, 0.14),
+    (92, 0.14),
+)
 _INCEPTION_CONVS = 94
 
 
@@ -109,8 +125,9 @@ class ResNet18(nn.Module):
         x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
         for s, (features, blocks, stride) in enumerate(RESNET18_STAGES, 1):
             for b in range(1, blocks + 1):
-                block = BasicBlock(scaled(features, self.width), stride if b == 1 else 1,
-                                   name=f"stage{s}_block{b}")
+                block = BasicBlock(
+                    scaled(features, self.width), stride if b == 1 else 1, name=f"stage{s}_block{b}"
+                )
                 x = block(x)
         return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
 
@@ -152,8 +169,9 @@ class ResNet50(nn.Module):
         x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
         for s, (features, blocks, stride) in enumerate(RESNET50_STAGES, 1):
             for b in range(1, blocks + 1):
-                block = Bottleneck(scaled(features, self.width), stride if b == 1 else 1,
-                                   name=f"stage{s}_block{b}")
+                block = Bottleneck(
+                    scaled(features, self.width), stride if b == 1 else 1, name=f"stage{s}_block{b}"
+                )
                 x = block(x)
         return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
 
@@ -171,8 +189,9 @@ class VGG16NNX(nnx.Module):
       rngs: the `nnx.Rngs` for parameter initialization.
     """
 
-    def __init__(self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *, rngs: nnx.Rngs
+    ):
         self.stages: list[list[str]] = []
         for s, (features, convs) in enumerate(VGG16_STAGES, 1):
             names = []
@@ -198,8 +217,9 @@ class BasicBlockNNX(nnx.Module):
     def __init__(self, in_features: int, features: int, strides: int = 1, *, rngs: nnx.Rngs):
         projected = strides != 1 or in_features != features
         # Assigned once: NNX fixes an attribute as data or static at its first assignment.
-        self.proj = (nnx.Conv(in_features, features, (1, 1), strides, rngs=rngs)
-                     if projected else None)
+        self.proj = (
+            nnx.Conv(in_features, features, (1, 1), strides, rngs=rngs) if projected else None
+        )
         self.conv1 = nnx.Conv(in_features, features, (3, 3), strides, rngs=rngs)
         self.conv2 = nnx.Conv(features, features, (3, 3), rngs=rngs)
 
@@ -219,8 +239,9 @@ class ResNet18NNX(nnx.Module):
       rngs: the `nnx.Rngs` for parameter initialization.
     """
 
-    def __init__(self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *, rngs: nnx.Rngs
+    ):
         features = scaled(64, width)
         self.stem = nnx.Conv(in_features, features, (7, 7), 2, rngs=rngs)
         self.blocks: list[str] = []
@@ -248,8 +269,7 @@ class BottleneckNNX(nnx.Module):
         out = RESNET50_EXPANSION * features
         projected = strides != 1 or in_features != out
         # Assigned once: NNX fixes an attribute as data or static at its first assignment.
-        self.proj = (nnx.Conv(in_features, out, (1, 1), strides, rngs=rngs)
-                     if projected else None)
+        self.proj = nnx.Conv(in_features, out, (1, 1), strides, rngs=rngs) if projected else None
         self.conv1 = nnx.Conv(in_features, features, (1, 1), rngs=rngs)
         self.conv2 = nnx.Conv(features, features, (3, 3), strides, rngs=rngs)
         self.conv3 = nnx.Conv(features, out, (1, 1), rngs=rngs)
@@ -271,8 +291,9 @@ class ResNet50NNX(nnx.Module):
       rngs: the `nnx.Rngs` for parameter initialization.
     """
 
-    def __init__(self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, width: float = 1.0, num_classes: int = 10, in_features: int = 3, *, rngs: nnx.Rngs
+    ):
         features = scaled(64, width)
         self.stem = nnx.Conv(in_features, features, (7, 7), 2, rngs=rngs)
         self.blocks: list[str] = []
@@ -329,8 +350,12 @@ def profile_targets(profile: str, num_convs: int) -> list[float]:
 
 
 def _bias_deltas(
-    fn: Callable[[jax.Array], jax.Array], x: jax.Array, targets: Sequence[float] | str,
-    models: Sequence[nnx.Module], steps: int = 14, tolerance: float = 0.004,
+    fn: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    targets: Sequence[float] | str,
+    models: Sequence[nnx.Module],
+    steps: int = 14,
+    tolerance: float = 0.004,
 ) -> dict[str, np.ndarray]:
     """Per conv path, the bias change that gives each next conv's input its target zeros.
 

@@ -54,8 +54,9 @@ class _Graph:
         return name
 
     def _weight(self, name: str, value: Any) -> str:
-        self.weights.append(self.onnx.numpy_helper.from_array(
-            np.ascontiguousarray(value, dtype=np.float32), name))
+        self.weights.append(
+            self.onnx.numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), name)
+        )
         return name
 
     def _window(
@@ -63,8 +64,10 @@ class _Graph:
     ) -> tuple[list[int], tuple[int, int]]:
         """ONNX pads (begins, then ends) and the output size, as lax pads this window."""
         pads = lax.padtype_to_pads(self.shapes[x], window, (stride, stride), padding)
-        out = tuple((size + lo + hi - k) // stride + 1
-                    for size, (lo, hi), k in zip(self.shapes[x], pads, window, strict=True))
+        out = tuple(
+            (size + lo + hi - k) // stride + 1
+            for size, (lo, hi), k in zip(self.shapes[x], pads, window, strict=True)
+        )
         return [lo for lo, _ in pads] + [hi for _, hi in pads], out
 
     def conv(self, x: str, path: str, stride: int = 1, padding: str = "SAME") -> str:
@@ -75,14 +78,16 @@ class _Graph:
         pads, out = self._window(x, window, stride, padding)
         w = self._weight(f"{path}/kernel", kernel.transpose(3, 2, 0, 1))  # HWIO -> OIHW
         b = self._weight(f"{path}/bias", module["bias"])
-        return self._node("Conv", [x, w, b], out, kernel_shape=list(window),
-                          strides=[stride, stride], pads=pads)
+        return self._node(
+            "Conv", [x, w, b], out, kernel_shape=list(window), strides=[stride, stride], pads=pads
+        )
 
     def max_pool(self, x: str, window: int, stride: int, padding: str) -> str:
         """`nn.max_pool`; ONNX pads with -inf as Flax does."""
         pads, out = self._window(x, (window, window), stride, padding)
-        return self._node("MaxPool", [x], out, kernel_shape=[window, window],
-                          strides=[stride, stride], pads=pads)
+        return self._node(
+            "MaxPool", [x], out, kernel_shape=[window, window], strides=[stride, stride], pads=pads
+        )
 
     def relu(self, x: str) -> str:
         return self._node("Relu", [x], self.shapes[x])
@@ -92,8 +97,9 @@ class _Graph:
 
     def head(self, x: str, path: str) -> str:
         """Mean over H and W, then the linen `nn.Dense` at `path`."""
-        pooled = self._node("Flatten", [self._node("GlobalAveragePool", [x], (1, 1))], (1, 1),
-                            axis=1)
+        pooled = self._node(
+            "Flatten", [self._node("GlobalAveragePool", [x], (1, 1))], (1, 1), axis=1
+        )
         module = self._param(path)
         w = self._weight(f"{path}/kernel", module["kernel"])  # (in, out): no transpose
         b = self._weight(f"{path}/bias", module["bias"])
@@ -108,8 +114,9 @@ def _vgg16(g: _Graph, x: str) -> str:
     return g.head(x, "head")
 
 
-def _resnet(block: Callable[[_Graph, str, str, int], str], stages: Sequence[tuple[int, ...]]
-            ) -> Callable[[_Graph, str], str]:
+def _resnet(
+    block: Callable[[_Graph, str, str, int], str], stages: Sequence[tuple[int, ...]]
+) -> Callable[[_Graph, str], str]:
     """A ResNet of `block`s: 7x7/2 stem, 3x3/2 max-pool, the stages, the head."""
 
     def build(g: _Graph, x: str) -> str:
@@ -176,8 +183,12 @@ def to_onnx(model: str, params: Params, input_shape_nhwc: Sequence[int]) -> Any:
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
     n, h, w, c = input_shape_nhwc
     graph = helper.make_graph(
-        g.nodes, model, [helper.make_tensor_value_info("x", float32, [n, c, h, w])],
-        [helper.make_tensor_value_info("logits", float32, [n, "classes"])], g.weights)
+        g.nodes,
+        model,
+        [helper.make_tensor_value_info("x", float32, [n, c, h, w])],
+        [helper.make_tensor_value_info("logits", float32, [n, "classes"])],
+        g.weights,
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", peers.ONNX_OPSET)])
     g.onnx.checker.check_model(proto)
     return proto

@@ -45,10 +45,15 @@ def plot_all(plan: Plan, e2e: dict[str, Any], out: str) -> list[str]:
     zeros.set_ylabel("zero fraction of the input (bars)")
     zeros.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="upper left")
-    versus_ort = (f", {e2e['speedup_vs_onnxruntime']:.2f}x vs ONNX Runtime"
-                  if e2e.get("speedup_vs_onnxruntime") else "")
-    ax.set_title(f"{plan.meta.get('model')} / {plan.meta.get('profile')}: per layer; "
-                 f"end-to-end {e2e['speedup']:.2f}x vs XLA{versus_ort}")
+    versus_ort = (
+        f", {e2e['speedup_vs_onnxruntime']:.2f}x vs ONNX Runtime"
+        if e2e.get("speedup_vs_onnxruntime")
+        else ""
+    )
+    ax.set_title(
+        f"{plan.meta.get('model')} / {plan.meta.get('profile')}: per layer; "
+        f"end-to-end {e2e['speedup']:.2f}x vs XLA{versus_ort}"
+    )
     fig.tight_layout()
     fig.savefig(os.path.join(out, "layers.png"), dpi=110)
     plt.close(fig)
@@ -57,8 +62,12 @@ def plot_all(plan: Plan, e2e: dict[str, Any], out: str) -> list[str]:
     for c in candidates:
         if c == "im2col":  # the baseline itself
             continue
-        cr = [r.footprints["im2col"] / r.footprints[c]
-              if r.footprints.get(c) and r.footprints.get("im2col") else np.nan for r in records]
+        cr = [
+            r.footprints["im2col"] / r.footprints[c]
+            if r.footprints.get(c) and r.footprints.get("im2col")
+            else np.nan
+            for r in records
+        ]
         ax.plot(positions, cr, marker="o", label=c)
     ax.set_ylabel("compression ratio against im2col")
     ax.set_yscale("log")

@@ -62,9 +62,8 @@ int main(int argc, char** argv) {
   jaxcps::kReference.run(g, x.data(), w.data(), expected.data(), serial);
   double scale = 0;
   for (float v : expected) scale = std::max(scale, static_cast<double>(std::fabs(v)));
-  const double nonzeros = static_cast<double>(std::count_if(x.begin(), x.end(), [](float v) {
-    return v != 0.0f;
-  }));
+  const double nonzeros =
+      static_cast<double>(std::count_if(x.begin(), x.end(), [](float v) { return v != 0.0f; }));
 
   std::string names = argv[6];
   for (size_t begin = 0; begin <= names.size();) {
