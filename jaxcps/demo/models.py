@@ -107,6 +107,26 @@ class BasicBlock(nn.Module):
         return nn.relu(h + shortcut)
 
 
+def _resnet(
+    x: jax.Array,
+    stages: tuple[tuple[int, int, int], ...],
+    block: type[nn.Module],
+    width: float,
+    num_classes: int,
+) -> jax.Array:
+    """The body of a linen ResNet, called from its compact `__call__` (the submodules bind to
+    that module): 7x7/2 stem, 3x3/2 max-pool, `stages` of `block`s (stride on each stage's
+    first), average pool, dense head. Paths "stem", "stage<s>_block<b>", "head"."""
+    x = nn.relu(nn.Conv(scaled(64, width), (7, 7), 2, name="stem")(x))
+    x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+    for s, (features, blocks, stride) in enumerate(stages, 1):
+        for b in range(1, blocks + 1):
+            x = block(scaled(features, width), stride if b == 1 else 1, name=f"stage{s}_block{b}")(
+                x
+            )
+    return nn.Dense(num_classes, name="head")(x.mean(axis=(1, 2)))
+
+
 class ResNet18(nn.Module):
     """ResNet-18: 7x7/2 stem and 3x3/2 max-pool, 4 stages of 2 basic blocks, average pool,
     dense (no batch norm).
@@ -121,15 +141,7 @@ class ResNet18(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.relu(nn.Conv(scaled(64, self.width), (7, 7), 2, name="stem")(x))
-        x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
-        for s, (features, blocks, stride) in enumerate(RESNET18_STAGES, 1):
-            for b in range(1, blocks + 1):
-                block = BasicBlock(
-                    scaled(features, self.width), stride if b == 1 else 1, name=f"stage{s}_block{b}"
-                )
-                x = block(x)
-        return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
+        return _resnet(x, RESNET18_STAGES, BasicBlock, self.width, self.num_classes)
 
 
 class Bottleneck(nn.Module):
@@ -165,15 +177,7 @@ class ResNet50(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.relu(nn.Conv(scaled(64, self.width), (7, 7), 2, name="stem")(x))
-        x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
-        for s, (features, blocks, stride) in enumerate(RESNET50_STAGES, 1):
-            for b in range(1, blocks + 1):
-                block = Bottleneck(
-                    scaled(features, self.width), stride if b == 1 else 1, name=f"stage{s}_block{b}"
-                )
-                x = block(x)
-        return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
+        return _resnet(x, RESNET50_STAGES, Bottleneck, self.width, self.num_classes)
 
 
 # ----------------------------------------------------------------------------- NNX
