@@ -29,8 +29,10 @@ class Kernel:
       name: the `algorithm=` value that runs it.
       brief: one line on what it does.
       user_facing: False for the naive test oracle ("reference").
-      skips_zeros: it never multiplies a zero activation (it builds a compressed form).
+      skips_zeros: it skips zero activations (never multiplies a zero one, except
+        sparse_direct inside a pixel block where some pixel's channel is non-zero).
       uses_blas: it multiplies with BLAS sgemm.
+      compresses: it builds a compressed form of the activation (see `jaxcps.footprint`).
       sizes: its tiles and blocks (tests probe both sides of each) and limits ("max_width",
         "max_channels"), for the instruction set active at import.
     """
@@ -40,6 +42,7 @@ class Kernel:
     user_facing: bool
     skips_zeros: bool
     uses_blas: bool
+    compresses: bool
     sizes: Mapping[str, int]
 
 
@@ -52,6 +55,7 @@ def _read_kernels() -> dict[str, Kernel]:
             user_facing=entry["user_facing"],
             skips_zeros=entry["skips_zeros"],
             uses_blas=entry["uses_blas"],
+            compresses=entry["compresses"],
             sizes=types.MappingProxyType(dict(entry["sizes"])),
         )
     return kernels

@@ -36,9 +36,10 @@ def _mec_bytes(x_shape: Sequence[int], kernel_shape: Sequence[int], spec: ConvSp
 _LOWERED_BYTES: dict[str, _LoweredBytes] = {"im2col": _im2col_bytes, "mec": _mec_bytes}
 
 #: The algorithms `footprint` measures: the lowering kernels above, by formula, and every
-#: kernel that skips zeros, by building its compressed form.
+#: kernel that compresses the activation, by building its compressed form. (sparse_direct
+#: reads the dense input and builds only a bit per element, so it has no entry.)
 FOOTPRINT_ALGORITHMS: tuple[str, ...] = tuple(
-    a for a in FFI_ALGORITHMS if a in _LOWERED_BYTES or KERNELS[a].skips_zeros
+    a for a in FFI_ALGORITHMS if a in _LOWERED_BYTES or KERNELS[a].compresses
 )
 
 

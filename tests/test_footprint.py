@@ -20,7 +20,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import SPARSE, sparse_activation
+from conftest import COMPRESSING, sparse_activation
 
 import jaxcps
 from jaxcps import _targets
@@ -130,7 +130,7 @@ def test_sparse_formula_on_random_data(
     )
 
 
-@pytest.mark.parametrize("algorithm", SPARSE)
+@pytest.mark.parametrize("algorithm", COMPRESSING)
 def test_compression_ratio_grows_with_zero_fraction(
     algorithm: str, rng: np.random.Generator
 ) -> None:

@@ -399,7 +399,7 @@ def _worker(kind: str) -> None:
                     want = expected
                 report(f"{name}/{algorithm}", want, lambda: probes[name](algorithm))
     elif kind == "workspace":
-        x = np.maximum(np.random.default_rng(0).standard_normal((1, 64, 64, 32)), 0)
+        x = np.maximum(np.random.default_rng(0).standard_normal((1, 128, 128, 32)), 0)
         x = x.astype(np.float32)
         w = np.ones((3, 3, 32, 8), np.float32)
         for algorithm in FFI_ALGORITHMS:

@@ -28,7 +28,7 @@ struct Kernel {
   const char* name;   // the `algorithm=` value; the FFI target is jaxcps_<name>_f32
   const char* brief;  // one line for humans
   bool user_facing;   // false for the test oracle ("reference")
-  bool skips_zeros;   // never multiplies a zero activation (so NaN/Inf weights need care)
+  bool skips_zeros;   // skips zero activations (so NaN/Inf weights need care)
   bool uses_blas;
   // "" if the kernel can run g (already Derive()d), else the reason, naming the parameter.
   std::string (*supports)(const ConvGeometry& g);

@@ -134,6 +134,23 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   return {};
 }
 
+std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
+                       Parallel& parallel, ChannelMasks* out) {
+  groups = std::max<int64_t>(1, groups);
+  out->groups = groups;
+  out->blocks_per_group = (c / groups + kMaskChannels - 1) / kMaskChannels;
+  const int64_t per_row = w * out->PixelStride();
+  const std::string err =
+      out->masks.Allocate(CheckedBytes(static_cast<uint64_t>(n * h), per_row), "the channel masks");
+  if (!err.empty()) return err;
+  const MaskRowBuilder build_row = ActiveSparseKernels().build_mask_row;
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
+    build_row(x + s * w * c, w, c, c / groups, out->blocks_per_group, groups,
+              out->masks.data() + s * per_row);
+  });
+  return {};
+}
+
 std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, Parallel& parallel,
                      CpsActivation* out) {
   std::string err = CheckSparseShape(w, c);

@@ -14,6 +14,11 @@
 //   The index locates the weight row of a non-zero within a block's packed weights, for every
 //   kernel column at once (see CpoJob). Dead channels never appear at all.
 //
+// Sparse direct, channel masks: not a compressed form but an index over the dense input: per
+//   pixel (n, row, column) and block b of 64 channels of group g, a uint64 whose bit i says
+//   that channel 64*b + i of the group is non-zero, at
+//   masks[((n*H + row)*W + column) * groups*blocks_per_group + g*blocks_per_group + b].
+//
 // CPS, channel-major runs: a slot groups, channel by channel, the maximal runs of horizontally
 //   adjacent non-zeros: run_start[j], run_len[j] (uint16) and their values contiguous;
 //   ptr[slot*(C+1) + c] indexes channel c's first run and vptr its first value.
@@ -63,6 +68,14 @@ struct CpsActivation {
   uint64_t FootprintBytes() const;
 };
 
+struct ChannelMasks {
+  int64_t groups = 1;
+  int64_t blocks_per_group = 0;  // ceil((c / groups) / 64)
+  Workspace<uint64_t> masks;
+
+  int64_t PixelStride() const { return groups * blocks_per_group; }
+};
+
 // "" if CPO/CPS can index an input of this width and channel count, else the reason.
 std::string CheckSparseShape(int64_t w, int64_t c);
 
@@ -79,6 +92,8 @@ double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t 
 // Build the compressed forms of x (NHWC, shape n,h,w,c). Return an error message or "".
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                      int64_t block_size, Parallel& parallel, CpoActivation* out);
+std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
+                       Parallel& parallel, ChannelMasks* out);
 std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, Parallel& parallel,
                      CpsActivation* out);
 

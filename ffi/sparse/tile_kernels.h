@@ -84,6 +84,43 @@ struct CpsJob {
   int64_t tile_w;
 };
 
+// Sparse direct: a band of output rows of one group and one output-channel tile (o_vecs vectors
+// of 16), register-blocked over `pixels` horizontally adjacent output pixels: their
+// accumulators stay in registers for the whole reduction, and each weight row loaded serves
+// all of them. Zeros are skipped by channel: per pixel and block of 64 channels, a bitmask of
+// the non-zero channels (sparse/format.h); a channel is multiplied for a tap only where it is
+// non-zero in at least one of the block's pixels under that tap (the union of their masks),
+// so zeros inside the union are multiplied and all others skipped. Values are read from the
+// dense input; pixels outside the input (padding, past the row end) read a zero pixel.
+struct DirectJob {
+  const float* x;         // input pixel (0, 0, 0), first channel of the group
+  const uint64_t* masks;  // masks of pixel (0, 0, 0), first block of the group
+  const float* zero_x;    // channels zeros: read for pixels outside the input
+  const uint64_t* zero_masks;
+  int64_t h, w;
+  int64_t pixel_stride;            // floats between input pixels (C)
+  int64_t mask_stride;             // masks between input pixels (every group's blocks)
+  int64_t block_begin, block_end;  // the channel blocks (of 64) of this job, within the group
+
+  // Packed weights of the tile: row (kh, kw, channel), o_vecs * 16 floats (zero-padded), at
+  // weights + (kh * kw_count + kw) * tap_stride + channel * o_vecs * 16.
+  const float* weights;
+  int64_t tap_stride;
+  int64_t kh_count, kw_count, sh, sw, dh, dw, pad_top, pad_left;
+
+  // Output rows are (image, row) pairs flattened: row r is image r / oh, output row r % oh.
+  int64_t oh, ow;
+  int64_t row_begin, row_end;
+  float* out;          // output pixel (row_begin, 0), first channel of the tile
+  int64_t out_stride;  // floats between consecutive output pixels
+  int64_t o_len;       // output channels written, <= o_vecs * 16
+  int64_t o_vecs;      // 1..direct_max_o_vecs
+  bool accumulate;     // add to out (false: overwrite)
+};
+
+// Channels per sparse-direct mask (bits of a uint64_t).
+constexpr int64_t kMaskChannels = 64;
+
 // Builders of one row slot of the compressed forms (layouts in sparse/format.h).
 // CPO: row = W pixels x C channels, channels_per_group = C / groups; writes values/index and
 // groups * blocks_per_group * (W+1) pointers.
@@ -96,6 +133,12 @@ using CpsRowBuilder = void (*)(const float* row, int64_t w, int64_t c, float* va
                                uint16_t* run_start, uint16_t* run_len, uint32_t* ptr,
                                uint32_t* vptr, uint32_t* counts);
 
+// Sparse direct: for each of the w pixels of a row (pixel stride c), groups * blocks_per_group
+// masks (bit i of block b of group g: channel g * channels_per_group + b * 64 + i is non-zero;
+// NaN counts as non-zero).
+using MaskRowBuilder = void (*)(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                                int64_t blocks_per_group, int64_t groups, uint64_t* masks);
+
 struct SparseKernelSet {
   const char* isa;
   int64_t cpo_max_o_vecs;  // most CPO accumulator vectors (of 16 floats) the registers hold
@@ -103,6 +146,10 @@ struct SparseKernelSet {
   void (*cps_tile)(const CpsJob&);
   CpoRowBuilder build_cpo_row;
   CpsRowBuilder build_cps_row;
+  int64_t direct_pixels;                  // output pixels per sparse-direct register block
+  int64_t direct_max_o_vecs;              // most output vectors per sparse-direct tile
+  bool (*direct_band)(const DirectJob&);  // false: o_vecs out of range, nothing written
+  MaskRowBuilder build_mask_row;
 };
 
 // Defined in tile_kernels_<isa>.cc; only the target architecture's are compiled.

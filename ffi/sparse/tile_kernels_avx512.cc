@@ -2,6 +2,7 @@
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "sparse/tile_kernels.h"
@@ -11,11 +12,26 @@ namespace avx512 {
 // CPO keeps 128 output channels (8 vectors of 16, 8 zmm registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 8  // two pixels: 16 zmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 8
+// Sparse direct: four pixels x 4 vectors: 16 zmm of accumulators.
+#define JAXCPS_DIRECT_ROWS 2
+#define JAXCPS_DIRECT_COLS 2
+#define JAXCPS_DIRECT_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"
 
-extern const SparseKernelSet kKernels = {"avx512", JAXCPS_CPO_MAX_O_VECS, CpoBand,
-                                         CpsTile,  BuildCpoRow,           BuildCpsRow};
+extern const SparseKernelSet kKernels = {"avx512",
+                                         JAXCPS_CPO_MAX_O_VECS,
+                                         CpoBand,
+                                         CpsTile,
+                                         BuildCpoRow,
+                                         BuildCpsRow,
+                                         JAXCPS_DIRECT_ROWS * JAXCPS_DIRECT_COLS,
+                                         JAXCPS_DIRECT_MAX_O_VECS,
+                                         DirectBand,
+                                         BuildMaskRow};
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
+#undef JAXCPS_DIRECT_ROWS
+#undef JAXCPS_DIRECT_COLS
+#undef JAXCPS_DIRECT_MAX_O_VECS
 }  // namespace avx512
 }  // namespace jaxcps

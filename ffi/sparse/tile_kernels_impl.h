@@ -345,6 +345,160 @@ void CpsTile(const CpsJob& job) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sparse direct (see DirectJob): P output pixels x NV vectors of accumulators in registers.
+
+#ifndef JAXCPS_DIRECT_ROWS
+#define JAXCPS_DIRECT_ROWS 1
+#endif
+#ifndef JAXCPS_DIRECT_COLS
+#define JAXCPS_DIRECT_COLS 4
+#endif
+#ifndef JAXCPS_DIRECT_MAX_O_VECS
+#define JAXCPS_DIRECT_MAX_O_VECS 1
+#endif
+// A block is kDirectRows output rows x kDirectCols output columns.
+constexpr int kDirectRows = JAXCPS_DIRECT_ROWS;
+constexpr int kDirectCols = JAXCPS_DIRECT_COLS;
+
+// Loads (or stores) the first `len` of NV * 16 floats; the rest read as zero.
+template <int NV>
+inline void LoadPartial(Vec (&acc)[NV], const float* src, int64_t len) {
+  float tmp[NV * kLanes] = {};
+  for (int64_t i = 0; i < len; ++i) tmp[i] = src[i];
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) acc[i] = LoadVec(tmp + i * kLanes);
+}
+
+template <int NV>
+inline void StorePartial(float* dst, const Vec (&acc)[NV], int64_t len) {
+  float tmp[NV * kLanes];
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) StoreVec(tmp + i * kLanes, acc[i]);
+  for (int64_t i = 0; i < len; ++i) dst[i] = tmp[i];
+}
+
+// The block of output rows [oh, oh + rows) (rows <= kDirectRows) of image n and output columns
+// [ow0, ow0 + kDirectCols); out is pixel (oh, ow0). Pixels outside the output are computed on
+// zero pixels and not stored.
+template <int NV>
+void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t rows, int64_t ow0,
+                 float* out) {
+  constexpr int P = kDirectRows * kDirectCols;
+  constexpr int64_t kO = NV * kLanes;
+  const int64_t row_stride = job.ow * job.out_stride;
+  bool valid[P];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p) valid[p] = p / kDirectCols < rows && ow0 + p % kDirectCols < job.ow;
+  Vec acc[P][NV];
+  const bool full = job.o_len == kO;
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p) {
+    const float* pixel = out + (p / kDirectCols) * row_stride + (p % kDirectCols) * job.out_stride;
+    if (!job.accumulate || !valid[p]) {
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) acc[p][i] = Vec{};
+    } else if (full) {
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) acc[p][i] = LoadVec(pixel + i * kLanes);
+    } else {
+      LoadPartial<NV>(acc[p], pixel, job.o_len);
+    }
+  }
+  for (int64_t kh = 0; kh < job.kh_count; ++kh) {
+    int64_t ih[kDirectRows];
+    bool any_row = false;
+#pragma GCC unroll 4
+    for (int r = 0; r < kDirectRows; ++r) {
+      ih[r] = (oh + r) * job.sh - job.pad_top + kh * job.dh;
+      any_row |= r < rows && ih[r] >= 0 && ih[r] < job.h;
+    }
+    if (!any_row) continue;
+    for (int64_t kw = 0; kw < job.kw_count; ++kw) {
+      const float* xp[P];
+      const uint64_t* mp[P];
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p) {
+        const int64_t row = ih[p / kDirectCols];
+        const int64_t iw = (ow0 + p % kDirectCols) * job.sw - job.pad_left + kw * job.dw;
+        const bool inside = valid[p] && row >= 0 && row < job.h && iw >= 0 && iw < job.w;
+        const int64_t pixel = (n * job.h + row) * job.w + iw;
+        xp[p] = inside ? job.x + pixel * job.pixel_stride : job.zero_x;
+        mp[p] = inside ? job.masks + pixel * job.mask_stride : job.zero_masks;
+      }
+      const float* tap = job.weights + (kh * job.kw_count + kw) * job.tap_stride;
+      for (int64_t b = job.block_begin; b < job.block_end; ++b) {
+        uint64_t live = 0;
+#pragma GCC unroll 16
+        for (int p = 0; p < P; ++p) live |= mp[p][b];
+        while (live != 0) {
+          const int64_t c = b * kMaskChannels + __builtin_ctzll(live);
+          live &= live - 1;
+          const float* wr = tap + c * kO;
+          Vec wv[NV];
+#pragma GCC unroll 8
+          for (int i = 0; i < NV; ++i) wv[i] = LoadVec(wr + i * kLanes);
+#pragma GCC unroll 16
+          for (int p = 0; p < P; ++p) {
+            const float v = xp[p][c];
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; ++i) acc[p][i] += v * wv[i];
+          }
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p) {
+    if (!valid[p]) continue;
+    float* pixel = out + (p / kDirectCols) * row_stride + (p % kDirectCols) * job.out_stride;
+    if (full) {
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) StoreVec(pixel + i * kLanes, acc[p][i]);
+    } else {
+      StorePartial<NV>(pixel, acc[p], job.o_len);
+    }
+  }
+}
+
+template <int NV>
+void DirectBandWith(const DirectJob& job_ref) {
+  const DirectJob job = job_ref;  // a local copy: the vector stores may alias the caller's job
+  for (int64_t row = job.row_begin; row < job.row_end;) {
+    const int64_t n = row / job.oh, oh = row % job.oh;
+    // Rows of one block: of the same image and band.
+    const int64_t rows = std::min<int64_t>({kDirectRows, job.oh - oh, job.row_end - row});
+    float* out = job.out + (row - job.row_begin) * job.ow * job.out_stride;
+    for (int64_t ow0 = 0; ow0 < job.ow; ow0 += kDirectCols) {
+      DirectBlock<NV>(job, n, oh, rows, ow0, out + ow0 * job.out_stride);
+    }
+    row += rows;
+  }
+}
+
+bool DirectBand(const DirectJob& job) {
+  switch (job.o_vecs) {
+    case 1:
+      DirectBandWith<1>(job);
+      return true;
+#if JAXCPS_DIRECT_MAX_O_VECS >= 2
+    case 2:
+      DirectBandWith<2>(job);
+      return true;
+#endif
+#if JAXCPS_DIRECT_MAX_O_VECS >= 4
+    case 3:
+      DirectBandWith<3>(job);
+      return true;
+    case 4:
+      DirectBandWith<4>(job);
+      return true;
+#endif
+    default:
+      return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Builders (one pass over a row slot; layouts in sparse/format.h).
 
 // CPO: per channel block, each pixel's non-zeros in channel order. Written branch-free: every
@@ -500,6 +654,35 @@ void BuildCpsRow(const float* row, int64_t w, int64_t c, float* values, uint16_t
       prev_nz = nz;
     }
 #endif
+  }
+}
+
+// Sparse direct: per pixel and channel block, the bitmask of non-zero channels.
+void BuildMaskRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                  int64_t blocks_per_group, int64_t groups, uint64_t* masks) {
+  for (int64_t q = 0; q < w; ++q) {
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      const float* px = row + q * c + grp * channels_per_group;
+      for (int64_t b = 0; b < blocks_per_group; ++b, ++masks) {
+        const int64_t first = b * kMaskChannels;
+        const int64_t count =
+            channels_per_group - first < kMaskChannels ? channels_per_group - first : kMaskChannels;
+        uint64_t bits = 0;
+        int64_t ch = 0;
+#if JAXCPS_TILE_AVX512
+        for (; ch < count; ch += 16) {  // NaN counts as non-zero
+          const int64_t left = count - ch;
+          const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+          const __m512 v = _mm512_maskz_loadu_ps(valid, px + first + ch);
+          const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+          bits |= static_cast<uint64_t>(nz) << ch;
+        }
+#else
+        for (; ch < count; ++ch) bits |= static_cast<uint64_t>(px[first + ch] != 0.0f) << ch;
+#endif
+        *masks = bits;
+      }
+    }
   }
 }
 

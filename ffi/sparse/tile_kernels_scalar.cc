@@ -1,5 +1,6 @@
 // CPO/CPS kernels built for the scalar instruction set (flags set in CMakeLists.txt).
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
+#include <algorithm>
 #include <memory>
 
 #include "sparse/tile_kernels.h"
@@ -9,11 +10,26 @@ namespace scalar {
 // CPO keeps 32 output channels (2 vectors of 16, 8 SSE registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 1  // two pixels: 8 xmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 2
+// Sparse direct: two pixels x 1 vector: 8 xmm of accumulators.
+#define JAXCPS_DIRECT_ROWS 1
+#define JAXCPS_DIRECT_COLS 2
+#define JAXCPS_DIRECT_MAX_O_VECS 1
 #include "sparse/tile_kernels_impl.h"
 
-extern const SparseKernelSet kKernels = {"scalar", JAXCPS_CPO_MAX_O_VECS, CpoBand,
-                                         CpsTile,  BuildCpoRow,           BuildCpsRow};
+extern const SparseKernelSet kKernels = {"scalar",
+                                         JAXCPS_CPO_MAX_O_VECS,
+                                         CpoBand,
+                                         CpsTile,
+                                         BuildCpoRow,
+                                         BuildCpsRow,
+                                         JAXCPS_DIRECT_ROWS * JAXCPS_DIRECT_COLS,
+                                         JAXCPS_DIRECT_MAX_O_VECS,
+                                         DirectBand,
+                                         BuildMaskRow};
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
+#undef JAXCPS_DIRECT_ROWS
+#undef JAXCPS_DIRECT_COLS
+#undef JAXCPS_DIRECT_MAX_O_VECS
 }  // namespace scalar
 }  // namespace jaxcps
