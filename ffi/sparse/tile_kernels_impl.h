@@ -434,6 +434,11 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t rows, int6
           const int64_t c = b * kMaskChannels + __builtin_ctzll(live);
           live &= live - 1;
           const float* wr = tap + c * kO;
+          if (live != 0) {  // the next live channel's weights are not sequential: prefetch
+            const float* next = tap + (b * kMaskChannels + __builtin_ctzll(live)) * kO;
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; ++i) __builtin_prefetch(next + i * kLanes);
+          }
           Vec wv[NV];
 #pragma GCC unroll 8
           for (int i = 0; i < NV; ++i) wv[i] = LoadVec(wr + i * kLanes);

@@ -39,8 +39,11 @@ from jaxcps.bench.layers import Case
 from jaxcps.footprint import FOOTPRINT_ALGORITHMS
 from jaxcps.timing import medians as median_times
 
-#: Contenders that compute on non-zeros only (and build a compressed form in every call).
+#: Contenders that skip zero activations (and build their compressed form or masks in every
+#: call).
 SPARSE: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].skips_zeros)
+#: Those of them that build a compressed form (footprint and compression-ratio columns).
+COMPRESSING: tuple[str, ...] = tuple(a for a in SPARSE if KERNELS[a].compresses)
 #: The dense engines a user could run instead of jaxcps, when timed in the same rounds (XLA
 #: always, the others with `--peers`); the fastest is a case's `best_dense`. "xla_eigen" is not
 #: one: it runs in another process, at another time.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jaxcps.bench.report import SPARSE
+from jaxcps.bench.report import COMPRESSING
 
 #: Columns of the per-case table, one row per contender.
 COLUMNS: tuple[str, ...] = (
@@ -149,9 +149,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 def format_summary(report: dict[str, Any]) -> str:
     """One row per case: time ratio to XLA of every contender and the CR vs im2col of every
-    contender that skips zeros."""
+    contender that compresses the activation."""
     names = [n for n in report["cases"][0]["algorithms"] if n != "xla"]
-    compressed = [n for n in names if n in SPARSE]
+    compressed = [n for n in names if n in COMPRESSING]
     cr_heads = [f"CR {n}/im2col" for n in compressed]
     width = max(len(r["id"]) for r in report["cases"])
     head = "case".ljust(width) + "  xla ms  " + "  ".join(n.rjust(9) for n in names)
