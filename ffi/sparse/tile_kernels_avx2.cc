@@ -1,6 +1,5 @@
 // CPO/CPS kernels built for the avx2 instruction set (flags set in CMakeLists.txt).
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
-#include <algorithm>
 #include <memory>
 
 #include "sparse/tile_kernels.h"

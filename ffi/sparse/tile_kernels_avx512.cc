@@ -2,7 +2,6 @@
 // The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <memory>
 
 #include "sparse/tile_kernels.h"

@@ -377,24 +377,19 @@ inline void StorePartial(float* dst, const Vec (&acc)[NV], int64_t len) {
   for (int64_t i = 0; i < len; ++i) dst[i] = tmp[i];
 }
 
-// The block of output rows [oh, oh + rows) (rows <= kDirectRows) of image n and output columns
-// [ow0, ow0 + kDirectCols); out is pixel (oh, ow0). Pixels outside the output are computed on
-// zero pixels and not stored.
-template <int NV>
-void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t rows, int64_t ow0,
-                 float* out) {
-  constexpr int P = kDirectRows * kDirectCols;
+// The R x C output pixels (oh + r, ow0 + c) of image n, all inside the output; out is pixel
+// (oh, ow0).
+template <int NV, int R, int C>
+void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float* out) {
+  constexpr int P = R * C;
   constexpr int64_t kO = NV * kLanes;
   const int64_t row_stride = job.ow * job.out_stride;
-  bool valid[P];
-#pragma GCC unroll 16
-  for (int p = 0; p < P; ++p) valid[p] = p / kDirectCols < rows && ow0 + p % kDirectCols < job.ow;
   Vec acc[P][NV];
   const bool full = job.o_len == kO;
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p) {
-    const float* pixel = out + (p / kDirectCols) * row_stride + (p % kDirectCols) * job.out_stride;
-    if (!job.accumulate || !valid[p]) {
+    const float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride;
+    if (!job.accumulate) {
 #pragma GCC unroll 8
       for (int i = 0; i < NV; ++i) acc[p][i] = Vec{};
     } else if (full) {
@@ -405,22 +400,23 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t rows, int6
     }
   }
   for (int64_t kh = 0; kh < job.kh_count; ++kh) {
-    int64_t ih[kDirectRows];
+    int64_t ih[R];
     bool any_row = false;
 #pragma GCC unroll 4
-    for (int r = 0; r < kDirectRows; ++r) {
+    for (int r = 0; r < R; ++r) {
       ih[r] = (oh + r) * job.sh - job.pad_top + kh * job.dh;
-      any_row |= r < rows && ih[r] >= 0 && ih[r] < job.h;
+      any_row |= ih[r] >= 0 && ih[r] < job.h;
     }
     if (!any_row) continue;
     for (int64_t kw = 0; kw < job.kw_count; ++kw) {
+      // Each pixel's input pixel under this tap, or the zero pixel outside the input.
       const float* xp[P];
       const uint64_t* mp[P];
 #pragma GCC unroll 16
       for (int p = 0; p < P; ++p) {
-        const int64_t row = ih[p / kDirectCols];
-        const int64_t iw = (ow0 + p % kDirectCols) * job.sw - job.pad_left + kw * job.dw;
-        const bool inside = valid[p] && row >= 0 && row < job.h && iw >= 0 && iw < job.w;
+        const int64_t row = ih[p / C];
+        const int64_t iw = (ow0 + p % C) * job.sw - job.pad_left + kw * job.dw;
+        const bool inside = row >= 0 && row < job.h && iw >= 0 && iw < job.w;
         const int64_t pixel = (n * job.h + row) * job.w + iw;
         xp[p] = inside ? job.x + pixel * job.pixel_stride : job.zero_x;
         mp[p] = inside ? job.masks + pixel * job.mask_stride : job.zero_masks;
@@ -454,8 +450,7 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t rows, int6
   }
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p) {
-    if (!valid[p]) continue;
-    float* pixel = out + (p / kDirectCols) * row_stride + (p % kDirectCols) * job.out_stride;
+    float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride;
     if (full) {
 #pragma GCC unroll 8
       for (int i = 0; i < NV; ++i) StoreVec(pixel + i * kLanes, acc[p][i]);
@@ -465,18 +460,31 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t rows, int6
   }
 }
 
+// Output rows [oh, oh + R) of image n: blocks of R x C pixels, then R x 1 for the last
+// columns, so no block computes pixels outside the output.
+template <int NV, int R, int C>
+void DirectRows(const DirectJob& job, int64_t n, int64_t oh, float* out) {
+  int64_t ow0 = 0;
+  for (; ow0 + C <= job.ow; ow0 += C) {
+    DirectBlock<NV, R, C>(job, n, oh, ow0, out + ow0 * job.out_stride);
+  }
+  for (; ow0 < job.ow; ++ow0) DirectBlock<NV, R, 1>(job, n, oh, ow0, out + ow0 * job.out_stride);
+}
+
 template <int NV>
 void DirectBandWith(const DirectJob& job_ref) {
   const DirectJob job = job_ref;  // a local copy: the vector stores may alias the caller's job
   for (int64_t row = job.row_begin; row < job.row_end;) {
     const int64_t n = row / job.oh, oh = row % job.oh;
-    // Rows of one block: of the same image and band.
-    const int64_t rows = std::min<int64_t>({kDirectRows, job.oh - oh, job.row_end - row});
     float* out = job.out + (row - job.row_begin) * job.ow * job.out_stride;
-    for (int64_t ow0 = 0; ow0 < job.ow; ow0 += kDirectCols) {
-      DirectBlock<NV>(job, n, oh, rows, ow0, out + ow0 * job.out_stride);
+    if (kDirectRows > 1 && (oh + kDirectRows > job.oh || row + kDirectRows > job.row_end)) {
+      // The image's or band's last rows: one row at a time, as wide blocks of as many pixels.
+      DirectRows<NV, 1, kDirectRows * kDirectCols>(job, n, oh, out);
+      row += 1;
+    } else {
+      DirectRows<NV, kDirectRows, kDirectCols>(job, n, oh, out);
+      row += kDirectRows;
     }
-    row += rows;
   }
 }
 

@@ -1,7 +1,6 @@
 // CPO/CPS kernels built for AArch64, whose base instruction set includes NEON (no flags needed;
 // ffi/CMakeLists.txt compiles this file instead of the x86 variants). The code is the template
 // tile_kernels_impl.h; edit that file, not this one.
-#include <algorithm>
 #include <memory>
 
 #include "sparse/tile_kernels.h"
