@@ -36,6 +36,8 @@ constexpr int64_t kLanes = 16;
 constexpr int64_t kMaxTileWeightBytes = int64_t{2} << 20;
 // Pieces per thread wanted when output tiles alone leave threads idle or unbalanced.
 constexpr int64_t kPiecesPerThread = 4;
+// Packed tiles this small cost little to pack once per band.
+constexpr int64_t kSmallTileBytes = int64_t{512} << 10;
 
 struct Plan {
   int64_t o_vecs;        // vectors per full output tile
@@ -57,13 +59,19 @@ Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t thr
   plan.chunks = (blocks + most - 1) / most;
   plan.chunk_blocks = (blocks + plan.chunks - 1) / plan.chunks;
   plan.tile_floats = g.kh * g.kw * g.ci * plan.o_vecs * kLanes;
-  // Every band packs its tile's weights again: more than one band per tile only while the
-  // pieces cannot keep every thread busy to the end.
+  // Every band packs its tile's weights again: with large tiles, more than one band per tile
+  // only while the pieces cannot keep every thread busy to the end; with small ones, enough
+  // pieces that threads slowed down by other work still finish together.
   const int64_t per_band = g.groups * plan.tiles, rows = g.n * g.oh;
-  plan.bands = 1;
-  while (plan.bands < rows && (per_band * plan.bands) % threads != 0 &&
-         per_band * plan.bands < kPiecesPerThread * threads) {
-    ++plan.bands;
+  if (plan.tile_floats * 4 <= kSmallTileBytes) {
+    plan.bands =
+        std::clamp<int64_t>((kPiecesPerThread * threads + per_band - 1) / per_band, 1, rows);
+  } else {
+    plan.bands = 1;
+    while (plan.bands < rows && (per_band * plan.bands) % threads != 0 &&
+           per_band * plan.bands < kPiecesPerThread * threads) {
+      ++plan.bands;
+    }
   }
   return plan;
 }
