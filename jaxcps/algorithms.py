@@ -138,9 +138,9 @@ def choose_auto(name: str | None) -> str:
     """The algorithm that `algorithm="auto"` runs for the layer `name`.
 
     The active plan decides when it covers the layer. Without one, the rule is XLA: at trace
-    time the zero fraction of the activation is unknown, and XLA's dense convolution is
-    faster than every kernel here unless most activations are zero (benchmarks/), so a
-    sparse kernel is used only where a plan measured it to win.
+    time the zero fraction of the activation is unknown, and which kernel wins depends on it
+    and on the layer (at 0% zeros XLA beats the sparse kernels on some layers; benchmarks/),
+    so a sparse kernel is used only where a plan measured it to win.
     """
     lookup = _active_plan.get()
     if lookup is not None:

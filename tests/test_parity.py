@@ -44,6 +44,12 @@ TILE_CHANNELS = KERNELS["cps"].sizes["tile_o"]
 CHANNEL_BLOCK = KERNELS["cpo"].sizes["max_channel_block"]
 #: Most output channels CPO keeps in registers per pixel (with the active instruction set).
 OUTPUT_BLOCK = KERNELS["cpo"].sizes["max_o_block"]
+#: sparse_direct: the widest output tile, and the input channels past which a 3x3 tile's
+#: packed weights are split into channel chunks that accumulate in the output.
+DIRECT_TILE = KERNELS["sparse_direct"].sizes["max_o_block"]
+DIRECT_CHUNK_CHANNELS = KERNELS["sparse_direct"].sizes["max_tile_weight_bytes"] // (
+    9 * DIRECT_TILE * 4
+)
 
 #: Layout name -> dimension_numbers; "mixed" checks that each operand is moved on its own.
 LAYOUTS = {
@@ -244,6 +250,19 @@ EDGE_CASES = [
         Case(1, 4, 7, 6, (3, 3), o, zero_fraction=0.5, tags=("tile-edges",))
         for o in (OUTPUT_BLOCK - 1, OUTPUT_BLOCK, OUTPUT_BLOCK + 17)
     ),
+    # sparse_direct: channels in two chunks (the second accumulates, also into a narrow last
+    # tile), and output sizes that leave 1-row and 1-column pixel blocks.
+    Case(
+        1,
+        3,
+        5,
+        DIRECT_CHUNK_CHANNELS + 70,
+        (3, 3),
+        DIRECT_TILE + 6,
+        zero_fraction=0.5,
+        tags=("channel-chunks",),
+    ),
+    Case(2, 7, 9, 66, (3, 3), DIRECT_TILE, zero_fraction=0.3, tags=("tile-edges",)),
     # Kernels taller than the rows two output rows share (both walk their own input rows).
     Case(1, 80, 8, 4, (48, 1), 8, padding="SAME", tags=("large-kernel",)),
     Case(2, 41, 5, 3, (33, 3), 5, strides=(2, 1), padding="SAME", tags=("large-kernel",)),

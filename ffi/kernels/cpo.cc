@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/job_window.h"
 #include "kernels/kernel.h"
 #include "runtime/build_profile.h"
 #include "runtime/isa.h"
@@ -134,16 +135,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.blocks = act.Blocks();
     job.block_size = act.block_size;
     job.weights = packed.data() + worker * weight_floats;
-    job.kh_count = g.kh;
-    job.kw_count = g.kw;
-    job.sh = g.sh;
-    job.sw = g.sw;
-    job.dh = g.dh;
-    job.dw = g.dw;
-    job.pad_top = g.pad_top;
-    job.pad_left = g.pad_left;
-    job.oh = g.oh;
-    job.ow = g.ow;
+    SetJobWindow(g, &job);
     job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
     job.out =

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/job_window.h"
 #include "kernels/kernel.h"
 #include "runtime/build_profile.h"
 #include "runtime/isa.h"
@@ -160,16 +161,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.mask_stride = masks.PixelStride();
     job.weights = weights;
     job.tap_stride = g.ci * o_pad;
-    job.kh_count = g.kh;
-    job.kw_count = g.kw;
-    job.sh = g.sh;
-    job.sw = g.sw;
-    job.dh = g.dh;
-    job.dw = g.dw;
-    job.pad_top = g.pad_top;
-    job.pad_left = g.pad_left;
-    job.oh = g.oh;
-    job.ow = g.ow;
+    SetJobWindow(g, &job);
     job.out = y + job.row_begin * g.ow * g.o + grp * og + tile * o_width;
     job.out_stride = g.o;
     for (int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
@@ -188,7 +180,8 @@ KernelSizes Sizes() {
   return {{"o_lanes", kLanes},
           {"max_o_block", kernels.direct_max_o_vecs * kLanes},
           {"pixel_block", kernels.direct_pixels},
-          {"channel_block", kMaskChannels}};
+          {"channel_block", kMaskChannels},
+          {"max_tile_weight_bytes", kMaxTileWeightBytes}};
 }
 
 }  // namespace

@@ -1,30 +1,21 @@
-// CPO/CPS kernels built for the avx2 instruction set (flags set in CMakeLists.txt).
-// The code is the template tile_kernels_impl.h; edit that file, not this one.
+// CPO, CPS and sparse-direct kernels built for the avx2 instruction set (flags set in
+// CMakeLists.txt). The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <memory>
 
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 namespace avx2 {
+#define JAXCPS_TILE_ISA "avx2"
 // CPO keeps 64 output channels (4 vectors of 16, 8 ymm registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 2  // two pixels: 8 ymm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 4
-// Sparse direct: four pixels x 1 vector: 8 ymm of accumulators.
+// Sparse direct: 2x2 pixels x 1 vector of output channels: 8 ymm of accumulators.
 #define JAXCPS_DIRECT_ROWS 2
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
 #include "sparse/tile_kernels_impl.h"
-
-extern const SparseKernelSet kKernels = {"avx2",
-                                         JAXCPS_CPO_MAX_O_VECS,
-                                         CpoBand,
-                                         CpsTile,
-                                         BuildCpoRow,
-                                         BuildCpsRow,
-                                         JAXCPS_DIRECT_ROWS * JAXCPS_DIRECT_COLS,
-                                         JAXCPS_DIRECT_MAX_O_VECS,
-                                         DirectBand,
-                                         BuildMaskRow};
+#undef JAXCPS_TILE_ISA
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
 #undef JAXCPS_DIRECT_ROWS

@@ -1,5 +1,5 @@
-// CPO/CPS kernels built for the avx512 instruction set (flags set in CMakeLists.txt).
-// The code is the template tile_kernels_impl.h; edit that file, not this one.
+// CPO, CPS and sparse-direct kernels built for the avx512 instruction set (flags set in
+// CMakeLists.txt). The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <immintrin.h>
 
 #include <memory>
@@ -8,25 +8,16 @@
 
 namespace jaxcps {
 namespace avx512 {
+#define JAXCPS_TILE_ISA "avx512"
 // CPO keeps 128 output channels (8 vectors of 16, 8 zmm registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 8  // two pixels: 16 zmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 8
-// Sparse direct: four pixels x 4 vectors: 16 zmm of accumulators.
+// Sparse direct: 2x2 pixels x 4 vectors of output channels: 16 zmm of accumulators.
 #define JAXCPS_DIRECT_ROWS 2
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"
-
-extern const SparseKernelSet kKernels = {"avx512",
-                                         JAXCPS_CPO_MAX_O_VECS,
-                                         CpoBand,
-                                         CpsTile,
-                                         BuildCpoRow,
-                                         BuildCpsRow,
-                                         JAXCPS_DIRECT_ROWS * JAXCPS_DIRECT_COLS,
-                                         JAXCPS_DIRECT_MAX_O_VECS,
-                                         DirectBand,
-                                         BuildMaskRow};
+#undef JAXCPS_TILE_ISA
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
 #undef JAXCPS_DIRECT_ROWS

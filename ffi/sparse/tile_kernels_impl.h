@@ -1,8 +1,9 @@
-// CPO and CPS inner kernels. Included once per instruction set by tile_kernels_<isa>.cc,
-// inside namespace jaxcps::<isa>, and compiled with that file's ISA flags. Arithmetic runs on
-// GCC vector types of 16 floats, which each ISA lowers to its own registers (one zmm, two
-// ymm, four xmm). Everything here has internal linkage, so no ISA-specific copy can leak to
-// another file through the linker.
+// CPO, CPS and sparse-direct inner kernels. Included once per instruction set by
+// tile_kernels_<isa>.cc, inside namespace jaxcps::<isa>, and compiled with that file's ISA
+// flags; that file names the set (JAXCPS_TILE_ISA) and its register blocking, and this one
+// defines the set's kKernels. Arithmetic runs on GCC vector types of 16 floats, which each ISA
+// lowers to its own registers (one zmm, two ymm, four xmm). Everything here has internal linkage,
+// so no ISA-specific copy can leak to another file through the linker.
 
 // The AVX-512 paths of the builders: compiled only into the avx512 variant.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -700,3 +701,15 @@ void BuildMaskRow(const float* row, int64_t w, int64_t c, int64_t channels_per_g
 }
 
 }  // namespace
+
+// This instruction set's kernels, as runtime/isa.cc chooses among them.
+extern const SparseKernelSet kKernels = {JAXCPS_TILE_ISA,
+                                         JAXCPS_CPO_MAX_O_VECS,
+                                         CpoBand,
+                                         CpsTile,
+                                         BuildCpoRow,
+                                         BuildCpsRow,
+                                         kDirectRows * kDirectCols,
+                                         JAXCPS_DIRECT_MAX_O_VECS,
+                                         DirectBand,
+                                         BuildMaskRow};

@@ -1,31 +1,22 @@
-// CPO/CPS kernels built for AArch64, whose base instruction set includes NEON (no flags needed;
-// ffi/CMakeLists.txt compiles this file instead of the x86 variants). The code is the template
-// tile_kernels_impl.h; edit that file, not this one.
+// CPO, CPS and sparse-direct kernels built for AArch64, whose base instruction set includes NEON
+// (no flags needed; ffi/CMakeLists.txt compiles this file instead of the x86 variants). The code is
+// the template tile_kernels_impl.h; edit that file, not this one.
 #include <memory>
 
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 namespace neon {
+#define JAXCPS_TILE_ISA "neon"
 // CPO keeps 64 output channels (4 vectors of 16, 16 of the 32 NEON registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 2  // two pixels: 16 NEON registers of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 4
-// Sparse direct: four pixels x 1 vector: 16 NEON registers of accumulators.
+// Sparse direct: 2x2 pixels x 1 vector of output channels: 16 NEON registers of accumulators.
 #define JAXCPS_DIRECT_ROWS 2
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
 #include "sparse/tile_kernels_impl.h"
-
-extern const SparseKernelSet kKernels = {"neon",
-                                         JAXCPS_CPO_MAX_O_VECS,
-                                         CpoBand,
-                                         CpsTile,
-                                         BuildCpoRow,
-                                         BuildCpsRow,
-                                         JAXCPS_DIRECT_ROWS * JAXCPS_DIRECT_COLS,
-                                         JAXCPS_DIRECT_MAX_O_VECS,
-                                         DirectBand,
-                                         BuildMaskRow};
+#undef JAXCPS_TILE_ISA
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
 #undef JAXCPS_DIRECT_ROWS

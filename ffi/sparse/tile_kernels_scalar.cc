@@ -1,30 +1,21 @@
-// CPO/CPS kernels built for the scalar instruction set (flags set in CMakeLists.txt).
-// The code is the template tile_kernels_impl.h; edit that file, not this one.
+// CPO, CPS and sparse-direct kernels built for the scalar instruction set (flags set in
+// CMakeLists.txt). The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <memory>
 
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 namespace scalar {
+#define JAXCPS_TILE_ISA "scalar"
 // CPO keeps 32 output channels (2 vectors of 16, 8 SSE registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 1  // two pixels: 8 xmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 2
-// Sparse direct: two pixels x 1 vector: 8 xmm of accumulators.
+// Sparse direct: 1x2 pixels x 1 vector of output channels: 8 xmm of accumulators.
 #define JAXCPS_DIRECT_ROWS 1
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
 #include "sparse/tile_kernels_impl.h"
-
-extern const SparseKernelSet kKernels = {"scalar",
-                                         JAXCPS_CPO_MAX_O_VECS,
-                                         CpoBand,
-                                         CpsTile,
-                                         BuildCpoRow,
-                                         BuildCpsRow,
-                                         JAXCPS_DIRECT_ROWS * JAXCPS_DIRECT_COLS,
-                                         JAXCPS_DIRECT_MAX_O_VECS,
-                                         DirectBand,
-                                         BuildMaskRow};
+#undef JAXCPS_TILE_ISA
 #undef JAXCPS_CPO_MAX_O_VECS
 #undef JAXCPS_CPO_PAIR_MAX_O_VECS
 #undef JAXCPS_DIRECT_ROWS
