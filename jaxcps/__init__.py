@@ -1,4 +1,4 @@
-"""jaxcps: sparse-activation convolution (CPO/CPS) for JAX on CPU.
+"""jaxcps: sparse-activation convolution (CPO, CPS, sparse direct) for JAX on CPU.
 
 `conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` that can run the
 convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom calls.

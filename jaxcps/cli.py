@@ -20,7 +20,8 @@ SUBCOMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="jaxcps", description="Sparse-activation convolution (CPO/CPS) for JAX on CPU."
+        prog="jaxcps",
+        description="Sparse-activation convolution (CPO, CPS, sparse direct) for JAX on CPU.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = {}
