@@ -1,7 +1,7 @@
 """jaxcps: sparse-activation convolution (CPO, CPS, sparse direct) for JAX on CPU.
 
 `conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` that can run the
-convolution on C++ kernels (im2col, MEC, CPO, CPS) registered as XLA FFI custom calls.
+convolution on C++ kernels (im2col, MEC, CPO, CPS, sparse_direct) registered as XLA FFI custom calls.
 `routed(fn, policy)` runs the convolutions of any JAX program through it, by layer key, and
 `select(fn, *args)` measures which algorithm is fastest for each of them; `export_checks()`
 lets `jax.export` serialize programs that use jaxcps. The Flax integration is `jaxcps.flax`;

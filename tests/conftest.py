@@ -38,7 +38,7 @@ SPARSE: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].skips_ze
 COMPRESSING: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].compresses)
 #: The kernels that multiply with BLAS (im2col, MEC): 32-bit BLAS sizes.
 BLAS: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].uses_blas)
-#: Instruction sets of the sparse (CPO/CPS) tile kernels compiled for this architecture,
+#: Instruction sets of the sparse (CPO/CPS/sparse_direct) tile kernels compiled for this architecture,
 #: portable first: scalar, avx2, avx512 on x86-64; neon on AArch64.
 ISAS: tuple[str, ...] = tuple(_targets._ffi.compiled_isas())
 NATIVE_DN = ("NHWC", "HWIO", "NHWC")

@@ -7,10 +7,10 @@
 //   rhs_dilation int64[2], feature_group_count int64.
 // Shapes come from the buffers, never from attributes (attributes go stale under vmap).
 //
-// CPO and CPS skip zero activations, padding included, which changes one result: where a zero
-// meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped product gives
-// nothing. So when any weight is non-finite they run im2col instead, which multiplies every
-// activation and padding zero as lax does. The check is one vectorized pass over the weights.
+// CPO, CPS and sparse_direct skip zero activations, padding included, which changes one result:
+// where a zero meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped
+// product gives nothing. So when any weight is non-finite they run im2col instead, which multiplies
+// every activation and padding zero as lax does. The check is one vectorized pass over the weights.
 #include "bindings/handlers.h"
 
 #include <atomic>

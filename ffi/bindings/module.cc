@@ -137,7 +137,8 @@ NB_MODULE(_ffi, m) {
         return nb::make_tuple(totals.builds, totals.seconds);
       },
       nb::arg("enable"),
-      "Turns timing of the CPO/CPS compressed-form builds on or off; returns (builds, seconds)"
+      "Turns timing of the compressed-form (and sparse_direct mask) builds on or off; returns "
+      "(builds, seconds)"
       " accumulated since the previous call, and resets them.");
   m.def("compiled_isas", &jaxcps::CompiledIsas,
         "Instruction sets for the sparse kernels compiled into this build, portable first.");

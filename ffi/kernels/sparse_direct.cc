@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <vector>
 
 #include "kernels/job_window.h"
 #include "kernels/kernel.h"
@@ -98,7 +97,7 @@ std::string Supports(const ConvGeometry&) { return {}; }
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                 Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
-  if (g.ci == 0) {  // no input channels: every output is an empty sum
+  if (g.ci == 0 || g.h == 0 || g.w == 0) {  // no input (only padding): every output is 0
     std::fill(y, y + g.n * g.oh * g.ow * g.o, 0.0f);
     return {};
   }
@@ -115,25 +114,19 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     err = BuildMasks(x, g.n, g.h, g.w, g.c, g.groups, parallel, &masks);
   }
   // Per worker: one tile's packed weights. Shared: a zero pixel (and its masks) that pixels
-  // outside the input read, and the channels non-zero anywhere (per group).
+  // outside the input read.
   const int64_t bpg = masks.blocks_per_group;
   Workspace<float> packed, zero_x;
-  Workspace<uint64_t> zero_masks, live;
+  Workspace<uint64_t> zero_masks;
   if (err.empty()) {
     err = packed.Allocate(CheckedBytes(workers, plan.tile_floats),
                           "the sparse-direct packed weights");
   }
   if (err.empty()) err = zero_x.Allocate(g.ci, "a zero pixel");
   if (err.empty()) err = zero_masks.Allocate(bpg, "a zero pixel's masks");
-  if (err.empty()) err = live.Allocate(masks.PixelStride(), "the live channels");
   if (!err.empty()) return err;
   std::fill_n(zero_x.data(), g.ci, 0.0f);
   std::fill_n(zero_masks.data(), bpg, uint64_t{0});
-  std::fill_n(live.data(), masks.PixelStride(), uint64_t{0});
-  for (int64_t p = 0; p < g.n * g.h * g.w; ++p) {
-    const uint64_t* m = masks.masks.data() + p * masks.PixelStride();
-    for (int64_t b = 0; b < masks.PixelStride(); ++b) live.data()[b] |= m[b];
-  }
 
   const int64_t og = g.OutPerGroup(), rows = g.n * g.oh;
   const int64_t band_rows = (rows + plan.bands - 1) / plan.bands;
@@ -150,7 +143,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.o_vecs = (job.o_len + kLanes - 1) / kLanes;
     const int64_t o_pad = job.o_vecs * kLanes;  // narrower than o_width in a last, narrow tile
     float* weights = packed.data() + worker * plan.tile_floats;
-    PackTile(g, w, live.data() + grp * bpg, grp * og + tile * o_width, job.o_len, o_pad, weights);
+    PackTile(g, w, masks.live.data() + grp * bpg, grp * og + tile * o_width, job.o_len, o_pad,
+             weights);
     job.x = x + grp * g.ci;
     job.masks = masks.masks.data() + grp * bpg;
     job.zero_x = zero_x.data();

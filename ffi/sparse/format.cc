@@ -1,4 +1,4 @@
-// Builders of the CPO and CPS compressed activations (see format.h).
+// Builders of the CPO and CPS compressed activations and the sparse-direct masks (format.h).
 #include "sparse/format.h"
 
 #include <algorithm>
@@ -139,15 +139,28 @@ std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t 
   groups = std::max<int64_t>(1, groups);
   out->groups = groups;
   out->blocks_per_group = (c / groups + kMaskChannels - 1) / kMaskChannels;
-  const int64_t per_row = w * out->PixelStride();
-  const std::string err =
+  const int64_t stride = out->PixelStride(), per_row = w * stride;
+  const int64_t workers = parallel.NumThreads();
+  Workspace<uint64_t> partial;  // per worker: the union of the rows it built
+  std::string err =
       out->masks.Allocate(CheckedBytes(static_cast<uint64_t>(n * h), per_row), "the channel masks");
+  if (err.empty()) err = out->live.Allocate(stride, "the live channels");
+  if (err.empty()) err = partial.Allocate(CheckedBytes(workers, stride), "the live channels");
   if (!err.empty()) return err;
+  std::fill_n(partial.data(), workers * stride, uint64_t{0});
   const MaskRowBuilder build_row = ActiveSparseKernels().build_mask_row;
-  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
-    build_row(x + s * w * c, w, c, c / groups, out->blocks_per_group, groups,
-              out->masks.data() + s * per_row);
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
+    uint64_t* row = out->masks.data() + s * per_row;
+    build_row(x + s * w * c, w, c, c / groups, out->blocks_per_group, groups, row);
+    uint64_t* live = partial.data() + worker * stride;
+    for (int64_t q = 0; q < w; ++q) {
+      for (int64_t b = 0; b < stride; ++b) live[b] |= row[q * stride + b];
+    }
   });
+  std::fill_n(out->live.data(), stride, uint64_t{0});
+  for (int64_t worker = 0; worker < workers; ++worker) {
+    for (int64_t b = 0; b < stride; ++b) out->live.data()[b] |= partial.data()[worker * stride + b];
+  }
   return {};
 }
 

@@ -1,9 +1,9 @@
-// The compressed activation forms of CPO and CPS. Both keep every non-zero
-// exactly once and no zero, padding included; the overlap pattern of an element (which
-// outputs and taps it feeds) follows from its position and is never stored. Both are built in
-// one streaming pass over the NHWC input, in parallel over input rows ("slots" = image n,
-// row r). Each slot has a fixed capacity of W*C entries so slots build independently;
-// footprints count only what is used.
+// The compressed activation forms of CPO and CPS (and, at the end, sparse_direct's channel
+// masks). Both forms keep every non-zero exactly once and no zero, padding included; the overlap
+// pattern of an element (which outputs and taps it feeds) follows from its position and is never
+// stored. Both are built in one streaming pass over the NHWC input, in parallel over input rows
+// ("slots" = image n, row r). Each slot has a fixed capacity of W*C entries so slots build
+// independently; footprints count only what is used.
 //
 // CPO, channel-block-major: a slot lists, channel block by channel block and within a block
 //   pixel by pixel (column q), the non-zeros of that pixel's channels in the block: values[k]
@@ -72,6 +72,7 @@ struct ChannelMasks {
   int64_t groups = 1;
   int64_t blocks_per_group = 0;  // ceil((c / groups) / 64)
   Workspace<uint64_t> masks;
+  Workspace<uint64_t> live;  // PixelStride() masks: the channels non-zero anywhere in x
 
   int64_t PixelStride() const { return groups * blocks_per_group; }
 };
@@ -89,7 +90,8 @@ int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width);
 // evenly over the rows; deterministic.
 double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
 
-// Build the compressed forms of x (NHWC, shape n,h,w,c). Return an error message or "".
+// Build the compressed forms (or the masks) of x (NHWC, shape n,h,w,c). Return an error message or
+// "".
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                      int64_t block_size, Parallel& parallel, CpoActivation* out);
 std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,

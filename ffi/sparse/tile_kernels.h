@@ -1,7 +1,7 @@
-// The inner kernels of CPO and CPS, compiled once per instruction set
+// The inner kernels of CPO, CPS and sparse_direct, compiled once per instruction set
 // (tile_kernels_<isa>.cc, from the template tile_kernels_impl.h) and chosen at run time
-// (runtime/isa.cc). The drivers (kernels/cpo.cc, kernels/cps.cc) split the work and prepare
-// these jobs.
+// (runtime/isa.cc). The drivers (kernels/cpo.cc, kernels/cps.cc, kernels/sparse_direct.cc)
+// split the work and prepare these jobs.
 //
 // This header holds only plain data: ISA files must not share inline code with other files,
 // or the linker could pick an AVX-512 copy for the scalar path.
@@ -85,7 +85,8 @@ struct CpsJob {
 };
 
 // Sparse direct: a band of output rows of one group and one output-channel tile (o_vecs vectors
-// of 16), register-blocked over `pixels` horizontally adjacent output pixels: their
+// of 16), register-blocked over `direct_pixels` output pixels (2x2, 1x2 on the x86-64
+// baseline; 1 x 4 on an odd last row, R x 1 for the last columns): their
 // accumulators stay in registers for the whole reduction, and each weight row loaded serves
 // all of them. Zeros are skipped by channel: per pixel and block of 64 channels, a bitmask of
 // the non-zero channels (sparse/format.h); a channel is multiplied for a tap only where it is
@@ -152,7 +153,8 @@ struct SparseKernelSet {
   MaskRowBuilder build_mask_row;
 };
 
-// Defined in tile_kernels_<isa>.cc; only the target architecture's are compiled.
+// Defined by tile_kernels_impl.h as compiled in tile_kernels_<isa>.cc; only the target
+// architecture's are compiled.
 namespace scalar {
 extern const SparseKernelSet kKernels;
 }

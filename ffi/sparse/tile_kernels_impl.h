@@ -2,8 +2,9 @@
 // tile_kernels_<isa>.cc, inside namespace jaxcps::<isa>, and compiled with that file's ISA
 // flags; that file names the set (JAXCPS_TILE_ISA) and its register blocking, and this one
 // defines the set's kKernels. Arithmetic runs on GCC vector types of 16 floats, which each ISA
-// lowers to its own registers (one zmm, two ymm, four xmm). Everything here has internal linkage,
-// so no ISA-specific copy can leak to another file through the linker.
+// lowers to its own registers (one zmm, two ymm, four xmm). Everything here but the set
+// itself (kKernels) has internal linkage, so no ISA-specific copy can leak to another file
+// through the linker.
 
 // The AVX-512 paths of the builders: compiled only into the avx512 variant.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -346,16 +347,11 @@ void CpsTile(const CpsJob& job) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sparse direct (see DirectJob): P output pixels x NV vectors of accumulators in registers.
+// Sparse direct (see DirectJob): R x C output pixels x NV vectors of accumulators in registers.
 
-#ifndef JAXCPS_DIRECT_ROWS
-#define JAXCPS_DIRECT_ROWS 1
-#endif
-#ifndef JAXCPS_DIRECT_COLS
-#define JAXCPS_DIRECT_COLS 4
-#endif
-#ifndef JAXCPS_DIRECT_MAX_O_VECS
-#define JAXCPS_DIRECT_MAX_O_VECS 1
+#if !defined(JAXCPS_TILE_ISA) || !defined(JAXCPS_DIRECT_ROWS) || !defined(JAXCPS_DIRECT_COLS) || \
+    !defined(JAXCPS_DIRECT_MAX_O_VECS) || !defined(JAXCPS_CPO_MAX_O_VECS)
+#error "tile_kernels_<isa>.cc defines the set's name and register blocking before including this"
 #endif
 // A block is kDirectRows output rows x kDirectCols output columns.
 constexpr int kDirectRows = JAXCPS_DIRECT_ROWS;
@@ -499,10 +495,12 @@ bool DirectBand(const DirectJob& job) {
       DirectBandWith<2>(job);
       return true;
 #endif
-#if JAXCPS_DIRECT_MAX_O_VECS >= 4
+#if JAXCPS_DIRECT_MAX_O_VECS >= 3
     case 3:
       DirectBandWith<3>(job);
       return true;
+#endif
+#if JAXCPS_DIRECT_MAX_O_VECS >= 4
     case 4:
       DirectBandWith<4>(job);
       return true;
