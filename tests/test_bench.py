@@ -25,7 +25,7 @@ from jaxcps.bench.layers import (
     select_cases,
     suite_cases,
 )
-from jaxcps.bench.report import CSV_COLUMNS, SPARSE, mean_run_length, useful_flops
+from jaxcps.bench.report import COMPRESSING, CSV_COLUMNS, SPARSE, mean_run_length, useful_flops
 from jaxcps.bench.tables import format_summary
 
 
@@ -88,7 +88,7 @@ def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
     assert all(float(r["median_ms"]) > 0 for r in rows)
     assert "| case |" in (out / "results.md").read_text()
     report = json.loads((out / "bench.json").read_text())
-    assert all(f"CR {a}/im2col" in format_summary(report) for a in SPARSE)
+    assert all(f"CR {a}/im2col" in format_summary(report) for a in COMPRESSING)
     for name in ("ratio_vs_zeros.png", "compression.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
