@@ -17,8 +17,8 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/job_window.h"
 #include "kernels/kernel.h"
+#include "kernels/tile_driver.h"
 #include "runtime/build_profile.h"
 #include "runtime/isa.h"
 #include "runtime/workspace.h"
@@ -29,38 +29,9 @@ namespace jaxcps {
 
 namespace {
 
-constexpr int64_t kLanes = 16;
 // Output pixels of one band: their accumulated outputs (up to 128 floats each, 512 KiB) are
 // read and written once per channel block and should stay in L2.
 constexpr int64_t kMaxBandPixels = 1024;
-
-struct OutputBlock {
-  int64_t offset, length, vecs;  // within a group's output channels; vecs = ceil(length / 16)
-};
-
-// Splits og output channels into blocks of max_vecs vectors; the last may be narrower.
-std::vector<OutputBlock> SplitOutputChannels(int64_t og, int64_t max_vecs) {
-  std::vector<OutputBlock> blocks;
-  for (int64_t offset = 0; offset < og; offset += max_vecs * kLanes) {
-    const int64_t length = std::min(max_vecs * kLanes, og - offset);
-    blocks.push_back({offset, length, (length + kLanes - 1) / kLanes});
-  }
-  return blocks;
-}
-
-// Packs W[kh][kw][c_first + c][o_first + o] for c < count, o < o_len into
-// dst[(kh*KW + kw)*block_size + c][o_pad] (o_len <= o_pad, the rest zero).
-void PackWeights(const ConvGeometry& g, const float* w, int64_t c_first, int64_t count,
-                 int64_t block_size, int64_t o_first, int64_t o_len, int64_t o_pad, float* dst) {
-  for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
-    for (int64_t c = 0; c < count; ++c) {
-      float* row = dst + (tap * block_size + c) * o_pad;
-      std::memcpy(row, w + (tap * g.ci + c_first + c) * g.o + o_first,
-                  static_cast<size_t>(o_len) * sizeof(float));
-      std::fill(row + o_len, row + o_pad, 0.0f);
-    }
-  }
-}
 
 std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
@@ -96,10 +67,11 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 
   // Per worker: one block's packed weights and, for a block narrower than its vectors, an
   // output tile that the kernel accumulates into before the valid channels are copied out.
-  const int64_t max_o = kernels.cpo_max_o_vecs * kLanes;
+  const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
   const int64_t weight_floats = g.kh * g.kw * act.block_size * max_o;
-  const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(),
-                                  [](const OutputBlock& b) { return b.length % kLanes != 0; });
+  const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(), [](const OutputBlock& b) {
+    return b.length % kVectorLanes != 0;
+  });
   const int64_t tile_floats = narrow ? band_rows * g.ow * max_o : 0;
   Workspace<float> packed, tiles;
   err = packed.Allocate(CheckedBytes(workers, weight_floats), "the CPO packed weights");
@@ -122,7 +94,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     const OutputBlock& ob = o_blocks[(piece / bands) % o_blocks.size()];
     const int64_t grp = piece / (bands * o_blocks.size());
     const int64_t o_first = grp * g.OutPerGroup() + ob.offset;
-    const int64_t o_pad = ob.vecs * kLanes;
+    const int64_t o_pad = ob.vecs * kVectorLanes;
     const bool to_tile = ob.length != o_pad;
 
     CpoJob job;
@@ -149,8 +121,9 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
       job.block = grp * act.blocks_per_group + b;
       if (!live[job.block]) continue;
       const int64_t c_first = b * act.block_size;
-      PackWeights(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size, o_first,
-                  ob.length, o_pad, packed.data() + worker * weight_floats);
+      PackWeightRows(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size,
+                     o_first, ob.length, o_pad, /*live=*/nullptr,
+                     packed.data() + worker * weight_floats);
       if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
       job.accumulate = true;
     }
@@ -180,8 +153,8 @@ uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_
 }
 
 KernelSizes Sizes() {
-  return {{"o_lanes", kLanes},
-          {"max_o_block", ActiveSparseKernels().cpo_max_o_vecs * kLanes},
+  return {{"o_lanes", kVectorLanes},
+          {"max_o_block", ActiveSparseKernels().cpo_max_o_vecs * kVectorLanes},
           {"min_channel_block", kCpoMinChannelBlock},
           {"max_channel_block", kCpoMaxChannelBlock},
           {"max_width", kMaxSparseWidth},

@@ -15,10 +15,10 @@
 // accumulate in the output.
 #include <algorithm>
 #include <atomic>
-#include <cstring>
+#include <vector>
 
-#include "kernels/job_window.h"
 #include "kernels/kernel.h"
+#include "kernels/tile_driver.h"
 #include "runtime/build_profile.h"
 #include "runtime/isa.h"
 #include "runtime/workspace.h"
@@ -29,7 +29,6 @@ namespace jaxcps {
 
 namespace {
 
-constexpr int64_t kLanes = 16;
 // Packed weights of one output tile, which every pixel block streams: they should stay in L2
 // with the input rows under the kernel (measured: 1 MiB chunks of a 512-channel VGG layer
 // were no faster than the whole 1.2 MiB tile, 256 KiB ones slower).
@@ -40,29 +39,28 @@ constexpr int64_t kPiecesPerThread = 4;
 constexpr int64_t kSmallTileBytes = int64_t{512} << 10;
 
 struct Plan {
-  int64_t o_vecs;        // vectors per full output tile
-  int64_t tiles;         // output tiles per group
-  int64_t chunk_blocks;  // channel blocks (of 64) per chunk
-  int64_t chunks;        // chunks per group
-  int64_t tile_floats;   // packed weights of one tile
-  int64_t bands;         // bands of output rows per tile
+  std::vector<OutputBlock> tiles;  // output tiles of a group
+  int64_t chunk_blocks;            // channel blocks (of 64) per chunk
+  int64_t chunks;                  // chunks per group
+  int64_t tile_floats;             // packed weights of the widest tile
+  int64_t bands;                   // bands of output rows per tile
 };
 
 Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t threads) {
   Plan plan;
   const int64_t og = g.OutPerGroup();
-  plan.o_vecs = std::min(kernels.direct_max_o_vecs, (og + kLanes - 1) / kLanes);
-  plan.tiles = (og + plan.o_vecs * kLanes - 1) / (plan.o_vecs * kLanes);
+  plan.tiles = SplitOutputChannels(og, kernels.direct_max_o_vecs);
+  const int64_t o_width = plan.tiles[0].vecs * kVectorLanes;
   const int64_t blocks = (g.ci + kMaskChannels - 1) / kMaskChannels;
-  const int64_t block_bytes = g.kh * g.kw * kMaskChannels * plan.o_vecs * kLanes * 4;
+  const int64_t block_bytes = g.kh * g.kw * kMaskChannels * o_width * 4;
   const int64_t most = std::clamp<int64_t>(kMaxTileWeightBytes / block_bytes, 1, blocks);
   plan.chunks = (blocks + most - 1) / most;
   plan.chunk_blocks = (blocks + plan.chunks - 1) / plan.chunks;
-  plan.tile_floats = g.kh * g.kw * g.ci * plan.o_vecs * kLanes;
+  plan.tile_floats = g.kh * g.kw * g.ci * o_width;
   // Every band packs its tile's weights again: with large tiles, more than one band per tile
   // only while the pieces cannot keep every thread busy to the end; with small ones, enough
   // pieces that threads slowed down by other work still finish together.
-  const int64_t per_band = g.groups * plan.tiles, rows = g.n * g.oh;
+  const int64_t per_band = g.groups * static_cast<int64_t>(plan.tiles.size()), rows = g.n * g.oh;
   if (plan.tile_floats * 4 <= kSmallTileBytes) {
     plan.bands =
         std::clamp<int64_t>((kPiecesPerThread * threads + per_band - 1) / per_band, 1, rows);
@@ -76,22 +74,6 @@ Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t thr
   return plan;
 }
 
-// Packs W[kh][kw][c][o_first + o] for o < o_len as [kh][kw][c][o_width] (zero-padded), only
-// for the channels c that are non-zero somewhere (`live`, one bit per channel): the kernel
-// never reads the others.
-void PackTile(const ConvGeometry& g, const float* w, const uint64_t* live, int64_t o_first,
-              int64_t o_len, int64_t o_width, float* dst) {
-  for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
-    for (int64_t c = 0; c < g.ci; ++c) {
-      if ((live[c / kMaskChannels] >> (c % kMaskChannels) & 1) == 0) continue;
-      float* row = dst + (tap * g.ci + c) * o_width;
-      std::memcpy(row, w + (tap * g.ci + c) * g.o + o_first,
-                  static_cast<size_t>(o_len) * sizeof(float));
-      std::fill(row + o_len, row + o_width, 0.0f);
-    }
-  }
-}
-
 std::string Supports(const ConvGeometry&) { return {}; }
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
@@ -103,8 +85,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   }
   const SparseKernelSet& kernels = ActiveSparseKernels();
   const Plan plan = MakePlan(g, kernels, parallel.NumThreads());
-  const int64_t o_width = plan.o_vecs * kLanes;
-  const int64_t pieces = g.groups * plan.tiles * plan.bands;
+  const int64_t tiles = static_cast<int64_t>(plan.tiles.size());
+  const int64_t pieces = g.groups * tiles * plan.bands;
   const int64_t workers = WorkerCount(parallel, pieces);
 
   ChannelMasks masks;
@@ -133,18 +115,18 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   std::atomic<bool> failed{false};
   ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
     const int64_t band = piece % plan.bands;
-    const int64_t tile = (piece / plan.bands) % plan.tiles;
-    const int64_t grp = piece / (plan.bands * plan.tiles);
+    const OutputBlock& tile = plan.tiles[(piece / plan.bands) % tiles];
+    const int64_t grp = piece / (plan.bands * tiles);
     DirectJob job;
     job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
     if (job.row_begin >= job.row_end) return;
-    job.o_len = std::min(o_width, og - tile * o_width);
-    job.o_vecs = (job.o_len + kLanes - 1) / kLanes;
-    const int64_t o_pad = job.o_vecs * kLanes;  // narrower than o_width in a last, narrow tile
+    job.o_len = tile.length;
+    job.o_vecs = tile.vecs;
+    const int64_t o_pad = tile.vecs * kVectorLanes;  // a last, narrow tile has fewer vectors
     float* weights = packed.data() + worker * plan.tile_floats;
-    PackTile(g, w, masks.live.data() + grp * bpg, grp * og + tile * o_width, job.o_len, o_pad,
-             weights);
+    PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length, o_pad,
+                   masks.live.data() + grp * bpg, weights);
     job.x = x + grp * g.ci;
     job.masks = masks.masks.data() + grp * bpg;
     job.zero_x = zero_x.data();
@@ -156,7 +138,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.weights = weights;
     job.tap_stride = g.ci * o_pad;
     SetJobWindow(g, &job);
-    job.out = y + job.row_begin * g.ow * g.o + grp * og + tile * o_width;
+    job.out = y + job.row_begin * g.ow * g.o + grp * og + tile.offset;
     job.out_stride = g.o;
     for (int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
       job.block_begin = chunk * plan.chunk_blocks;
@@ -171,8 +153,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 
 KernelSizes Sizes() {
   const SparseKernelSet& kernels = ActiveSparseKernels();
-  return {{"o_lanes", kLanes},
-          {"max_o_block", kernels.direct_max_o_vecs * kLanes},
+  return {{"o_lanes", kVectorLanes},
+          {"max_o_block", kernels.direct_max_o_vecs * kVectorLanes},
           {"pixel_block", kernels.direct_pixels},
           {"channel_block", kMaskChannels},
           {"max_tile_weight_bytes", kMaxTileWeightBytes}};

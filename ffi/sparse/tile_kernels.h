@@ -43,6 +43,10 @@ struct CpoJob {
   int64_t o_vecs;      // vectors of 16 output channels, 1..cpo_max_o_vecs
 };
 
+// Floats per vector of the tile kernels (a Vec; CPO and sparse_direct tile output channels in
+// whole vectors).
+constexpr int64_t kVectorLanes = 16;
+
 constexpr int64_t kTileO = 64;  // CPS: output channels per tile (accumulator row stride)
 
 // CPS: a tile of output rows x output columns x output channels (<= kTileO) of one image and

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <memory>
+#include <type_traits>
 
 #include "sparse/tile_kernels.h"
 
@@ -17,11 +18,5 @@ namespace avx512 {
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"
-#undef JAXCPS_TILE_ISA
-#undef JAXCPS_CPO_MAX_O_VECS
-#undef JAXCPS_CPO_PAIR_MAX_O_VECS
-#undef JAXCPS_DIRECT_ROWS
-#undef JAXCPS_DIRECT_COLS
-#undef JAXCPS_DIRECT_MAX_O_VECS
 }  // namespace avx512
 }  // namespace jaxcps

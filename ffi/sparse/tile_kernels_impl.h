@@ -17,10 +17,25 @@ namespace {
 
 typedef float Vec __attribute__((vector_size(64)));
 typedef float VecUnaligned __attribute__((vector_size(64), aligned(4), may_alias));
-constexpr int kLanes = 16;
+constexpr int kLanes = static_cast<int>(kVectorLanes);
 
 inline Vec LoadVec(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
 inline void StoreVec(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v; }
+
+// Calls f(std::integral_constant<int, vecs>()) if 1 <= vecs <= Max and returns true; false
+// otherwise. The kernels are templates on their accumulator vectors, so they stay in registers.
+template <int Max, int N = 1, typename F>
+bool WithVecs(int64_t vecs, F&& f) {
+  if constexpr (N > Max) {
+    return false;
+  } else {
+    if (vecs == N) {
+      f(std::integral_constant<int, N>());
+      return true;
+    }
+    return WithVecs<Max, N + 1>(vecs, f);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // CPO: gather per output pixel (see CpoJob). NV vectors of output channels stay in registers.
@@ -170,38 +185,8 @@ void CpoBandWith(const CpoJob& job_ref) {
 }
 
 bool CpoBand(const CpoJob& job) {
-  switch (job.o_vecs) {
-    case 1:
-      CpoBandWith<1>(job);
-      return true;
-    case 2:
-      CpoBandWith<2>(job);
-      return true;
-#if JAXCPS_CPO_MAX_O_VECS >= 4
-    case 3:
-      CpoBandWith<3>(job);
-      return true;
-    case 4:
-      CpoBandWith<4>(job);
-      return true;
-#endif
-#if JAXCPS_CPO_MAX_O_VECS >= 8
-    case 5:
-      CpoBandWith<5>(job);
-      return true;
-    case 6:
-      CpoBandWith<6>(job);
-      return true;
-    case 7:
-      CpoBandWith<7>(job);
-      return true;
-    case 8:
-      CpoBandWith<8>(job);
-      return true;
-#endif
-    default:
-      return false;
-  }
+  return WithVecs<JAXCPS_CPO_MAX_O_VECS>(job.o_vecs,
+                                         [&](auto nv) { CpoBandWith<decltype(nv)::value>(job); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,28 +471,8 @@ void DirectBandWith(const DirectJob& job_ref) {
 }
 
 bool DirectBand(const DirectJob& job) {
-  switch (job.o_vecs) {
-    case 1:
-      DirectBandWith<1>(job);
-      return true;
-#if JAXCPS_DIRECT_MAX_O_VECS >= 2
-    case 2:
-      DirectBandWith<2>(job);
-      return true;
-#endif
-#if JAXCPS_DIRECT_MAX_O_VECS >= 3
-    case 3:
-      DirectBandWith<3>(job);
-      return true;
-#endif
-#if JAXCPS_DIRECT_MAX_O_VECS >= 4
-    case 4:
-      DirectBandWith<4>(job);
-      return true;
-#endif
-    default:
-      return false;
-  }
+  return WithVecs<JAXCPS_DIRECT_MAX_O_VECS>(
+      job.o_vecs, [&](auto nv) { DirectBandWith<decltype(nv)::value>(job); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -711,3 +676,11 @@ extern const SparseKernelSet kKernels = {JAXCPS_TILE_ISA,
                                          JAXCPS_DIRECT_MAX_O_VECS,
                                          DirectBand,
                                          BuildMaskRow};
+
+// The including file's configuration ends with it.
+#undef JAXCPS_TILE_ISA
+#undef JAXCPS_CPO_MAX_O_VECS
+#undef JAXCPS_CPO_PAIR_MAX_O_VECS
+#undef JAXCPS_DIRECT_ROWS
+#undef JAXCPS_DIRECT_COLS
+#undef JAXCPS_DIRECT_MAX_O_VECS

@@ -2,6 +2,7 @@
 // (no flags needed; ffi/CMakeLists.txt compiles this file instead of the x86 variants). The code is
 // the template tile_kernels_impl.h; edit that file, not this one.
 #include <memory>
+#include <type_traits>
 
 #include "sparse/tile_kernels.h"
 
@@ -16,11 +17,5 @@ namespace neon {
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
 #include "sparse/tile_kernels_impl.h"
-#undef JAXCPS_TILE_ISA
-#undef JAXCPS_CPO_MAX_O_VECS
-#undef JAXCPS_CPO_PAIR_MAX_O_VECS
-#undef JAXCPS_DIRECT_ROWS
-#undef JAXCPS_DIRECT_COLS
-#undef JAXCPS_DIRECT_MAX_O_VECS
 }  // namespace neon
 }  // namespace jaxcps

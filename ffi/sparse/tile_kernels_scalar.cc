@@ -1,6 +1,7 @@
 // CPO, CPS and sparse-direct kernels built for the scalar instruction set (flags set in
 // CMakeLists.txt). The code is the template tile_kernels_impl.h; edit that file, not this one.
 #include <memory>
+#include <type_traits>
 
 #include "sparse/tile_kernels.h"
 
@@ -15,11 +16,5 @@ namespace scalar {
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
 #include "sparse/tile_kernels_impl.h"
-#undef JAXCPS_TILE_ISA
-#undef JAXCPS_CPO_MAX_O_VECS
-#undef JAXCPS_CPO_PAIR_MAX_O_VECS
-#undef JAXCPS_DIRECT_ROWS
-#undef JAXCPS_DIRECT_COLS
-#undef JAXCPS_DIRECT_MAX_O_VECS
 }  // namespace scalar
 }  // namespace jaxcps

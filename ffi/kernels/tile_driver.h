@@ -1,0 +1,68 @@
+// What the drivers of the register-blocked sparse kernels (kernels/cpo.cc,
+// kernels/sparse_direct.cc) share: the split of output channels into register tiles, the
+// packing of a tile's weight rows, and the window their jobs (sparse/tile_kernels.h) carry.
+// Included by driver files only, never by the per-ISA tile kernels.
+#ifndef JAXCPS_KERNELS_TILE_DRIVER_H_
+#define JAXCPS_KERNELS_TILE_DRIVER_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "geometry.h"
+#include "sparse/tile_kernels.h"
+
+namespace jaxcps {
+
+struct OutputBlock {
+  int64_t offset, length, vecs;  // within a group's output channels; vecs = ceil(length / 16)
+};
+
+// Splits og output channels into blocks of max_vecs vectors; the last may be narrower.
+inline std::vector<OutputBlock> SplitOutputChannels(int64_t og, int64_t max_vecs) {
+  std::vector<OutputBlock> blocks;
+  const int64_t width = max_vecs * kVectorLanes;
+  for (int64_t offset = 0; offset < og; offset += width) {
+    const int64_t length = std::min(width, og - offset);
+    blocks.push_back({offset, length, (length + kVectorLanes - 1) / kVectorLanes});
+  }
+  return blocks;
+}
+
+// Packs W[kh][kw][c_first + c][o_first + o] for c < count, o < o_len into
+// dst[(kh*KW + kw)*rows_per_tap + c][o_pad] (o_len <= o_pad, the rest zero). With `live`
+// (one bit per channel from c_first), the rows of channels whose bit is clear are skipped:
+// left unwritten, for a kernel that never reads them.
+inline void PackWeightRows(const ConvGeometry& g, const float* w, int64_t c_first, int64_t count,
+                           int64_t rows_per_tap, int64_t o_first, int64_t o_len, int64_t o_pad,
+                           const uint64_t* live, float* dst) {
+  for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
+    for (int64_t c = 0; c < count; ++c) {
+      if (live != nullptr && (live[c / kMaskChannels] >> (c % kMaskChannels) & 1) == 0) continue;
+      float* row = dst + (tap * rows_per_tap + c) * o_pad;
+      std::memcpy(row, w + (tap * g.ci + c_first + c) * g.o + o_first,
+                  static_cast<size_t>(o_len) * sizeof(float));
+      std::fill(row + o_len, row + o_pad, 0.0f);
+    }
+  }
+}
+
+// Copies the convolution window into a CpoJob or DirectJob.
+template <typename Job>
+void SetJobWindow(const ConvGeometry& g, Job* job) {
+  job->kh_count = g.kh;
+  job->kw_count = g.kw;
+  job->sh = g.sh;
+  job->sw = g.sw;
+  job->dh = g.dh;
+  job->dw = g.dw;
+  job->pad_top = g.pad_top;
+  job->pad_left = g.pad_left;
+  job->oh = g.oh;
+  job->ow = g.ow;
+}
+
+}  // namespace jaxcps
+
+#endif  // JAXCPS_KERNELS_TILE_DRIVER_H_
