@@ -65,6 +65,12 @@ def _read_kernels() -> dict[str, Kernel]:
 KERNELS: Mapping[str, Kernel] = types.MappingProxyType(_read_kernels())
 #: The algorithms that run a jaxcps C++ kernel.
 FFI_ALGORITHMS: tuple[str, ...] = tuple(k.name for k in KERNELS.values() if k.user_facing)
+#: The algorithms whose kernels skip zero activations (CPO, CPS, sparse_direct).
+SPARSE_ALGORITHMS: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].skips_zeros)
+#: Those of them that build a compressed form of the activation (CPO, CPS).
+COMPRESSING_ALGORITHMS: tuple[str, ...] = tuple(
+    a for a in SPARSE_ALGORITHMS if KERNELS[a].compresses
+)
 #: Every value `algorithm=` accepts.
 ALGORITHMS: tuple[str, ...] = ("xla", *FFI_ALGORITHMS, "auto")
 #: Input dtypes the kernels take (float16/bfloat16 are computed in float32 and cast back).

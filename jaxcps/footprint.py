@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from jaxcps._targets import _ffi
-from jaxcps.algorithms import FFI_ALGORITHMS, KERNELS
+from jaxcps.algorithms import COMPRESSING_ALGORITHMS, FFI_ALGORITHMS
 from jaxcps.geometry import ConvSpec, resolve_conv
 
 _FLOAT_BYTES = 4
@@ -39,7 +39,7 @@ _LOWERED_BYTES: dict[str, _LoweredBytes] = {"im2col": _im2col_bytes, "mec": _mec
 #: kernel that compresses the activation, by building its compressed form. (sparse_direct
 #: reads the dense input and builds only a bit per element, so it has no entry.)
 FOOTPRINT_ALGORITHMS: tuple[str, ...] = tuple(
-    a for a in FFI_ALGORITHMS if a in _LOWERED_BYTES or KERNELS[a].compresses
+    a for a in FFI_ALGORITHMS if a in _LOWERED_BYTES or a in COMPRESSING_ALGORITHMS
 )
 
 

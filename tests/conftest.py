@@ -27,15 +27,15 @@ import pytest
 from jax import lax
 
 from jaxcps import _targets
-from jaxcps.algorithms import FFI_ALGORITHMS, KERNELS
+from jaxcps.algorithms import COMPRESSING_ALGORITHMS, FFI_ALGORITHMS, KERNELS, SPARSE_ALGORITHMS
 from jaxcps.geometry import ConvSpec, crop_negative_padding, resolve_conv
 
 #: Every C++ kernel, the test oracle "reference" included, in the compiled module's order.
 TARGETS: tuple[str, ...] = tuple(KERNELS)
 #: The kernels that skip zeros (CPO, CPS, sparse_direct): tile kernels and builders per ISA.
-SPARSE: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].skips_zeros)
+SPARSE: tuple[str, ...] = SPARSE_ALGORITHMS
 #: The kernels that build a compressed form of the activation (CPO, CPS).
-COMPRESSING: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].compresses)
+COMPRESSING: tuple[str, ...] = COMPRESSING_ALGORITHMS
 #: The kernels that multiply with BLAS (im2col, MEC): 32-bit BLAS sizes.
 BLAS: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].uses_blas)
 #: Instruction sets of the sparse (CPO/CPS/sparse_direct) tile kernels compiled for this architecture,

@@ -33,7 +33,7 @@ import numpy as np
 from jax import lax
 
 import jaxcps
-from jaxcps.algorithms import FFI_ALGORITHMS, KERNELS
+from jaxcps.algorithms import COMPRESSING_ALGORITHMS, FFI_ALGORITHMS, SPARSE_ALGORITHMS
 from jaxcps.bench import peers
 from jaxcps.bench.layers import Case
 from jaxcps.footprint import FOOTPRINT_ALGORITHMS
@@ -41,9 +41,9 @@ from jaxcps.timing import medians as median_times
 
 #: Contenders that skip zero activations (and build their compressed form or masks in every
 #: call).
-SPARSE: tuple[str, ...] = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].skips_zeros)
+SPARSE: tuple[str, ...] = SPARSE_ALGORITHMS
 #: Those of them that build a compressed form (footprint and compression-ratio columns).
-COMPRESSING: tuple[str, ...] = tuple(a for a in SPARSE if KERNELS[a].compresses)
+COMPRESSING: tuple[str, ...] = COMPRESSING_ALGORITHMS
 #: The dense engines a user could run instead of jaxcps, when timed in the same rounds (XLA
 #: always, the others with `--peers`); the fastest is a case's `best_dense`. "xla_eigen" is not
 #: one: it runs in another process, at another time.
