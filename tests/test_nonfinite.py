@@ -112,3 +112,19 @@ def test_nonfinite_weight_on_all_zero_input(algorithm: str) -> None:
     y = _conv(x, w, config, algorithm)
     _assert_same_nonfinite(y, _conv(x, w, config, "xla"), algorithm)
     assert np.isnan(y[..., 2]).all()
+
+
+@pytest.mark.parametrize("where", [0, -1], ids=["first", "last"])
+@pytest.mark.parametrize("algorithm", SPARSE)
+def test_nonfinite_weight_found_in_large_weights(
+    rng: np.random.Generator, algorithm: str, where: int
+) -> None:
+    # 3x3x128x520 = 599,040 floats: the handler scans weights this large in parallel parts
+    # (of 2**18 floats); the first and the last, partial part must both be seen.
+    x = sparse_activation(rng, (1, 3, 3, 128), 0.8, dead_channels=1)
+    w = weights(rng, (3, 3, 128, 520))
+    w.reshape(-1)[where] = np.inf
+    config = ("3x3-same", w.shape, (1, 1), "SAME", (1, 1))
+    _assert_same_nonfinite(
+        _conv(x, w, config, algorithm), _conv(x, w, config, "xla"), f"{algorithm} {where}"
+    )

@@ -252,7 +252,7 @@ EDGE_CASES = [
         for o in (OUTPUT_BLOCK - 1, OUTPUT_BLOCK, OUTPUT_BLOCK + 17)
     ),
     # sparse_direct: channels in two chunks (the second accumulates, also into a narrow last
-    # tile), and output sizes that leave 1-row and 1-column pixel blocks.
+    # tile), and output sizes that leave 1-row, 2-row and 1-column pixel blocks.
     Case(
         1,
         3,
@@ -264,6 +264,7 @@ EDGE_CASES = [
         tags=("channel-chunks",),
     ),
     Case(2, 7, 9, 66, (3, 3), DIRECT_TILE, zero_fraction=0.3, tags=("tile-edges",)),
+    Case(1, 8, 7, 66, (3, 3), DIRECT_TILE, zero_fraction=0.3, tags=("tile-edges",)),
     # Kernels taller than the rows two output rows share (both walk their own input rows).
     Case(1, 80, 8, 4, (48, 1), 8, padding="SAME", tags=("large-kernel",)),
     Case(2, 41, 5, 3, (33, 3), 5, strides=(2, 1), padding="SAME", tags=("large-kernel",)),

@@ -89,14 +89,14 @@ struct CpsJob {
 };
 
 // Sparse direct: a band of output rows of one group and one output-channel tile (o_vecs vectors
-// of 16), register-blocked over `direct_pixels` output pixels (2x2, 1x2 on the x86-64
-// baseline; 1 x 4 on an odd last row, R x 1 for the last columns): their
-// accumulators stay in registers for the whole reduction, and each weight row loaded serves
-// all of them. Zeros are skipped by channel: per pixel and block of 64 channels, a bitmask of
-// the non-zero channels (sparse/format.h); a channel is multiplied for a tap only where it is
-// non-zero in at least one of the block's pixels under that tap (the union of their masks),
-// so zeros inside the union are multiplied and all others skipped. Values are read from the
-// dense input; pixels outside the input (padding, past the row end) read a zero pixel.
+// of 16), register-blocked over R x C output pixels (3x2 with AVX-512, 2x2 with AVX2 and
+// NEON, 1x2 on the x86-64 baseline; 2 x R*C/2 or 1 x R*C on the band's or image's last rows,
+// R x 1 for the last columns): their accumulators stay in registers for the whole reduction, and
+// each weight row loaded serves all of them. Zeros are skipped by channel: per pixel and block of
+// 64 channels, a bitmask of the non-zero channels (sparse/format.h); a channel is multiplied for a
+// tap only where it is non-zero in at least one of the block's pixels under that tap (the union of
+// their masks), so zeros inside the union are multiplied and all others skipped. Values are read
+// from the dense input; pixels outside the input (padding, past the row end) read a zero pixel.
 struct DirectJob {
   const float* x;         // input pixel (0, 0, 0), first channel of the group
   const uint64_t* masks;  // masks of pixel (0, 0, 0), first block of the group

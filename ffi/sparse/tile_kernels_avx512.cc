@@ -13,8 +13,10 @@ namespace avx512 {
 // CPO keeps 128 output channels (8 vectors of 16, 8 zmm registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 8  // two pixels: 16 zmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 8
-// Sparse direct: 2x2 pixels x 4 vectors of output channels: 16 zmm of accumulators.
-#define JAXCPS_DIRECT_ROWS 2
+// Sparse direct: 3x2 pixels x 4 vectors of output channels: 24 zmm of accumulators, 4 of
+// weights, 1 broadcast input. (Measured against 2x2: faster at every zero fraction from 0 to
+// 90%, although the union of six pixels' masks holds more zeros than that of four.)
+#define JAXCPS_DIRECT_ROWS 3
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 4
 #include "sparse/tile_kernels_impl.h"

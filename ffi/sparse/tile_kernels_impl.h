@@ -453,26 +453,31 @@ void DirectRows(const DirectJob& job, int64_t n, int64_t oh, float* out) {
   for (; ow0 < job.ow; ++ow0) DirectBlock<NV, R, 1>(job, n, oh, ow0, out + ow0 * job.out_stride);
 }
 
-template <int NV>
+template <int NV, int R, int C>
 void DirectBandWith(const DirectJob& job_ref) {
   const DirectJob job = job_ref;  // a local copy: the vector stores may alias the caller's job
   for (int64_t row = job.row_begin; row < job.row_end;) {
     const int64_t n = row / job.oh, oh = row % job.oh;
+    const int64_t left = job.oh - oh < job.row_end - row ? job.oh - oh : job.row_end - row;
     float* out = job.out + (row - job.row_begin) * job.ow * job.out_stride;
-    if (kDirectRows > 1 && (oh + kDirectRows > job.oh || row + kDirectRows > job.row_end)) {
-      // The image's or band's last rows: one row at a time, as wide blocks of as many pixels.
-      DirectRows<NV, 1, kDirectRows * kDirectCols>(job, n, oh, out);
-      row += 1;
+    // The image's or band's last rows: blocks of as many pixels, as few rows high.
+    if (left >= R) {
+      DirectRows<NV, R, C>(job, n, oh, out);
+      row += R;
+    } else if (R > 2 && left == 2) {
+      DirectRows<NV, 2, R * C / 2>(job, n, oh, out);
+      row += 2;
     } else {
-      DirectRows<NV, kDirectRows, kDirectCols>(job, n, oh, out);
-      row += kDirectRows;
+      DirectRows<NV, 1, R * C>(job, n, oh, out);
+      row += 1;
     }
   }
 }
 
 bool DirectBand(const DirectJob& job) {
-  return WithVecs<JAXCPS_DIRECT_MAX_O_VECS>(
-      job.o_vecs, [&](auto nv) { DirectBandWith<decltype(nv)::value>(job); });
+  return WithVecs<JAXCPS_DIRECT_MAX_O_VECS>(job.o_vecs, [&](auto nv) {
+    DirectBandWith<decltype(nv)::value, kDirectRows, kDirectCols>(job);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
