@@ -2,9 +2,10 @@
 
 In the activations, every kernel multiplies the non-finite value like lax does. In the
 weights, skipping zeros would differ: lax gives NaN where an activation zero (or a padding
-zero) meets a NaN or infinite weight, a skipped product gives nothing. CPO and CPS therefore
-run the dense im2col path when any weight is non-finite (ffi/bindings/handlers.cc); these tests hold
-them to lax's NaN/Inf pattern exactly, and to lax's values elsewhere.
+zero) meets a NaN or infinite weight, a skipped product gives nothing. The kernels that skip
+zeros therefore run the dense im2col path when any weight is non-finite
+(ffi/bindings/handlers.cc); these tests hold them to lax's NaN/Inf pattern exactly, and to
+lax's values elsewhere.
 """
 
 from __future__ import annotations
@@ -128,3 +129,28 @@ def test_nonfinite_weight_found_in_large_weights(
     _assert_same_nonfinite(
         _conv(x, w, config, algorithm), _conv(x, w, config, "xla"), f"{algorithm} {where}"
     )
+
+
+@pytest.mark.parametrize("algorithm", SPARSE)
+def test_nonfinite_weight_of_a_dead_channel(rng: np.random.Generator, algorithm: str) -> None:
+    # Channel 1 is zero everywhere: kernels never multiply its weights (sparse_direct does not
+    # even pack them), yet lax gives NaN wherever its NaN weight meets those zeros.
+    x = sparse_activation(rng, X_SHAPE, 0.5)
+    x[..., 1] = 0.0
+    w = weights(rng, (3, 3, 4, 6))
+    w[2, 0, 1, 4] = np.nan
+    config = CONFIGS[0]
+    _assert_same_nonfinite(_conv(x, w, config, algorithm), _conv(x, w, config, "xla"), algorithm)
+
+
+@pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
+def test_nonfinite_weight_on_padding_only(algorithm: str) -> None:
+    # An input with no rows: every output comes from padding. Lax gives 0 there even where a
+    # weight is NaN (XLA drops the convolution of an empty input), and so must every kernel.
+    x = np.zeros((1, 0, 5, 4), np.float32)
+    w = np.ones((1, 1, 4, 6), np.float32)
+    w[0, 0, 3, 2] = np.nan
+    config = ("pad-only", w.shape, (1, 1), ((1, 1), (0, 0)), (1, 1))
+    y, expected = _conv(x, w, config, algorithm), _conv(x, w, config, "xla")
+    assert y.shape == expected.shape == (1, 2, 5, 6)
+    _assert_same_nonfinite(y, expected, algorithm)
