@@ -146,7 +146,7 @@ def test_nonfinite_weight_of_a_dead_channel(rng: np.random.Generator, algorithm:
 @pytest.mark.parametrize("algorithm", FFI_ALGORITHMS)
 def test_nonfinite_weight_on_padding_only(algorithm: str) -> None:
     # An input with no rows: every output comes from padding. Lax gives 0 there even where a
-    # weight is NaN (XLA drops the convolution of an empty input), and so must every kernel.
+    # weight is NaN (as measured: it does not multiply the padding), and so must every kernel.
     x = np.zeros((1, 0, 5, 4), np.float32)
     w = np.ones((1, 1, 4, 6), np.float32)
     w[0, 0, 3, 2] = np.nan
