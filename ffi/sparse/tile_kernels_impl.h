@@ -453,8 +453,9 @@ void DirectRows(const DirectJob& job, int64_t n, int64_t oh, float* out) {
   for (; ow0 < job.ow; ++ow0) DirectBlock<NV, R, 1>(job, n, oh, ow0, out + ow0 * job.out_stride);
 }
 
-template <int NV, int R, int C>
+template <int NV>
 void DirectBandWith(const DirectJob& job_ref) {
+  constexpr int R = kDirectRows, C = kDirectCols;
   const DirectJob job = job_ref;  // a local copy: the vector stores may alias the caller's job
   for (int64_t row = job.row_begin; row < job.row_end;) {
     const int64_t n = row / job.oh, oh = row % job.oh;
@@ -475,9 +476,8 @@ void DirectBandWith(const DirectJob& job_ref) {
 }
 
 bool DirectBand(const DirectJob& job) {
-  return WithVecs<JAXCPS_DIRECT_MAX_O_VECS>(job.o_vecs, [&](auto nv) {
-    DirectBandWith<decltype(nv)::value, kDirectRows, kDirectCols>(job);
-  });
+  return WithVecs<JAXCPS_DIRECT_MAX_O_VECS>(
+      job.o_vecs, [&](auto nv) { DirectBandWith<decltype(nv)::value>(job); });
 }
 
 // ---------------------------------------------------------------------------------------------
