@@ -10,7 +10,8 @@
 // CPO, CPS and sparse_direct skip zero activations, padding included, which changes one result:
 // where a zero meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped
 // product gives nothing. So when any weight is non-finite they run im2col instead, which multiplies
-// every activation and padding zero as lax does. The check is one vectorized pass over the weights.
+// every activation and padding zero as lax does. The check is one vectorized pass over the
+// weights, in parallel parts for large ones (AnyNonFinite).
 #include "bindings/handlers.h"
 
 #include <algorithm>

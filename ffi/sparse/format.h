@@ -90,8 +90,8 @@ int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width);
 // evenly over the rows; deterministic.
 double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
 
-// Build the compressed forms (or the masks) of x (NHWC, shape n,h,w,c). Return an error message or
-// "".
+// Build the compressed forms (or the masks) of x (NHWC, shape n,h,w,c). Return an error
+// message or "".
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                      int64_t block_size, Parallel& parallel, CpoActivation* out);
 std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
