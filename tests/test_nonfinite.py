@@ -154,3 +154,57 @@ def test_nonfinite_weight_on_padding_only(algorithm: str) -> None:
     y, expected = _conv(x, w, config, algorithm), _conv(x, w, config, "xla")
     assert y.shape == expected.shape == (1, 2, 5, 6)
     _assert_same_nonfinite(y, expected, algorithm)
+
+
+#: (kh, kw, channel, output) of one non-finite weight, for a layer of two groups of 70 input
+#: and 75 output channels. CPO and sparse_direct check their weights while they pack them, in
+#: pieces (per group, output tile, band of rows; sparse_direct packs live channels only and
+#: checks dead channels' rows apart), so every kind of place is tried: each corner of the
+#: weights, the first and last column of a 64-wide output tile, of the narrow last tile, of each
+#: group, channels in the second 64-channel block, and channels dead in one group only.
+POISON_SPOTS = [
+    (0, 0, 0, 0),
+    (2, 2, 69, 149),
+    (1, 1, 3, 10),  # channel 3 is dead in group 0
+    (0, 2, 66, 70),  # channel 66 is dead in group 0: second block, last tile of group 0
+    (2, 0, 5, 100),  # channel 5 is dead in group 1
+    (2, 0, 5, 20),  # ... but live in group 0
+    (1, 1, 64, 63),
+    (1, 1, 10, 64),
+    (0, 0, 69, 74),
+    (2, 1, 0, 75),
+]
+
+
+@pytest.mark.parametrize("spot", POISON_SPOTS, ids=[str(s) for s in POISON_SPOTS])
+@pytest.mark.parametrize("algorithm", SPARSE)
+def test_nonfinite_weight_found_at_every_kind_of_place(
+    rng: np.random.Generator, algorithm: str, spot: tuple[int, int, int, int]
+) -> None:
+    x = sparse_activation(rng, (2, 7, 9, 140), 0.7)
+    for channel in (3, 66, 70 + 5):  # dead channels: 3 and 66 in group 0, 5 in group 1
+        x[..., channel] = 0.0
+    w = weights(rng, (3, 3, 70, 150))
+    w[spot] = np.nan
+    strides, padding = (1, 1), "SAME"
+    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
+    expected = np.asarray(lax_conv(x, w, strides, padding, **args))
+    y = jaxcps.conv_general_dilated(x, w, strides, padding, **args, algorithm=algorithm)
+    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} NaN at {spot}")
+
+
+@pytest.mark.parametrize("spot", [(2, 0, 5, 100), (0, 0, 69, 149)], ids=["inside", "last"])
+@pytest.mark.parametrize("algorithm", SPARSE)
+def test_nonfinite_weight_of_a_dead_group(
+    rng: np.random.Generator, algorithm: str, spot: tuple[int, int, int, int]
+) -> None:
+    # Group 1's input is zero everywhere: every one of its channel blocks is dead, so no
+    # kernel packs its weights, and only a check of the unpacked ones finds the NaN.
+    x = sparse_activation(rng, (1, 5, 6, 140), 0.5)
+    x[..., 70:] = 0.0
+    w = weights(rng, (3, 3, 70, 150))
+    w[spot] = np.nan
+    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
+    expected = np.asarray(lax_conv(x, w, (1, 1), "SAME", **args))
+    y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", **args, algorithm=algorithm)
+    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} NaN at {spot}")

@@ -10,8 +10,9 @@
 // CPO, CPS and sparse_direct skip zero activations, padding included, which changes one result:
 // where a zero meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped
 // product gives nothing. So when any weight is non-finite they run im2col instead, which multiplies
-// every activation and padding zero as lax does. The check is one vectorized pass over the
-// weights, in parallel parts for large ones (AnyNonFinite).
+// every activation and padding zero as lax does. CPO and sparse_direct find such weights while
+// they pack them (Kernel::checks_weights); for CPS the handler scans the weights first, one
+// vectorized pass, in parallel parts for large ones (AnyNonFinite).
 #include "bindings/handlers.h"
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <new>
 
 #include "kernels/kernel.h"
+#include "runtime/finite.h"
 
 namespace ffi = xla::ffi;
 
@@ -126,16 +128,11 @@ ffi::Error CheckOutput(const ConvGeometry& geometry, F32Rank4Result& y) {
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 bool HasNonFinite(const float* values, int64_t count) {
-  constexpr uint32_t kExponent = 0x7f800000u;
   constexpr int64_t kBlock = 4096;
   for (int64_t begin = 0; begin < count; begin += kBlock) {
     const int64_t end = std::min(count, begin + kBlock);
     uint32_t bad = 0;
-    for (int64_t i = begin; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, values + i, sizeof(bits));
-      bad |= static_cast<uint32_t>((bits & kExponent) == kExponent);
-    }
+    for (int64_t i = begin; i < end; ++i) bad |= NonFiniteBit(values[i]);
     if (bad != 0) return true;
   }
   return false;
@@ -173,9 +170,18 @@ ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32R
   }
   PoolParallel parallel(pool);
   try {
-    const Kernel* run = &kernel;
-    if (kernel.skips_zeros &&
-        AnyNonFinite(w.typed_data(), static_cast<int64_t>(w.element_count()), parallel)) {
+    const float* xd = x.typed_data();
+    const float* wd = w.typed_data();
+    float* yd = y->typed_data();
+    // Where a weight is NaN or Inf, a kernel that skips zeros runs im2col instead: found by
+    // the kernel itself (checks_weights) or by a scan here first.
+    bool dense = kernel.skips_zeros && !kernel.checks_weights &&
+                 AnyNonFinite(wd, static_cast<int64_t>(w.element_count()), parallel);
+    if (!dense) {
+      err = kernel.run(g, xd, wd, yd, parallel);
+      dense = err == kNonFiniteWeights;
+    }
+    if (dense) {
       err = kIm2col.supports(g);
       if (!err.empty()) {
         return ffi::Error::InvalidArgument(std::string(kernel.name) +
@@ -183,9 +189,8 @@ ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32R
                                            "fallback cannot run: " +
                                            err);
       }
-      run = &kIm2col;
+      err = kIm2col.run(g, xd, wd, yd, parallel);
     }
-    err = run->run(g, x.typed_data(), w.typed_data(), y->typed_data(), parallel);
   } catch (const std::bad_alloc&) {
     err = "out of memory";
   } catch (const std::exception& e) {

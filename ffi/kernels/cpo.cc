@@ -88,8 +88,9 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     }
   }
 
-  std::atomic<bool> failed{false};
+  std::atomic<bool> failed{false}, nonfinite{false};
   ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
+    if (nonfinite.load(std::memory_order_relaxed)) return;  // the caller will run a dense kernel
     const int64_t band = piece % bands;
     const OutputBlock& ob = o_blocks[(piece / bands) % o_blocks.size()];
     const int64_t grp = piece / (bands * o_blocks.size());
@@ -119,11 +120,24 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.accumulate = false;
     for (int64_t b = 0; b < act.blocks_per_group; ++b) {
       job.block = grp * act.blocks_per_group + b;
-      if (!live[job.block]) continue;
       const int64_t c_first = b * act.block_size;
-      PackWeightRows(g, w, c_first, std::min(act.block_size, g.ci - c_first), act.block_size,
-                     o_first, ob.length, o_pad, /*live=*/nullptr,
-                     packed.data() + worker * weight_floats);
+      const int64_t count = std::min(act.block_size, g.ci - c_first);
+      // A live block's weights are checked as they are packed, a dead block's by band 0 alone
+      // (which always has rows): every weight is checked.
+      if (!live[job.block]) {
+        for (int64_t tap = 0; band == 0 && tap < g.kh * g.kw; ++tap) {
+          if (RowsNonFinite(w + (tap * g.ci + c_first) * g.o + o_first, count, g.o, ob.length)) {
+            nonfinite.store(true, std::memory_order_relaxed);
+            return;
+          }
+        }
+        continue;
+      }
+      if (PackWeightRows(g, w, c_first, count, act.block_size, o_first, ob.length, o_pad,
+                         /*live=*/nullptr, packed.data() + worker * weight_floats)) {
+        nonfinite.store(true, std::memory_order_relaxed);
+        return;
+      }
       if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
       job.accumulate = true;
     }
@@ -139,6 +153,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
       }
     }
   });
+  if (nonfinite.load()) return kNonFiniteWeights;
   if (failed.load()) return "internal error: an output-channel block wider than the registers";
   return {};
 }
@@ -167,6 +182,7 @@ extern const Kernel kCpo = {"cpo",
                             "Compressed Pattern Overlap: per-pixel gather of non-zeros",
                             /*user_facing=*/true,
                             /*skips_zeros=*/true,
+                            /*checks_weights=*/true,
                             /*uses_blas=*/false,
                             Supports,
                             Run,

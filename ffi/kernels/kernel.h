@@ -29,6 +29,10 @@ struct Kernel {
   const char* brief;  // one line for humans
   bool user_facing;   // false for the test oracle ("reference")
   bool skips_zeros;   // skips zero activations (so NaN/Inf weights need care)
+  // A kernel that skips zeros and checks its weights for NaN/Inf itself, while it packs them:
+  // `run` then returns kNonFiniteWeights (after any partial work) and the caller runs a dense
+  // kernel. The caller scans the weights first for the other kernels that skip zeros.
+  bool checks_weights;
   bool uses_blas;
   // "" if the kernel can run g (already Derive()d), else the reason, naming the parameter.
   std::string (*supports)(const ConvGeometry& g);
@@ -41,6 +45,9 @@ struct Kernel {
   uint64_t (*compressed_bytes)(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                                int64_t groups, std::string* err);
 };
+
+// What `run` of a kernel with checks_weights returns when a weight is NaN or infinite.
+inline constexpr char kNonFiniteWeights[] = "the weights hold NaN or Inf";
 
 // One declaration per entry of kernels.inc: kIm2col, kMec, ...
 #define JAXCPS_KERNEL(Name) extern const Kernel k##Name;

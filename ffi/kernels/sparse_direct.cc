@@ -76,6 +76,19 @@ Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t thr
 
 std::string Supports(const ConvGeometry&) { return {}; }
 
+// True if a weight of a dead channel of group grp (bit clear in `live`) is NaN or infinite,
+// among the weight rows (tap, channel) of share `share` of `shares`.
+bool CheckDeadRows(const ConvGeometry& g, const float* w, const uint64_t* live, int64_t grp,
+                   int64_t share, int64_t shares) {
+  const int64_t rows = g.kh * g.kw * g.ci, og = g.OutPerGroup();
+  for (int64_t r = share * rows / shares; r < (share + 1) * rows / shares; ++r) {
+    const int64_t c = r % g.ci;
+    if ((live[c / kMaskChannels] >> (c % kMaskChannels) & 1) != 0) continue;
+    if (RowsNonFinite(w + r * g.o + grp * og, 1, g.o, og)) return true;
+  }
+  return false;
+}
+
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                 Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
@@ -86,7 +99,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   const SparseKernelSet& kernels = ActiveSparseKernels();
   const Plan plan = MakePlan(g, kernels, parallel.NumThreads());
   const int64_t tiles = static_cast<int64_t>(plan.tiles.size());
-  const int64_t pieces = g.groups * tiles * plan.bands;
+  const int64_t per_group = tiles * plan.bands, pieces = g.groups * per_group;
   const int64_t workers = WorkerCount(parallel, pieces);
 
   ChannelMasks masks;
@@ -112,21 +125,30 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 
   const int64_t og = g.OutPerGroup(), rows = g.n * g.oh;
   const int64_t band_rows = (rows + plan.bands - 1) / plan.bands;
-  std::atomic<bool> failed{false};
+  std::atomic<bool> failed{false}, nonfinite{false};
   ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
+    if (nonfinite.load(std::memory_order_relaxed)) return;  // the caller will run a dense kernel
     const int64_t band = piece % plan.bands;
     const OutputBlock& tile = plan.tiles[(piece / plan.bands) % tiles];
     const int64_t grp = piece / (plan.bands * tiles);
     DirectJob job;
     job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
-    if (job.row_begin >= job.row_end) return;
     job.o_len = tile.length;
     job.o_vecs = tile.vecs;
     const int64_t o_pad = tile.vecs * kVectorLanes;  // a last, narrow tile has fewer vectors
     float* weights = packed.data() + worker * plan.tile_floats;
-    PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length, o_pad,
-                   masks.live.data() + grp * bpg, weights);
+    // Every weight is checked for NaN/Inf: those of live channels by the packing of each
+    // (group, tile), which band 0 (never empty) does; those of dead channels, which no tile
+    // packs, as whole rows in order, each piece of the group taking its share.
+    const uint64_t* live = masks.live.data() + grp * bpg;
+    if (CheckDeadRows(g, w, live, grp, piece % per_group, per_group)) nonfinite.store(true);
+    if (job.row_begin >= job.row_end) return;
+    if (PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length, o_pad, live,
+                       weights)) {
+      nonfinite.store(true, std::memory_order_relaxed);
+    }
+    if (nonfinite.load(std::memory_order_relaxed)) return;
     job.x = x + grp * g.ci;
     job.masks = masks.masks.data() + grp * bpg;
     job.zero_x = zero_x.data();
@@ -147,6 +169,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
       if (!kernels.direct_band(job)) failed.store(true, std::memory_order_relaxed);
     }
   });
+  if (nonfinite.load()) return kNonFiniteWeights;
   if (failed.load()) return "internal error: an output tile wider than the registers";
   return {};
 }
@@ -167,6 +190,7 @@ extern const Kernel kSparseDirect = {
     "Sparse direct: register-blocked direct convolution skipping channels zero in a pixel block",
     /*user_facing=*/true,
     /*skips_zeros=*/true,
+    /*checks_weights=*/true,
     /*uses_blas=*/false,
     Supports,
     Run,
