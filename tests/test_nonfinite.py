@@ -3,9 +3,11 @@
 In the activations, every kernel multiplies the non-finite value like lax does. In the
 weights, skipping zeros would differ: lax gives NaN where an activation zero (or a padding
 zero) meets a NaN or infinite weight, a skipped product gives nothing. The kernels that skip
-zeros therefore run the dense im2col path when any weight is non-finite
-(ffi/bindings/handlers.cc); these tests hold them to lax's NaN/Inf pattern exactly, and to
-lax's values elsewhere.
+zeros therefore run the dense im2col path when any weight is non-finite: CPO and sparse_direct
+find such weights while they pack them, for CPS the FFI handler scans the weights first
+(ffi/bindings/handlers.cc). These tests hold them to lax's NaN/Inf pattern exactly, and to
+lax's values elsewhere; tests/cpp/kernel_parity.cc puts a non-finite weight at every position
+of a few layers.
 """
 
 from __future__ import annotations
@@ -120,8 +122,9 @@ def test_nonfinite_weight_on_all_zero_input(algorithm: str) -> None:
 def test_nonfinite_weight_found_in_large_weights(
     rng: np.random.Generator, algorithm: str, where: int
 ) -> None:
-    # 3x3x128x520 = 599,040 floats: the handler scans weights this large in parallel parts
-    # (of 2**18 floats); the first and the last, partial part must both be seen.
+    # 3x3x128x520 = 599,040 floats: for CPS the handler scans weights this large in parallel
+    # parts (of 2**18 floats), the first and the last, partial part must both be seen; for
+    # CPO and sparse_direct the first weight is a dead channel's, the last in a narrow tile.
     x = sparse_activation(rng, (1, 3, 3, 128), 0.8, dead_channels=1)
     w = weights(rng, (3, 3, 128, 520))
     w.reshape(-1)[where] = np.inf
@@ -160,8 +163,9 @@ def test_nonfinite_weight_on_padding_only(algorithm: str) -> None:
 #: and 75 output channels. CPO and sparse_direct check their weights while they pack them, in
 #: pieces (per group, output tile, band of rows; sparse_direct packs live channels only and
 #: checks dead channels' rows apart), so every kind of place is tried: each corner of the
-#: weights, the first and last column of a 64-wide output tile, of the narrow last tile, of each
-#: group, channels in the second 64-channel block, and channels dead in one group only.
+#: weights, the first and last column of an output tile (64 wide for sparse_direct with
+#: AVX-512), of each group, channels in the second 64-channel mask block, and channels dead
+#: in one group only.
 POISON_SPOTS = [
     (0, 0, 0, 0),
     (2, 2, 69, 149),
@@ -208,3 +212,21 @@ def test_nonfinite_weight_of_a_dead_group(
     expected = np.asarray(lax_conv(x, w, (1, 1), "SAME", **args))
     y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", **args, algorithm=algorithm)
     _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} NaN at {spot}")
+
+
+@pytest.mark.parametrize("spot", [(1, 1, 10, 5), (2, 2, 66, 70)], ids=["dead-block", "live-tail"])
+@pytest.mark.parametrize("algorithm", SPARSE)
+def test_nonfinite_weight_of_a_dead_block_beside_live_ones(
+    rng: np.random.Generator, algorithm: str, spot: tuple[int, int, int, int]
+) -> None:
+    # Channels 0-63 of group 0 are zero everywhere: whatever CPO's channel block (4 to 64
+    # channels) the first blocks are dead and the last is live. 40x40 outputs: CPO splits the
+    # rows into bands, and only band 0 checks dead blocks.
+    x = sparse_activation(rng, (1, 40, 40, 140), 0.5)
+    x[..., :64] = 0.0
+    w = weights(rng, (3, 3, 70, 150))
+    w[spot] = np.inf
+    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
+    expected = np.asarray(lax_conv(x, w, (1, 1), "SAME", **args))
+    y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", **args, algorithm=algorithm)
+    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} Inf at {spot}")

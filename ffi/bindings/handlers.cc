@@ -118,36 +118,19 @@ ffi::Error CheckOutput(const ConvGeometry& geometry, F32Rank4Result& y) {
   return ffi::Error::Success();
 }
 
-// True if any of the count floats is NaN or infinite (all exponent bits set). Integer ops
-// without an early exit inside a block, so the compiler vectorizes the loop. On x86-64 Linux it
-// is cloned per ISA because the SSE2 baseline scans 3-10x slower (1.5 ms vs 0.12 ms for
-// 3x3x512x512 weights); clones need the loader's ifunc support, which glibc has. Elsewhere it
-// is vectorized for the baseline (NEON on AArch64).
-#if defined(__x86_64__) && defined(__linux__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-bool HasNonFinite(const float* values, int64_t count) {
-  constexpr int64_t kBlock = 4096;
-  for (int64_t begin = 0; begin < count; begin += kBlock) {
-    const int64_t end = std::min(count, begin + kBlock);
-    uint32_t bad = 0;
-    for (int64_t i = begin; i < end; ++i) bad |= NonFiniteBit(values[i]);
-    if (bad != 0) return true;
-  }
-  return false;
-}
-
-// HasNonFinite over the pool: large weights (3x3x512x512: 9.4 MB) in parallel parts, so the
-// scan stays a small share of the short calls on small maps that such weights come with.
+// True if any of the count floats is NaN or infinite: large weights (3x3x512x512: 9.4 MB) in
+// parallel parts, so the scan stays a small share of the short calls on small maps that such
+// weights come with.
 bool AnyNonFinite(const float* values, int64_t count, Parallel& parallel) {
   constexpr int64_t kPart = int64_t{1} << 18;  // floats: below this, one part
   const int64_t parts = (count + kPart - 1) / kPart;
-  if (parts <= 1) return HasNonFinite(values, count);
+  if (parts <= 1) return RowsNonFinite(values, 1, count, count);
   std::atomic<bool> found{false};
   ForEachChunk(parallel, parts, WorkerCount(parallel, parts), [&](int64_t part, int64_t) {
     if (found.load(std::memory_order_relaxed)) return;
     const int64_t begin = part * kPart;
-    if (HasNonFinite(values + begin, std::min(kPart, count - begin))) found.store(true);
+    const int64_t len = std::min(kPart, count - begin);
+    if (RowsNonFinite(values + begin, 1, len, len)) found.store(true);
   });
   return found.load();
 }
@@ -173,22 +156,26 @@ ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32R
     const float* wd = w.typed_data();
     float* yd = y->typed_data();
     // Where a weight is NaN or Inf, a kernel that skips zeros runs im2col instead: found by
-    // the kernel itself (checks_weights) or by a scan here first.
-    bool dense = kernel.skips_zeros && !kernel.checks_weights &&
-                 AnyNonFinite(wd, static_cast<int64_t>(w.element_count()), parallel);
+    // the kernel itself (checks_weights) or by a scan here first. A kernel that checks its
+    // weights but fails before it has seen them all (out of workspace) gets the scan after.
+    const int64_t w_count = static_cast<int64_t>(w.element_count());
+    bool dense =
+        kernel.skips_zeros && !kernel.checks_weights && AnyNonFinite(wd, w_count, parallel);
     if (!dense) {
       err = kernel.run(g, xd, wd, yd, parallel);
-      dense = err == kNonFiniteWeights;
+      dense = err == kNonFiniteWeights ||
+              (!err.empty() && kernel.checks_weights && AnyNonFinite(wd, w_count, parallel));
     }
     if (dense) {
       err = kIm2col.supports(g);
       if (!err.empty()) {
-        return ffi::Error::InvalidArgument(std::string(kernel.name) +
-                                           ": the weights hold NaN or Inf, and the dense "
-                                           "fallback cannot run: " +
-                                           err);
+        return ffi::Error::InvalidArgument(std::string(kernel.name) + ": " + kNonFiniteWeights +
+                                           ", and the dense fallback cannot run: " + err);
       }
       err = kIm2col.run(g, xd, wd, yd, parallel);
+      if (!err.empty()) {
+        err = std::string(kNonFiniteWeights) + ", and the dense fallback failed: " + err;
+      }
     }
   } catch (const std::bad_alloc&) {
     err = "out of memory";

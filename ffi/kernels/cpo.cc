@@ -20,6 +20,7 @@
 #include "kernels/kernel.h"
 #include "kernels/tile_driver.h"
 #include "runtime/build_profile.h"
+#include "runtime/finite.h"
 #include "runtime/isa.h"
 #include "runtime/workspace.h"
 #include "sparse/format.h"
@@ -125,10 +126,12 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
       // A live block's weights are checked as they are packed, a dead block's by band 0 alone
       // (which always has rows): every weight is checked.
       if (!live[job.block]) {
-        for (int64_t tap = 0; band == 0 && tap < g.kh * g.kw; ++tap) {
-          if (RowsNonFinite(w + (tap * g.ci + c_first) * g.o + o_first, count, g.o, ob.length)) {
-            nonfinite.store(true, std::memory_order_relaxed);
-            return;
+        if (band == 0) {
+          for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
+            if (RowsNonFinite(w + (tap * g.ci + c_first) * g.o + o_first, count, g.o, ob.length)) {
+              nonfinite.store(true, std::memory_order_relaxed);
+              return;
+            }
           }
         }
         continue;

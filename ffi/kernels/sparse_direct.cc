@@ -20,6 +20,7 @@
 #include "kernels/kernel.h"
 #include "kernels/tile_driver.h"
 #include "runtime/build_profile.h"
+#include "runtime/finite.h"
 #include "runtime/isa.h"
 #include "runtime/workspace.h"
 #include "sparse/format.h"
@@ -77,14 +78,15 @@ Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t thr
 std::string Supports(const ConvGeometry&) { return {}; }
 
 // True if a weight of a dead channel of group grp (bit clear in `live`) is NaN or infinite,
-// among the weight rows (tap, channel) of share `share` of `shares`.
-bool CheckDeadRows(const ConvGeometry& g, const float* w, const uint64_t* live, int64_t grp,
-                   int64_t share, int64_t shares) {
+// among the weight rows (tap, channel) of share `share` of `shares`: each row whole (all of the
+// group's outputs), in order.
+bool DeadRowsNonFinite(const ConvGeometry& g, const float* w, const uint64_t* live, int64_t grp,
+                       int64_t share, int64_t shares) {
   const int64_t rows = g.kh * g.kw * g.ci, og = g.OutPerGroup();
   for (int64_t r = share * rows / shares; r < (share + 1) * rows / shares; ++r) {
-    const int64_t c = r % g.ci;
-    if ((live[c / kMaskChannels] >> (c % kMaskChannels) & 1) != 0) continue;
-    if (RowsNonFinite(w + r * g.o + grp * og, 1, g.o, og)) return true;
+    if (!ChannelLive(live, r % g.ci) && RowsNonFinite(w + r * g.o + grp * og, 1, g.o, og)) {
+      return true;
+    }
   }
   return false;
 }
@@ -142,13 +144,13 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     // (group, tile), which band 0 (never empty) does; those of dead channels, which no tile
     // packs, as whole rows in order, each piece of the group taking its share.
     const uint64_t* live = masks.live.data() + grp * bpg;
-    if (CheckDeadRows(g, w, live, grp, piece % per_group, per_group)) nonfinite.store(true);
-    if (job.row_begin >= job.row_end) return;
-    if (PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length, o_pad, live,
-                       weights)) {
+    if (DeadRowsNonFinite(g, w, live, grp, piece % per_group, per_group) ||
+        (job.row_begin < job.row_end && PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset,
+                                                       tile.length, o_pad, live, weights))) {
       nonfinite.store(true, std::memory_order_relaxed);
+      return;
     }
-    if (nonfinite.load(std::memory_order_relaxed)) return;
+    if (job.row_begin >= job.row_end) return;
     job.x = x + grp * g.ci;
     job.masks = masks.masks.data() + grp * bpg;
     job.zero_x = zero_x.data();

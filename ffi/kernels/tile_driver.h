@@ -29,18 +29,20 @@ inline std::vector<OutputBlock> SplitOutputChannels(int64_t og, int64_t max_vecs
   return blocks;
 }
 
+// True if channel c's bit is set in `live` (one bit per channel, 64 to a word).
+inline bool ChannelLive(const uint64_t* live, int64_t c) {
+  return (live[c / kMaskChannels] >> (c % kMaskChannels) & 1) != 0;
+}
+
 // Packs W[kh][kw][c_first + c][o_first + o] for c < count, o < o_len into
 // dst[(kh*KW + kw)*rows_per_tap + c][o_pad] (o_len <= o_pad, the rest zero). With `live`
 // (one bit per channel from c_first), the rows of channels whose bit is clear are skipped:
 // left unwritten, for a kernel that never reads them. Returns true if any packed weight is NaN
 // or infinite: kernels that skip zeros check their weights where they read them anyway
-// (Kernel::checks_weights), and the weights they skip with RowsNonFinite.
-bool PackWeightRows(const ConvGeometry& g, const float* w, int64_t c_first, int64_t count,
-                    int64_t rows_per_tap, int64_t o_first, int64_t o_len, int64_t o_pad,
-                    const uint64_t* live, float* dst);
-// True if any of `rows` rows of `len` floats, `stride` floats apart from `first`, is NaN or
-// infinite.
-bool RowsNonFinite(const float* first, int64_t rows, int64_t stride, int64_t len);
+// (Kernel::checks_weights), and the weights they do not pack with RowsNonFinite.
+[[nodiscard]] bool PackWeightRows(const ConvGeometry& g, const float* w, int64_t c_first,
+                                  int64_t count, int64_t rows_per_tap, int64_t o_first,
+                                  int64_t o_len, int64_t o_pad, const uint64_t* live, float* dst);
 
 // Copies the convolution window into a CpoJob or DirectJob.
 template <typename Job>

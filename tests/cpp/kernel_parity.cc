@@ -4,7 +4,8 @@
 // output channels around the tile sizes 16/64/128, tiny and odd shapes, zero fractions from 0
 // to 100%, dead channels, runs of zeros). Inputs come from a fixed-seed generator, so a
 // failure reproduces exactly. Each kernel runs on the calling thread (SerialParallel) and on a
-// small std::thread pool.
+// small std::thread pool. The kernels that check their weights for NaN/Inf themselves must find
+// a non-finite weight at any position.
 //
 // Usage: kernel_parity            exit status 0 when every kernel matches, 1 otherwise
 // The sparse kernels run on the instruction set that JAXCPS_ISA names (default: the best this
@@ -286,6 +287,67 @@ std::vector<Case> Grid() {
   return cases;
 }
 
+// Kernels that check their weights for NaN/Inf themselves (checks_weights) must find one
+// wherever it is. For a few layers (two groups, one with dead channels and one all zero, so
+// dead blocks for CPO; output tiles with a narrow last one; several bands, one of them empty
+// on 3 threads), a NaN, +Inf or -Inf is put at each weight position in turn (every position on
+// 1 thread, every fifth on 3 threads): `run` must return kNonFiniteWeights, and "" with every
+// weight finite.
+void CheckNonFiniteWeightsFound(Totals* totals) {
+  struct Layer {
+    Case k;
+    int64_t dead_group;  // a group whose input is zero everywhere, or -1
+  };
+  const Layer layers[] = {
+      {WithZeros(Make(2, 5, 6, 18, 1, 3, 140, 1, 1, {0, 0, 1, 1}, 1, 1, 2), 0.5, Zeros::kScattered,
+                 2),
+       1},
+      {WithZeros(Make(1, 5, 4, 6, 1, 3, 130, 1, 1, {0, 0, 1, 1}), 0.6), -1},
+  };
+  const float poisons[] = {std::numeric_limits<float>::quiet_NaN(),
+                           std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity()};
+  SerialParallel serial;
+  ThreadParallel threads(3);
+  uint64_t seed = 1000;
+  for (Layer layer : layers) {
+    Case& k = layer.k;
+    k.g.Derive();
+    Random rng(seed++);
+    std::vector<float> x = Activation(k, rng);
+    std::vector<float> w = Weights(k.g, rng);
+    if (layer.dead_group >= 0) {
+      for (int64_t pixel = 0; pixel < k.g.n * k.g.h * k.g.w; ++pixel) {
+        for (int64_t c = 0; c < k.g.ci; ++c) x[pixel * k.g.c + layer.dead_group * k.g.ci + c] = 0;
+      }
+    }
+    std::vector<float> y(static_cast<size_t>(k.g.n * k.g.oh * k.g.ow * k.g.o));
+    for (const Kernel* kernel : AllKernels()) {
+      if (!kernel->checks_weights) continue;
+      bool failed = false;                                    // one report per kernel and layer
+      for (size_t at = 0; at <= w.size() && !failed; ++at) {  // w.size(): every weight finite
+        for (Parallel* parallel : std::initializer_list<Parallel*>{&serial, &threads}) {
+          if (parallel == &threads && at % 5 != 0 && at != w.size()) continue;
+          const float kept = at < w.size() ? w[at] : 0.0f;
+          if (at < w.size()) w[at] = poisons[at % 3];
+          const std::string err = kernel->run(k.g, x.data(), w.data(), y.data(), *parallel);
+          if (at < w.size()) w[at] = kept;
+          ++totals->runs;
+          const std::string want = at < w.size() ? kNonFiniteWeights : "";
+          if (err == want) continue;
+          ++totals->mismatches;
+          std::printf("FAIL %s (%lld threads): weight %zu of %zu %s: got '%s'; %s\n", kernel->name,
+                      static_cast<long long>(parallel->NumThreads()), at, w.size(),
+                      at < w.size() ? "non-finite" : "(none non-finite)", err.c_str(),
+                      k.Describe().c_str());
+          failed = true;
+          break;
+        }
+      }
+    }
+  }
+}
+
 int Main() {
   std::printf("kernel_parity: sparse kernels on %s (this build has", ActiveSparseKernels().isa);
   for (const std::string& isa : CompiledIsas()) std::printf(" %s", isa.c_str());
@@ -301,6 +363,7 @@ int Main() {
     }
     RunCase(k, seed++, &totals);
   }
+  CheckNonFiniteWeightsFound(&totals);
   std::printf("kernel_parity: %s cases, %s kernel runs, %s refused by a kernel, %s mismatches\n",
               std::to_string(totals.cases).c_str(), std::to_string(totals.runs).c_str(),
               std::to_string(totals.refused).c_str(), std::to_string(totals.mismatches).c_str());
