@@ -159,6 +159,18 @@ def test_nonfinite_weight_on_padding_only(algorithm: str) -> None:
     _assert_same_nonfinite(y, expected, algorithm)
 
 
+def _assert_two_groups_like_lax(
+    x: np.ndarray, spot: tuple[int, int, int, int], poison: float, algorithm: str, rng: Any
+) -> None:
+    """A 3x3 SAME layer of two groups (70 -> 75 channels each) with one non-finite weight."""
+    w = weights(rng, (3, 3, 70, 150))
+    w[spot] = poison
+    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
+    expected = np.asarray(lax_conv(x, w, (1, 1), "SAME", **args))
+    y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", **args, algorithm=algorithm)
+    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} {poison} at {spot}")
+
+
 #: (kh, kw, channel, output) of one non-finite weight, for a layer of two groups of 70 input
 #: and 75 output channels. CPO and sparse_direct check their weights while they pack them, in
 #: pieces (per group, output tile, band of rows; sparse_direct packs live channels only and
@@ -188,13 +200,7 @@ def test_nonfinite_weight_found_at_every_kind_of_place(
     x = sparse_activation(rng, (2, 7, 9, 140), 0.7)
     for channel in (3, 66, 70 + 5):  # dead channels: 3 and 66 in group 0, 5 in group 1
         x[..., channel] = 0.0
-    w = weights(rng, (3, 3, 70, 150))
-    w[spot] = np.nan
-    strides, padding = (1, 1), "SAME"
-    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
-    expected = np.asarray(lax_conv(x, w, strides, padding, **args))
-    y = jaxcps.conv_general_dilated(x, w, strides, padding, **args, algorithm=algorithm)
-    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} NaN at {spot}")
+    _assert_two_groups_like_lax(x, spot, np.nan, algorithm, rng)
 
 
 @pytest.mark.parametrize("spot", [(2, 0, 5, 100), (0, 0, 69, 149)], ids=["inside", "last"])
@@ -206,12 +212,7 @@ def test_nonfinite_weight_of_a_dead_group(
     # kernel packs its weights, and only a check of the unpacked ones finds the NaN.
     x = sparse_activation(rng, (1, 5, 6, 140), 0.5)
     x[..., 70:] = 0.0
-    w = weights(rng, (3, 3, 70, 150))
-    w[spot] = np.nan
-    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
-    expected = np.asarray(lax_conv(x, w, (1, 1), "SAME", **args))
-    y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", **args, algorithm=algorithm)
-    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} NaN at {spot}")
+    _assert_two_groups_like_lax(x, spot, np.nan, algorithm, rng)
 
 
 @pytest.mark.parametrize("spot", [(1, 1, 10, 5), (2, 2, 66, 70)], ids=["dead-block", "live-tail"])
@@ -224,9 +225,4 @@ def test_nonfinite_weight_of_a_dead_block_beside_live_ones(
     # rows into bands, and only band 0 checks dead blocks.
     x = sparse_activation(rng, (1, 40, 40, 140), 0.5)
     x[..., :64] = 0.0
-    w = weights(rng, (3, 3, 70, 150))
-    w[spot] = np.inf
-    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
-    expected = np.asarray(lax_conv(x, w, (1, 1), "SAME", **args))
-    y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", **args, algorithm=algorithm)
-    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} Inf at {spot}")
+    _assert_two_groups_like_lax(x, spot, np.inf, algorithm, rng)
