@@ -37,9 +37,11 @@ CONFIGS: list[tuple[str, tuple[int, ...], tuple[int, int], Any, tuple[int, int]]
 X_SHAPE = (2, 9, 10, 4)
 
 
-def _conv(x: np.ndarray, w: np.ndarray, config: tuple, algorithm: str) -> np.ndarray:
+def _conv(
+    x: np.ndarray, w: np.ndarray, config: tuple, algorithm: str, groups: int = 1
+) -> np.ndarray:
     _, _, strides, padding, dilation = config
-    args = dict(rhs_dilation=dilation, dimension_numbers=NATIVE_DN)
+    args = dict(rhs_dilation=dilation, dimension_numbers=NATIVE_DN, feature_group_count=groups)
     if algorithm == "xla":
         return np.asarray(lax_conv(x, w, strides, padding, **args))
     return np.asarray(
@@ -160,15 +162,21 @@ def test_nonfinite_weight_on_padding_only(algorithm: str) -> None:
 
 
 def _assert_two_groups_like_lax(
-    x: np.ndarray, spot: tuple[int, int, int, int], poison: float, algorithm: str, rng: Any
+    x: np.ndarray,
+    spot: tuple[int, int, int, int],
+    poison: float,
+    algorithm: str,
+    rng: np.random.Generator,
 ) -> None:
     """A 3x3 SAME layer of two groups (70 -> 75 channels each) with one non-finite weight."""
     w = weights(rng, (3, 3, 70, 150))
     w[spot] = poison
-    args = dict(dimension_numbers=NATIVE_DN, feature_group_count=2)
-    expected = np.asarray(lax_conv(x, w, (1, 1), "SAME", **args))
-    y = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", **args, algorithm=algorithm)
-    _assert_same_nonfinite(np.asarray(y), expected, f"{algorithm} {poison} at {spot}")
+    config = ("two-groups", w.shape, (1, 1), "SAME", (1, 1))
+    _assert_same_nonfinite(
+        _conv(x, w, config, algorithm, groups=2),
+        _conv(x, w, config, "xla", groups=2),
+        f"{algorithm} {poison} at {spot}",
+    )
 
 
 #: (kh, kw, channel, output) of one non-finite weight, for a layer of two groups of 70 input
