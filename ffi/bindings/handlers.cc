@@ -6,6 +6,9 @@
 //   window_strides int64[2], padding int64[4] (top, bottom, left, right),
 //   rhs_dilation int64[2], feature_group_count int64.
 // Shapes come from the buffers, never from attributes (attributes go stale under vmap).
+// jaxcps_prepared_f32, the one handler for prepared weights (Kernel::prepared), also takes them,
+// f32[n], and the attributes "algorithm" and "layout"; weights prepared for another instruction
+// set (an exported program run elsewhere) are ignored, and the kernel packs w itself.
 //
 // CPO, CPS and sparse_direct skip zero activations, padding included, which changes one result:
 // where a zero meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped
@@ -34,6 +37,7 @@ namespace {
 
 using F32Rank4 = ffi::Buffer<ffi::F32, 4>;
 using F32Rank4Result = ffi::ResultBuffer<ffi::F32, 4>;
+using F32Rank1 = ffi::Buffer<ffi::F32, 1>;
 using Int64Span = ffi::Span<const int64_t>;
 
 // Parallel on XLA's FFI thread pool. The caller schedules n-1 helpers and then works too;
@@ -87,14 +91,13 @@ class PoolParallel final : public Parallel {
   ffi::ThreadPool pool_;
 };
 
-// Fills g from the buffers and attributes (not yet derived or checked).
-ffi::Error DecodeGeometry(const F32Rank4& x, const F32Rank4& w, Int64Span strides,
-                          Int64Span padding, Int64Span dilation, int64_t groups, ConvGeometry* g) {
+// Fills g from x, w's dimensions wd and the attributes (not yet derived or checked).
+ffi::Error DecodeGeometry(const F32Rank4& x, Int64Span wd, Int64Span strides, Int64Span padding,
+                          Int64Span dilation, int64_t groups, ConvGeometry* g) {
   if (strides.size() != 2) return ffi::Error::InvalidArgument("window_strides must have 2 entries");
   if (padding.size() != 4) return ffi::Error::InvalidArgument("padding must have 4 entries");
   if (dilation.size() != 2) return ffi::Error::InvalidArgument("rhs_dilation must have 2 entries");
   const auto xd = x.dimensions();
-  const auto wd = w.dimensions();
   g->n = xd[0], g->h = xd[1], g->w = xd[2], g->c = xd[3];
   g->kh = wd[0], g->kw = wd[1], g->ci = wd[2], g->o = wd[3];
   g->sh = strides[0], g->sw = strides[1];
@@ -135,48 +138,24 @@ bool AnyNonFinite(const float* values, int64_t count, Parallel& parallel) {
   return found.load();
 }
 
-ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w,
-                    Int64Span strides, Int64Span padding, Int64Span dilation, int64_t groups,
-                    F32Rank4Result y) {
-  ConvGeometry g;
-  ffi::Error status = DecodeGeometry(x, w, strides, padding, dilation, groups, &g);
+// Decodes and checks a call: g derived and accepted by `kernel`, y of g's output shape.
+ffi::Error Setup(const Kernel& kernel, const F32Rank4& x, Int64Span wd, Int64Span strides,
+                 Int64Span padding, Int64Span dilation, int64_t groups, F32Rank4Result& y,
+                 ConvGeometry* g) {
+  ffi::Error status = DecodeGeometry(x, wd, strides, padding, dilation, groups, g);
   if (status.failure()) return status;
-  std::string err = CheckKernel(kernel, &g);
+  const std::string err = CheckKernel(kernel, g);
   if (!err.empty()) return ffi::Error::InvalidArgument(err);
-  status = CheckOutput(g, y);
-  if (status.failure()) return status;
-  if (x.element_count() == 0) {
-    // Only padding: every output is 0, as lax gives it, even where a weight is NaN or Inf.
-    std::fill_n(y->typed_data(), y->element_count(), 0.0f);
-    return ffi::Error::Success();
-  }
-  PoolParallel parallel(pool);
+  return CheckOutput(*g, y);
+}
+
+// Runs `body` (which returns an error message or ""), turning exceptions and errors into an
+// ffi::Error that names the kernel.
+template <typename Body>
+ffi::Error Guarded(const Kernel& kernel, Body body) {
+  std::string err;
   try {
-    const float* xd = x.typed_data();
-    const float* wd = w.typed_data();
-    float* yd = y->typed_data();
-    // Where a weight is NaN or Inf, a kernel that skips zeros runs im2col instead: found by
-    // the kernel itself (checks_weights) or by a scan here first. A kernel that checks its
-    // weights but fails before it has seen them all (out of workspace) gets the scan after.
-    const int64_t w_count = static_cast<int64_t>(w.element_count());
-    bool dense =
-        kernel.skips_zeros && !kernel.checks_weights && AnyNonFinite(wd, w_count, parallel);
-    if (!dense) {
-      err = kernel.run(g, xd, wd, yd, parallel);
-      dense = err == kNonFiniteWeights ||
-              (!err.empty() && kernel.checks_weights && AnyNonFinite(wd, w_count, parallel));
-    }
-    if (dense) {
-      err = kIm2col.supports(g);
-      if (!err.empty()) {
-        return ffi::Error::InvalidArgument(std::string(kernel.name) + ": " + kNonFiniteWeights +
-                                           ", and the dense fallback cannot run: " + err);
-      }
-      err = kIm2col.run(g, xd, wd, yd, parallel);
-      if (!err.empty()) {
-        err = std::string(kNonFiniteWeights) + ", and the dense fallback failed: " + err;
-      }
-    }
+    err = body();
   } catch (const std::bad_alloc&) {
     err = "out of memory";
   } catch (const std::exception& e) {
@@ -184,6 +163,78 @@ ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32R
   }
   if (!err.empty()) return ffi::Error::Internal(std::string(kernel.name) + ": " + err);
   return ffi::Error::Success();
+}
+
+ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w,
+                    Int64Span strides, Int64Span padding, Int64Span dilation, int64_t groups,
+                    F32Rank4Result y) {
+  ConvGeometry g;
+  ffi::Error status = Setup(kernel, x, w.dimensions(), strides, padding, dilation, groups, y, &g);
+  if (status.failure()) return status;
+  if (x.element_count() == 0) {
+    // Only padding: every output is 0, as lax gives it, even where a weight is NaN or Inf.
+    std::fill_n(y->typed_data(), y->element_count(), 0.0f);
+    return ffi::Error::Success();
+  }
+  PoolParallel parallel(pool);
+  return Guarded(kernel, [&]() -> std::string {
+    const float* xd = x.typed_data();
+    const float* wd = w.typed_data();
+    float* yd = y->typed_data();
+    // Where a weight is NaN or Inf, a kernel that skips zeros runs im2col instead: found by
+    // the kernel itself (checks_weights) or by a scan here first. A kernel that checks its
+    // weights but fails before it has seen them all (out of workspace) gets the scan after.
+    const int64_t w_count = static_cast<int64_t>(w.element_count());
+    std::string err;
+    bool dense =
+        kernel.skips_zeros && !kernel.checks_weights && AnyNonFinite(wd, w_count, parallel);
+    if (!dense) {
+      err = kernel.run(g, xd, wd, yd, parallel);
+      dense = err == kNonFiniteWeights ||
+              (!err.empty() && kernel.checks_weights && AnyNonFinite(wd, w_count, parallel));
+    }
+    if (!dense) return err;
+    err = kIm2col.supports(g);
+    if (!err.empty()) {
+      return std::string(kNonFiniteWeights) + ", and the dense fallback cannot run: " + err;
+    }
+    err = kIm2col.run(g, xd, wd, yd, parallel);
+    if (!err.empty()) return std::string(kNonFiniteWeights) + ", and the dense fallback failed: " + err;
+    return {};
+  });
+}
+
+ffi::Error ConvolvePrepared(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, F32Rank1 prepared,
+                            std::string_view algorithm, int64_t layout, Int64Span strides,
+                            Int64Span padding, Int64Span dilation, int64_t groups,
+                            F32Rank4Result y) {
+  const Kernel* kernel = FindKernel(std::string(algorithm));
+  if (kernel == nullptr || kernel->prepared == nullptr) {
+    return ffi::Error::InvalidArgument("kernel '" + std::string(algorithm) +
+                                       "' takes no prepared weights");
+  }
+  const PreparedWeights& ops = *kernel->prepared;
+  if (layout != ops.layout()) {
+    return Convolve(*kernel, pool, x, w, strides, padding, dilation, groups, y);
+  }
+  ConvGeometry g;
+  ffi::Error status = Setup(*kernel, x, w.dimensions(), strides, padding, dilation, groups, y, &g);
+  if (status.failure()) return status;
+  const int64_t expected = ops.floats(g);
+  if (static_cast<int64_t>(prepared.element_count()) != expected) {
+    return ffi::Error::InvalidArgument(
+        std::string(kernel->name) + ": prepared weights of " +
+        std::to_string(prepared.element_count()) + " floats, the convolution needs " +
+        std::to_string(expected));
+  }
+  if (x.element_count() == 0) {  // only padding: every output is 0
+    std::fill_n(y->typed_data(), y->element_count(), 0.0f);
+    return ffi::Error::Success();
+  }
+  PoolParallel parallel(pool);
+  return Guarded(*kernel, [&] {
+    return ops.run(g, x.typed_data(), prepared.typed_data(), y->typed_data(), parallel);
+  });
 }
 
 }  // namespace
@@ -207,5 +258,19 @@ ffi::Error ConvolveWith(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, Int64Span 
                                     .Ret<F32Rank4>() /* y */);
 #include "kernels/kernels.inc"
 #undef JAXCPS_KERNEL
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FfiPrepared, ConvolvePrepared,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32Rank4>()                 /* x */
+                                  .Arg<F32Rank4>() /* w */
+                                  .Arg<F32Rank1>() /* prepared weights */
+                                  .Attr<std::string_view>("algorithm")
+                                  .Attr<int64_t>("layout")
+                                  .Attr<Int64Span>("window_strides")
+                                  .Attr<Int64Span>("padding")
+                                  .Attr<Int64Span>("rhs_dilation")
+                                  .Attr<int64_t>("feature_group_count")
+                                  .Ret<F32Rank4>() /* y */);
 
 }  // namespace jaxcps

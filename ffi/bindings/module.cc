@@ -1,7 +1,7 @@
 // The nanobind module jaxcps._ffi: the list of kernels with their traits, the check whether a
 // kernel can run a convolution (the same one the FFI handlers make), FFI handler capsules for
-// jaxcps/_targets.py, the exact footprint of the CPO/CPS compressed forms, and the run-time
-// instruction-set switch.
+// jaxcps/_targets.py, weights prepared in a kernel's own layout, the exact footprint of the
+// CPO/CPS compressed forms, and the run-time instruction-set switch.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/array.h>
@@ -50,6 +50,7 @@ nb::list Kernels() {
     d["skips_zeros"] = kernel->skips_zeros;
     d["uses_blas"] = kernel->uses_blas;
     d["compresses"] = kernel->compressed_bytes != nullptr;
+    d["prepares"] = kernel->prepared != nullptr;
     d["sizes"] = sizes;
     kernels.append(d);
   }
@@ -74,6 +75,31 @@ std::string Check(const std::string& algorithm, Dims4 x, Dims4 w, Dims2 strides,
   g.dh = dilation[0], g.dw = dilation[1];
   g.groups = groups;
   return CheckKernel(*kernel, &g);
+}
+
+using HwioWeights = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+
+// Kernel `algorithm`'s prepared weights of HWIO w with `groups` feature groups, as
+// (float32 array, layout), or None if a weight is NaN or infinite.
+nb::object PrepareWeights(const std::string& algorithm, HwioWeights w, int64_t groups) {
+  const Kernel* kernel = FindKernel(algorithm);
+  if (kernel == nullptr || kernel->prepared == nullptr) {
+    throw nb::value_error(("kernel '" + algorithm + "' takes no prepared weights").c_str());
+  }
+  ConvGeometry g;
+  g.kh = static_cast<int64_t>(w.shape(0)), g.kw = static_cast<int64_t>(w.shape(1));
+  g.ci = static_cast<int64_t>(w.shape(2)), g.o = static_cast<int64_t>(w.shape(3));
+  g.groups = groups;
+  if (groups < 1 || g.o % groups != 0 || g.o == 0 || g.ci == 0 || g.kh == 0 || g.kw == 0) {
+    throw nb::value_error("weights need a non-empty shape whose out-channels groups divides");
+  }
+  const int64_t floats = kernel->prepared->floats(g);
+  float* data = new float[static_cast<size_t>(floats)]();  // zeros where a narrow tile ends
+  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+  if (!kernel->prepared->prepare(g, w.data(), data)) return nb::none();
+  const size_t shape[1] = {static_cast<size_t>(floats)};
+  return nb::make_tuple(nb::ndarray<nb::numpy, float, nb::ndim<1>>(data, 1, shape, owner),
+                        kernel->prepared->layout());
 }
 
 using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
@@ -114,7 +140,7 @@ NB_MODULE(_ffi, m) {
   jaxcps::SetBlasSingleThreaded();
   m.def("kernels", &jaxcps::Kernels,
         "The kernels in the order of ffi/kernels/kernels.inc, each a dict: name, brief, "
-        "user_facing, skips_zeros, uses_blas, compresses, sizes (tile sizes and limits by name).");
+        "user_facing, skips_zeros, uses_blas, compresses, prepares, sizes (tile sizes and limits by name).");
   m.def("check", &jaxcps::Check, nb::arg("algorithm"), nb::arg("x_shape"), nb::arg("w_shape"),
         nb::arg("window_strides"), nb::arg("padding"), nb::arg("rhs_dilation"),
         nb::arg("feature_group_count"),
@@ -123,6 +149,13 @@ NB_MODULE(_ffi, m) {
         "check.");
   m.def("registrations", &jaxcps::Registrations,
         "Algorithm name -> XLA FFI handler capsule, one per kernel.");
+  m.def(
+      "prepared_registration", [] { return jaxcps::EncapsulateHandler(jaxcps::FfiPrepared); },
+      "The XLA FFI handler capsule for every kernel's prepared weights.");
+  m.def("prepare_weights", &jaxcps::PrepareWeights, nb::arg("algorithm"), nb::arg("w"),
+        nb::arg("groups") = 1,
+        "Kernel `algorithm`'s prepared weights of w (float32 HWIO) with `groups` feature "
+        "groups: (1-D float32 array, layout), or None if a weight is NaN or infinite.");
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
         nb::arg("groups") = 1,
         "Bytes (values, indices, pointers) of the compressed form that kernel `algorithm` "

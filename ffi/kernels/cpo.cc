@@ -190,6 +190,7 @@ extern const Kernel kCpo = {"cpo",
                             Supports,
                             Run,
                             Sizes,
-                            CompressedBytes};
+                            CompressedBytes,
+                            /*prepared=*/nullptr};
 
 }  // namespace jaxcps

@@ -186,6 +186,7 @@ extern const Kernel kCps = {"cps",
                             Supports,
                             Run,
                             Sizes,
-                            CompressedBytes};
+                            CompressedBytes,
+                            /*prepared=*/nullptr};
 
 }  // namespace jaxcps

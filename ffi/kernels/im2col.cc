@@ -86,6 +86,7 @@ extern const Kernel kIm2col = {"im2col",
                                Supports,
                                Run,
                                Sizes,
-                               /*compressed_bytes=*/nullptr};
+                               /*compressed_bytes=*/nullptr,
+    /*prepared=*/nullptr};
 
 }  // namespace jaxcps

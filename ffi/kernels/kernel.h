@@ -24,6 +24,21 @@ namespace jaxcps {
 // and its limits ("max_width", ...). Some depend on the active instruction set.
 using KernelSizes = std::vector<std::pair<std::string, int64_t>>;
 
+// Weights packed once, ahead of the calls, for a kernel that otherwise packs them into its own
+// layout on every call: what the dense engines do with a model's constant weights. Only the
+// weight shape (kh, kw, ci, o) and groups of a geometry matter to the layout, and the active
+// instruction set, which `layout` names (the handler refuses weights prepared for another).
+struct PreparedWeights {
+  int64_t (*floats)(const ConvGeometry& g);  // size of the prepared weights of g
+  int64_t (*layout)();                       // a tag of the layout on the active instruction set
+  // Packs HWIO w into dst (floats(g) of them). Returns false, dst unusable, if a weight is NaN
+  // or infinite: `run` skips zero activations and would drop the NaN that lax gives there.
+  bool (*prepare)(const ConvGeometry& g, const float* w, float* dst);
+  // Kernel::run with prepared weights (made by `prepare` from finite weights).
+  std::string (*run)(const ConvGeometry& g, const float* x, const float* prepared, float* y,
+                     Parallel& parallel);
+};
+
 struct Kernel {
   const char* name;   // the `algorithm=` value; the FFI target is jaxcps_<name>_f32
   const char* brief;  // one line for humans
@@ -44,6 +59,7 @@ struct Kernel {
   // *err (left empty on success). nullptr for the others.
   uint64_t (*compressed_bytes)(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                                int64_t groups, std::string* err);
+  const PreparedWeights* prepared;  // nullptr: the kernel packs its weights itself, per call
 };
 
 // What `run` of a kernel with checks_weights returns when a weight is NaN or infinite.

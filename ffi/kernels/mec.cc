@@ -123,6 +123,7 @@ extern const Kernel kMec = {"mec",
                             Supports,
                             Run,
                             Sizes,
-                            /*compressed_bytes=*/nullptr};
+                            /*compressed_bytes=*/nullptr,
+    /*prepared=*/nullptr};
 
 }  // namespace jaxcps

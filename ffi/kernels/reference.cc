@@ -54,6 +54,7 @@ extern const Kernel kReference = {"reference",
                                   Supports,
                                   Run,
                                   Sizes,
-                                  /*compressed_bytes=*/nullptr};
+                                  /*compressed_bytes=*/nullptr,
+    /*prepared=*/nullptr};
 
 }  // namespace jaxcps

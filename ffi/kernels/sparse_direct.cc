@@ -12,7 +12,8 @@
 // its tile's weights ([kh][kw][channel][tile width], only channels non-zero somewhere) into
 // its worker's buffer, where they stay in L2 while every pixel block streams them; where a
 // tile's weights would not fit, the channels are split into chunks whose partial sums
-// accumulate in the output.
+// accumulate in the output. Prepared weights (PreparedWeights) hold every tile in that layout,
+// packed once; pieces then read their tile from there and pack nothing.
 #include <algorithm>
 #include <atomic>
 #include <vector>
@@ -39,25 +40,35 @@ constexpr int64_t kPiecesPerThread = 4;
 // Packed tiles this small cost little to pack once per band.
 constexpr int64_t kSmallTileBytes = int64_t{512} << 10;
 
-struct Plan {
-  std::vector<OutputBlock> tiles;  // output tiles of a group
-  int64_t chunk_blocks;            // channel blocks (of 64) per chunk
-  int64_t chunks;                  // chunks per group
-  int64_t tile_floats;             // packed weights of the widest tile
-  int64_t bands;                   // bands of output rows per tile
+// The output tiles of a group and the floats of the widest one's packed weights, which is
+// also the stride of the tiles in prepared weights: [group][tile][kh][kw][ci][tile width].
+struct TileLayout {
+  std::vector<OutputBlock> tiles;
+  int64_t tile_floats;
+};
+
+TileLayout MakeTileLayout(const ConvGeometry& g, const SparseKernelSet& kernels) {
+  TileLayout layout;
+  layout.tiles = SplitOutputChannels(g.OutPerGroup(), kernels.direct_max_o_vecs);
+  layout.tile_floats = g.kh * g.kw * g.ci * layout.tiles[0].vecs * kVectorLanes;
+  return layout;
+}
+
+struct Plan : TileLayout {
+  int64_t chunk_blocks;  // channel blocks (of 64) per chunk
+  int64_t chunks;        // chunks per group
+  int64_t bands;         // bands of output rows per tile
 };
 
 Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t threads) {
   Plan plan;
-  const int64_t og = g.OutPerGroup();
-  plan.tiles = SplitOutputChannels(og, kernels.direct_max_o_vecs);
+  static_cast<TileLayout&>(plan) = MakeTileLayout(g, kernels);
   const int64_t o_width = plan.tiles[0].vecs * kVectorLanes;
   const int64_t blocks = (g.ci + kMaskChannels - 1) / kMaskChannels;
   const int64_t block_bytes = g.kh * g.kw * kMaskChannels * o_width * 4;
   const int64_t most = std::clamp<int64_t>(kMaxTileWeightBytes / block_bytes, 1, blocks);
   plan.chunks = (blocks + most - 1) / most;
   plan.chunk_blocks = (blocks + plan.chunks - 1) / plan.chunks;
-  plan.tile_floats = g.kh * g.kw * g.ci * o_width;
   // Every band packs its tile's weights again: with large tiles, more than one band per tile
   // only while the pieces cannot keep every thread busy to the end; with small ones, enough
   // pieces that threads slowed down by other work still finish together.
@@ -91,8 +102,9 @@ bool DeadRowsNonFinite(const ConvGeometry& g, const float* w, const uint64_t* li
   return false;
 }
 
-std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
-                Parallel& parallel) {
+// Runs with HWIO weights w, packed per piece, or with weights prepared by Prepare (w nullptr).
+std::string RunWith(const ConvGeometry& g, const float* x, const float* w, const float* prepared,
+                    float* y, Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   if (g.ci == 0 || g.h == 0 || g.w == 0) {  // no input (only padding): every output is 0
     std::fill(y, y + g.n * g.oh * g.ow * g.o, 0.0f);
@@ -115,7 +127,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   const int64_t bpg = masks.blocks_per_group;
   Workspace<float> packed, zero_x;
   Workspace<uint64_t> zero_masks;
-  if (err.empty()) {
+  if (err.empty() && prepared == nullptr) {
     err = packed.Allocate(CheckedBytes(workers, plan.tile_floats),
                           "the sparse-direct packed weights");
   }
@@ -131,7 +143,8 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
     if (nonfinite.load(std::memory_order_relaxed)) return;  // the caller will run a dense kernel
     const int64_t band = piece % plan.bands;
-    const OutputBlock& tile = plan.tiles[(piece / plan.bands) % tiles];
+    const int64_t tile_index = (piece / plan.bands) % tiles;
+    const OutputBlock& tile = plan.tiles[tile_index];
     const int64_t grp = piece / (plan.bands * tiles);
     DirectJob job;
     job.row_begin = band * band_rows;
@@ -139,18 +152,26 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.o_len = tile.length;
     job.o_vecs = tile.vecs;
     const int64_t o_pad = tile.vecs * kVectorLanes;  // a last, narrow tile has fewer vectors
-    float* weights = packed.data() + worker * plan.tile_floats;
-    // Every weight is checked for NaN/Inf: those of live channels by the packing of each
-    // (group, tile), which band 0 (never empty) does; those of dead channels, which no tile
-    // packs, as whole rows in order, each piece of the group taking its share.
-    const uint64_t* live = masks.live.data() + grp * bpg;
-    if (DeadRowsNonFinite(g, w, live, grp, piece % per_group, per_group) ||
-        (job.row_begin < job.row_end && PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset,
-                                                       tile.length, o_pad, live, weights))) {
-      nonfinite.store(true, std::memory_order_relaxed);
-      return;
+    const float* weights;
+    if (prepared != nullptr) {  // finite, or Prepare would have refused them
+      if (job.row_begin >= job.row_end) return;
+      weights = prepared + (grp * tiles + tile_index) * plan.tile_floats;
+    } else {
+      float* own = packed.data() + worker * plan.tile_floats;
+      // Every weight is checked for NaN/Inf: those of live channels by the packing of each
+      // (group, tile), which band 0 (never empty) does; those of dead channels, which no tile
+      // packs, as whole rows in order, each piece of the group taking its share.
+      const uint64_t* live = masks.live.data() + grp * bpg;
+      if (DeadRowsNonFinite(g, w, live, grp, piece % per_group, per_group) ||
+          (job.row_begin < job.row_end && PackWeightRows(g, w, 0, g.ci, g.ci,
+                                                         grp * og + tile.offset, tile.length,
+                                                         o_pad, live, own))) {
+        nonfinite.store(true, std::memory_order_relaxed);
+        return;
+      }
+      if (job.row_begin >= job.row_end) return;
+      weights = own;
     }
-    if (job.row_begin >= job.row_end) return;
     job.x = x + grp * g.ci;
     job.masks = masks.masks.data() + grp * bpg;
     job.zero_x = zero_x.data();
@@ -176,6 +197,41 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return {};
 }
 
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
+                Parallel& parallel) {
+  return RunWith(g, x, w, nullptr, y, parallel);
+}
+
+int64_t PreparedFloats(const ConvGeometry& g) {
+  const TileLayout layout = MakeTileLayout(g, ActiveSparseKernels());
+  return g.groups * static_cast<int64_t>(layout.tiles.size()) * layout.tile_floats;
+}
+
+int64_t PreparedLayout() { return ActiveSparseKernels().direct_max_o_vecs * kVectorLanes; }
+
+bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
+  const TileLayout layout = MakeTileLayout(g, ActiveSparseKernels());
+  const int64_t og = g.OutPerGroup();
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    for (const OutputBlock& tile : layout.tiles) {
+      // A narrow last tile leaves the end of its stride unwritten: nothing reads it.
+      if (PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length,
+                         tile.vecs * kVectorLanes, nullptr, dst)) {
+        return false;
+      }
+      dst += layout.tile_floats;
+    }
+  }
+  return true;
+}
+
+std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, float* y,
+                        Parallel& parallel) {
+  return RunWith(g, x, nullptr, prepared, y, parallel);
+}
+
+const PreparedWeights kPrepared = {PreparedFloats, PreparedLayout, Prepare, RunPrepared};
+
 KernelSizes Sizes() {
   const SparseKernelSet& kernels = ActiveSparseKernels();
   return {{"o_lanes", kVectorLanes},
@@ -197,6 +253,7 @@ extern const Kernel kSparseDirect = {
     Supports,
     Run,
     Sizes,
-    /*compressed_bytes=*/nullptr};
+    /*compressed_bytes=*/nullptr,
+    &kPrepared};
 
 }  // namespace jaxcps
