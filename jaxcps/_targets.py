@@ -1,6 +1,7 @@
 """Loads the compiled module and registers its convolution kernels (ffi/) with XLA, once.
 
-The one rule for target names lives here: `jaxcps_<algorithm>_f32`. The registry of FFI
+The one rule for target names lives here: `jaxcps_<algorithm>_f32`, and `jaxcps_prepared_f32`
+for kernels given prepared weights (`jaxcps.prepared`). The registry of FFI
 targets is global to the process, hence the prefix. Also here: which instruction set the
 sparse kernels run on, as the compiled module reports it.
 """
@@ -27,8 +28,12 @@ def target_name(algorithm: str) -> str:
     return f"jaxcps_{algorithm}_f32"
 
 
+#: The FFI target that runs any kernel with prepared weights (its name is an attribute).
+PREPARED_TARGET = "jaxcps_prepared_f32"
+
 for _name, _capsule in _ffi.registrations().items():
     jax.ffi.register_ffi_target(target_name(_name), _capsule, platform="cpu")
+jax.ffi.register_ffi_target(PREPARED_TARGET, _ffi.prepared_registration(), platform="cpu")
 
 
 def active_isa() -> str:

@@ -33,6 +33,7 @@ class Kernel:
         sparse_direct inside a pixel block where some pixel's channel is non-zero).
       uses_blas: it multiplies with BLAS sgemm.
       compresses: it builds a compressed form of the activation (see `jaxcps.footprint`).
+      prepares: it can take its weights packed once ahead of the calls (`jaxcps.prepared`).
       sizes: its tiles and blocks (tests probe both sides of each) and limits ("max_width",
         "max_channels"), for the instruction set active at import.
     """
@@ -43,6 +44,7 @@ class Kernel:
     skips_zeros: bool
     uses_blas: bool
     compresses: bool
+    prepares: bool
     sizes: Mapping[str, int]
 
 
@@ -56,6 +58,7 @@ def _read_kernels() -> dict[str, Kernel]:
             skips_zeros=entry["skips_zeros"],
             uses_blas=entry["uses_blas"],
             compresses=entry["compresses"],
+            prepares=entry["prepares"],
             sizes=types.MappingProxyType(dict(entry["sizes"])),
         )
     return kernels

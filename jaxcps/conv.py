@@ -12,6 +12,7 @@ from jax import lax
 
 from jaxcps.algorithms import check_algorithm, choose_auto, unsupported_reason
 from jaxcps.geometry import ConvSpec, ResolvedConv, crop_negative_padding, resolve_conv
+from jaxcps.prepared import prepared_weights
 from jaxcps.rules import native_conv
 
 
@@ -116,10 +117,13 @@ def conv_general_dilated(
     out_dtype = (
         np.dtype(preferred_element_type) if preferred_element_type is not None else lhs.dtype
     )
+    prepared = prepared_weights(algorithm, rhs, conv.rhs_perm, conv.feature_group_count)
     y = _run_kernel(
         lhs,
         rhs,
+        None if prepared is None else prepared.weights,
         algorithm=algorithm,
+        layout=None if prepared is None else prepared.layout,
         spec=conv.spec(),
         lhs_perm=conv.lhs_perm,
         rhs_perm=conv.rhs_perm,
@@ -147,21 +151,33 @@ def _xla_fallback(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("algorithm", "spec", "lhs_perm", "rhs_perm", "out_perm", "out_dtype")
+    jax.jit,
+    static_argnames=(
+        "algorithm",
+        "layout",
+        "spec",
+        "lhs_perm",
+        "rhs_perm",
+        "out_perm",
+        "out_dtype",
+    ),
 )
 def _run_kernel(
     lhs: jax.Array,
     rhs: jax.Array,
+    prepared: jax.Array | None,
     *,
     algorithm: str,
+    layout: int | None,
     spec: ConvSpec,
     lhs_perm: tuple[int, ...],
     rhs_perm: tuple[int, ...],
     out_perm: tuple[int, ...],
     out_dtype: np.dtype,
 ) -> jax.Array:
-    """Moves the operands to NHWC/HWIO float32, runs the kernel, and moves the result back."""
+    """Moves the operands to NHWC/HWIO float32, runs the kernel (with the weights `prepared`
+    in its layout `layout`, if given), and moves the result back."""
     x = jnp.transpose(lhs, lhs_perm).astype(jnp.float32)
     w = jnp.transpose(rhs, rhs_perm).astype(jnp.float32)
-    y = native_conv(algorithm, spec)(x, w)
+    y = native_conv(algorithm, spec, layout)(x, w, *(() if prepared is None else (prepared,)))
     return jnp.transpose(y, out_perm).astype(out_dtype)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import jax
 
-from jaxcps._targets import target_name
+from jaxcps._targets import PREPARED_TARGET, target_name
 from jaxcps.algorithms import KERNELS
 
 
@@ -42,4 +42,5 @@ def export_checks() -> list[jax.export.DisabledSafetyCheck]:
     Returns:
       A new list, to pass as `disabled_checks` (alone or with checks of your own).
     """
-    return [jax.export.DisabledSafetyCheck.custom_call(target_name(k)) for k in KERNELS]
+    targets = [target_name(k) for k in KERNELS] + [PREPARED_TARGET]
+    return [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]

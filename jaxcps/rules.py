@@ -1,9 +1,12 @@
 """How a jaxcps convolution behaves under JAX's transformations.
 
-`native_conv(algorithm, spec)` returns the function x (NHWC, float32), w (HWIO, float32) ->
-y (NHWC) that runs one FFI kernel, with
+`native_conv(algorithm, spec, layout)` returns the function x (NHWC, float32), w (HWIO,
+float32)[, prepared] -> y (NHWC) that runs one FFI kernel, with the weights also prepared in
+the kernel's own layout when `layout` is given (`jaxcps.prepared`; derivatives flow through
+w, of which the prepared weights are a copy), and
 - a `custom_vmap` rule: a mapped axis of x folds into the batch when w is not mapped (one
-  kernel call); mapped weights fall back to one call per element (`lax.map`);
+  kernel call); mapped weights fall back to one call per element (`lax.map`), without
+  prepared weights;
 - a `custom_jvp`: the value on the kernel, the tangent through XLA's dense convolution
   (`lax.conv_general_dilated`). Convolution is bilinear, so the tangent is
   conv(dx, w) + conv(x, dw), linear in (dx, dw): JAX transposes it for reverse mode and
@@ -26,18 +29,19 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxcps._compat import varying_axes
-from jaxcps._targets import target_name
+from jaxcps._targets import PREPARED_TARGET, target_name
 from jaxcps.geometry import ConvSpec
 
 NATIVE_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
-ConvFn = Callable[[jax.Array, jax.Array], jax.Array]
+ConvFn = Callable[..., jax.Array]
 
 
 def lax_conv(spec: ConvSpec, x: jax.Array, w: jax.Array) -> jax.Array:
@@ -53,23 +57,31 @@ def lax_conv(spec: ConvSpec, x: jax.Array, w: jax.Array) -> jax.Array:
     )
 
 
-def _ffi_call(algorithm: str, spec: ConvSpec, x: jax.Array, w: jax.Array) -> jax.Array:
+def _ffi_call(
+    algorithm: str, spec: ConvSpec, layout: int | None, x: jax.Array, w: jax.Array, *prepared
+) -> jax.Array:
     out_shape = spec.output_shape(x.shape, w.shape)
     result = jax.typeof(x).update(shape=out_shape, dtype=jnp.float32)
-    return jax.ffi.ffi_call(target_name(algorithm), result)(x, w, **spec.ffi_attributes())
+    if layout is None:
+        return jax.ffi.ffi_call(target_name(algorithm), result)(x, w, **spec.ffi_attributes())
+    return jax.ffi.ffi_call(PREPARED_TARGET, result)(
+        x, w, *prepared, algorithm=algorithm, layout=np.int64(layout), **spec.ffi_attributes()
+    )
 
 
-# Factors of the sharding rule: x (N,H,W,C), w (KH,KW,I,O) -> y (N,OH,OW,O). Only the batch
-# factor n may stay sharded.
+# Factors of the sharding rule: x (N,H,W,C), w (KH,KW,I,O)[, prepared (P)] -> y (N,OH,OW,O).
+# Only the batch factor n may stay sharded.
 _SHARDING_RULE = "n h w c, kh kw i o -> n oh ow o"
+_PREPARED_SHARDING_RULE = "n h w c, kh kw i o, p -> n oh ow o"
 _REPLICATED_FACTORS = ("h", "w", "c", "kh", "kw", "i", "o", "oh", "ow")
 
 
-def _batch_partitioned(algorithm: str, spec: ConvSpec) -> ConvFn:
+def _batch_partitioned(algorithm: str, spec: ConvSpec, layout: int | None) -> ConvFn:
     """The FFI call, run by XLA's SPMD partitioner once per batch shard."""
 
-    run = functools.partial(_ffi_call, algorithm, spec)
+    run = functools.partial(_ffi_call, algorithm, spec, layout)
     call = custom_partitioning(run)
+    prepared = layout is not None
 
     def partition(mesh, arg_shapes, result_shape):
         del result_shape
@@ -83,69 +95,76 @@ def _batch_partitioned(algorithm: str, spec: ConvSpec) -> ConvFn:
         batch_axes = x_sharding.spec[0] if len(x_sharding.spec) else None
         batch_sharded = NamedSharding(x_sharding.mesh, PartitionSpec(batch_axes))
         replicated = NamedSharding(x_sharding.mesh, PartitionSpec())
-        return mesh, run, batch_sharded, (batch_sharded, replicated)
+        operands = (
+            (batch_sharded, replicated, replicated) if prepared else (batch_sharded, replicated)
+        )
+        return mesh, run, batch_sharded, operands
 
     call.def_partition(
         partition,
-        sharding_rule=_SHARDING_RULE,
-        need_replication_factors=_REPLICATED_FACTORS,
+        sharding_rule=_PREPARED_SHARDING_RULE if prepared else _SHARDING_RULE,
+        need_replication_factors=_REPLICATED_FACTORS + (("p",) if prepared else ()),
     )
     return call
 
 
-def _same_varying_axes(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Casts x and w to the union of their varying manual axes (no-op outside shard_map)."""
-    x_axes = varying_axes(x)
-    w_axes = varying_axes(w)
-    axes = x_axes | w_axes
-    if x_axes != axes:
-        x = lax.pcast(x, tuple(sorted(axes - x_axes)), to="varying")
-    if w_axes != axes:
-        w = lax.pcast(w, tuple(sorted(axes - w_axes)), to="varying")
-    return x, w
+def _same_varying_axes(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """Casts the arrays to the union of their varying manual axes (no-op outside shard_map)."""
+    each = [varying_axes(a) for a in arrays]
+    axes = frozenset().union(*each)
+    return tuple(
+        a if a_axes == axes else lax.pcast(a, tuple(sorted(axes - a_axes)), to="varying")
+        for a, a_axes in zip(arrays, each)
+    )
 
 
 @functools.cache
-def native_conv(algorithm: str, spec: ConvSpec) -> ConvFn:
+def native_conv(algorithm: str, spec: ConvSpec, layout: int | None = None) -> ConvFn:
     """The differentiable, batchable, partitionable kernel call for one algorithm and
-    convolution."""
-    partitioned = _batch_partitioned(algorithm, spec)
+    convolution; with prepared weights as a third operand when `layout` is given."""
+    partitioned = _batch_partitioned(algorithm, spec, layout)
 
     @jax.custom_batching.custom_vmap
-    def batched(x, w):
-        return partitioned(x, w)
+    def batched(x, w, *prepared):
+        return partitioned(x, w, *prepared)
 
     @batched.def_vmap
-    def _batch_rule(axis_size, in_batched, x, w):
-        x_batched, w_batched = in_batched
-        if not w_batched:
+    def _batch_rule(axis_size, in_batched, x, w, *prepared):
+        x_batched, w_batched, *prepared_batched = in_batched
+        if not w_batched and not any(prepared_batched):
             if not x_batched:
-                return batched(x, w), False
+                return batched(x, w, *prepared), False
             b, n = x.shape[:2]
-            y = batched(x.reshape((b * n, *x.shape[2:])), w)
+            y = batched(x.reshape((b * n, *x.shape[2:])), w, *prepared)
             return y.reshape((b, n, *y.shape[1:])), True
+        # Mapped weights: one call per element, each packing its own weights.
+        unprepared = native_conv(algorithm, spec)
         if not x_batched:
             x = jnp.broadcast_to(x, (axis_size, *x.shape))
-        return lax.map(lambda xw: batched(*xw), (x, w)), True
+        if not w_batched:
+            w = jnp.broadcast_to(w, (axis_size, *w.shape))
+        return lax.map(lambda xw: unprepared(*xw), (x, w)), True
 
     @jax.custom_jvp
-    def conv(x, w):
-        return batched(x, w)
+    def conv(x, w, *prepared):
+        return batched(x, w, *prepared)
 
     @functools.partial(conv.defjvp, symbolic_zeros=True)
     def _jvp(primals, tangents):
-        x, w = primals
-        dx, dw = tangents
+        x, w, *prepared = primals
+        dx, dw, *_ = tangents  # prepared weights are a copy of w: w carries their tangent
         terms = []
         if not isinstance(dx, SymbolicZero):
             terms.append(lax_conv(spec, dx, w))
         if not isinstance(dw, SymbolicZero):
             terms.append(lax_conv(spec, x, dw))
+        if not terms:  # only the prepared weights have a tangent
+            return conv(x, w, *prepared), jnp.zeros(spec.output_shape(x.shape, w.shape))
         # The value through `conv` itself, so that differentiating this rule (higher
         # order) comes back here instead of reaching the kernel call, which has no rule.
-        return conv(x, w), functools.reduce(jnp.add, terms)
+        return conv(x, w, *prepared), functools.reduce(jnp.add, terms)
 
-    def native(x, w):
-        return conv(*_same_varying_axes(x, w))
+    def native(x, w, *prepared):
+        return conv(*_same_varying_axes(x, w, *prepared))
 
     return native

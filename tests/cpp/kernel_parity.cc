@@ -4,8 +4,9 @@
 // output channels around the tile sizes 16/64/128, tiny and odd shapes, zero fractions from 0
 // to 100%, dead channels, runs of zeros). Inputs come from a fixed-seed generator, so a
 // failure reproduces exactly. Each kernel runs on the calling thread (SerialParallel) and on a
-// small std::thread pool. The kernels that check their weights for NaN/Inf themselves must find
-// a non-finite weight at any position.
+// small std::thread pool; a kernel that takes prepared weights runs with them too. The kernels
+// that check their weights for NaN/Inf themselves must find a non-finite weight at any
+// position, and preparing weights must refuse one.
 //
 // Usage: kernel_parity            exit status 0 when every kernel matches, 1 otherwise
 // The sparse kernels run on the instruction set that JAXCPS_ISA names (default: the best this
@@ -129,17 +130,20 @@ struct Totals {
   int64_t cases = 0, runs = 0, refused = 0, mismatches = 0;
 };
 
-// Runs `kernel` and compares with `expected`: max |y - expected| <= 1e-4 * max(max|expected|,
-// 1). y starts as NaN, so an output the kernel does not write fails too.
-void Check(const Kernel& kernel, const Case& k, const std::vector<float>& x,
-           const std::vector<float>& w, const std::vector<float>& expected, Parallel& parallel,
-           const char* threading, Totals* totals) {
+// A kernel's run on `parallel` into y: its error message, or "".
+using Run = std::function<std::string(Parallel& parallel, float* y)>;
+
+// Runs `run` (kernel `name`) and compares with `expected`: max |y - expected| <= 1e-4 *
+// max(max|expected|, 1). y starts as NaN, so an output the kernel does not write fails too.
+void Check(const std::string& name, const Run& run, const Case& k,
+           const std::vector<float>& expected, Parallel& parallel, const char* threading,
+           Totals* totals) {
   std::vector<float> y(expected.size(), std::numeric_limits<float>::quiet_NaN());
-  const std::string err = kernel.run(k.g, x.data(), w.data(), y.data(), parallel);
+  const std::string err = run(parallel, y.data());
   ++totals->runs;
   if (!err.empty()) {
     ++totals->mismatches;
-    std::printf("FAIL %s (%s): error '%s'; %s\n", kernel.name, threading, err.c_str(),
+    std::printf("FAIL %s (%s): error '%s'; %s\n", name.c_str(), threading, err.c_str(),
                 k.Describe().c_str());
     return;
   }
@@ -160,7 +164,7 @@ void Check(const Kernel& kernel, const Case& k, const std::vector<float>& x,
   const std::string index = std::to_string(n) + ", " + std::to_string(oh) + ", " +
                             std::to_string(ow) + ", " + std::to_string(o);
   std::printf("FAIL %s (%s): max abs error %.3g > %.3g at y[%s]: got %.9g, expected %.9g; %s\n",
-              kernel.name, threading, worst, 1e-4 * scale, index.c_str(), y[at], expected[at],
+              name.c_str(), threading, worst, 1e-4 * scale, index.c_str(), y[at], expected[at],
               k.Describe().c_str());
 }
 
@@ -185,8 +189,45 @@ void RunCase(const Case& k, uint64_t seed, Totals* totals) {
       ++totals->refused;
       continue;
     }
-    Check(*kernel, k, x, w, expected, serial, "1 thread", totals);
-    Check(*kernel, k, x, w, expected, threads, "3 threads", totals);
+    const Run run = [&](Parallel& parallel, float* y) {
+      return kernel->run(k.g, x.data(), w.data(), y, parallel);
+    };
+    Check(kernel->name, run, k, expected, serial, "1 thread", totals);
+    Check(kernel->name, run, k, expected, threads, "3 threads", totals);
+    if (kernel->prepared == nullptr) continue;
+    // Prepared weights: zero-initialised, so that what a layout leaves unwritten is defined.
+    std::vector<float> prepared(static_cast<size_t>(kernel->prepared->floats(g)));
+    const std::string name = std::string(kernel->name) + " prepared";
+    if (!kernel->prepared->prepare(g, w.data(), prepared.data())) {
+      ++totals->mismatches;
+      std::printf("FAIL %s: finite weights refused; %s\n", name.c_str(), k.Describe().c_str());
+      continue;
+    }
+    const Run run_prepared = [&](Parallel& parallel, float* y) {
+      return kernel->prepared->run(k.g, x.data(), prepared.data(), y, parallel);
+    };
+    Check(name, run_prepared, k, expected, serial, "1 thread", totals);
+    Check(name, run_prepared, k, expected, threads, "3 threads", totals);
+  }
+}
+
+// Kernel::prepared->prepare must refuse weights with a NaN or infinite weight at any position
+// and accept them when every weight is finite.
+void CheckPrepareRefuses(const Kernel& kernel, const ConvGeometry& g, std::vector<float>* w,
+                         const float (&poisons)[3], Totals* totals) {
+  std::vector<float> prepared(static_cast<size_t>(kernel.prepared->floats(g)));
+  for (size_t at = 0; at <= w->size(); ++at) {
+    const float kept = at < w->size() ? (*w)[at] : 0.0f;
+    if (at < w->size()) (*w)[at] = poisons[at % 3];
+    const bool accepted = kernel.prepared->prepare(g, w->data(), prepared.data());
+    if (at < w->size()) (*w)[at] = kept;
+    ++totals->runs;
+    if (accepted == (at == w->size())) continue;
+    ++totals->mismatches;
+    std::printf("FAIL %s prepare: weight %zu of %zu %s: %s\n", kernel.name, at, w->size(),
+                at < w->size() ? "non-finite" : "(none non-finite)",
+                accepted ? "accepted" : "refused");
+    return;
   }
 }
 
@@ -323,6 +364,7 @@ void CheckNonFiniteWeightsFound(Totals* totals) {
     }
     std::vector<float> y(static_cast<size_t>(k.g.n * k.g.oh * k.g.ow * k.g.o));
     for (const Kernel* kernel : AllKernels()) {
+      if (kernel->prepared != nullptr) CheckPrepareRefuses(*kernel, k.g, &w, poisons, totals);
       if (!kernel->checks_weights) continue;
       bool failed = false;                                    // one report per kernel and layer
       for (size_t at = 0; at <= w.size() && !failed; ++at) {  // w.size(): every weight finite
