@@ -73,7 +73,12 @@ def _ffi_call(
 # Only the batch factor n may stay sharded.
 _SHARDING_RULE = "n h w c, kh kw i o -> n oh ow o"
 _PREPARED_SHARDING_RULE = "n h w c, kh kw i o, p -> n oh ow o"
-_REPLICATED_FACTORS = ("h", "w", "c", "kh", "kw", "i", "o", "oh", "ow")
+
+
+def _replicated_factors(rule: str) -> tuple[str, ...]:
+    """Every factor of `rule` but n, in the order they first appear (Shardy wants it)."""
+    names = rule.replace(",", " ").replace("->", " ").split()
+    return tuple(f for f in dict.fromkeys(names) if f != "n")
 
 
 def _batch_partitioned(algorithm: str, spec: ConvSpec, layout: int | None) -> ConvFn:
@@ -100,10 +105,9 @@ def _batch_partitioned(algorithm: str, spec: ConvSpec, layout: int | None) -> Co
         )
         return mesh, run, batch_sharded, operands
 
+    rule = _PREPARED_SHARDING_RULE if prepared else _SHARDING_RULE
     call.def_partition(
-        partition,
-        sharding_rule=_PREPARED_SHARDING_RULE if prepared else _SHARDING_RULE,
-        need_replication_factors=_REPLICATED_FACTORS + (("p",) if prepared else ()),
+        partition, sharding_rule=rule, need_replication_factors=_replicated_factors(rule)
     )
     return call
 

@@ -189,11 +189,22 @@ def kernel_calls(program: jax.stages.Compiled) -> collections.Counter[str]:
     """Algorithm -> number of jaxcps custom calls in a compiled program.
 
     The compiled program, not the lowered one: lowering emits one function per distinct
-    jitted kernel call and calls it from every site, compiling inlines them.
+    jitted kernel call and calls it from every site, compiling inlines them. A call with
+    prepared weights counts for the algorithm it names.
     """
-    return collections.Counter(
-        re.findall(r'custom_call_target="jaxcps_(\w+)_f32"', program.as_text())
-    )
+    counts: collections.Counter[str] = collections.Counter()
+    for line in program.as_text().splitlines():
+        target = re.search(r'custom_call_target="jaxcps_(\w+)_f32"', line)
+        if target is None:
+            continue
+        prepared = re.search(r'algorithm = "(\w+)"', line)
+        counts[prepared.group(1) if target.group(1) == "prepared" else target.group(1)] += 1
+    return counts
+
+
+def prepared_calls(program: jax.stages.Compiled) -> int:
+    """The number of jaxcps custom calls with prepared weights in a compiled program."""
+    return program.as_text().count(f'custom_call_target="{_targets.PREPARED_TARGET}"')
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ import sys
 
 import pytest
 
-from jaxcps.algorithms import FFI_ALGORITHMS
+from jaxcps.algorithms import FFI_ALGORITHMS, KERNELS
+
+PREPARING = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].prepares)
 
 DEVICES = 2
 BATCH = 4  # images, 2 per shard
@@ -103,6 +105,27 @@ def _worker() -> None:
             "shard_map_all_gathers": sm_hlo.count("all-gather"),
             "shard_map_dw_diff_lax": max_diff(sm_dw, lax_grads[1]),
             "shard_map_dx_diff_lax": max_diff(sm_dx, lax_grads[0]),
+        }
+
+    # Weights closed over (prepared once, a third operand, replicated like them).
+    for algorithm in PREPARING:
+        fwd = jax.jit(lambda x, a=algorithm: conv(a)(x, w_replicated))
+        hlo = fwd.lower(x_sharded).compile().as_text()
+        in_shard_map = jax.jit(
+            jax.shard_map(
+                lambda x, a=algorithm: conv(a)(x, w_replicated),
+                mesh=mesh,
+                in_specs=P("batch"),
+                out_specs=P("batch"),
+            )
+        )
+        sm_hlo = in_shard_map.lower(x_sharded).compile().as_text()
+        report[f"{algorithm} prepared"] = {
+            "custom_calls": custom_calls(hlo),
+            "all_gathers": hlo.count("all-gather"),
+            "diff_lax": max_diff(fwd(x_sharded), lax_y),
+            "shard_map_custom_calls": custom_calls(sm_hlo),
+            "shard_map_diff_lax": max_diff(in_shard_map(x_sharded), lax_y),
         }
 
     # A plain-lax program with its own shard_map, routed from outside.
@@ -197,6 +220,17 @@ def test_inside_user_shard_map(report: dict, algorithm: str) -> None:
     tol = 1e-4 * max(r["dw_scale"], 1.0)
     assert r["shard_map_dw_diff_lax"] < tol, r
     assert r["shard_map_dx_diff_lax"] < 1e-4, r
+
+
+@pytest.mark.parametrize("algorithm", PREPARING)
+def test_prepared_weights_stay_replicated(report: dict, algorithm: str) -> None:
+    r = report[f"{algorithm} prepared"]
+    assert r["all_gathers"] == 0, r
+    for calls in (r["custom_calls"], r["shard_map_custom_calls"]):
+        assert len(calls) == 1 and "jaxcps_prepared_f32" in calls[0], calls
+        shapes = _operand_shapes(calls[0])
+        assert shapes[:2] == ["f32[2,9,8,6]", "f32[3,3,6,5]"] and len(shapes) == 3, shapes
+    assert r["diff_lax"] < 1e-4 and r["shard_map_diff_lax"] < 1e-4, r
 
 
 def test_routed_program_with_its_own_shard_map(report: dict) -> None:
