@@ -24,8 +24,9 @@ from conftest import (
 
 import jaxcps
 
-#: The targets jaxcps registers (one per kernel of ffi/kernels.inc), spelled out.
-FFI_TARGETS = {f"jaxcps_{k}_f32" for k in TARGETS}
+#: The targets jaxcps registers (one per kernel of ffi/kernels.inc, and the one for prepared
+#: weights), spelled out.
+FFI_TARGETS = {f"jaxcps_{k}_f32" for k in TARGETS} | {"jaxcps_prepared_f32"}
 
 
 def two_layers(x: jax.Array, w1: jax.Array, w2: jax.Array) -> jax.Array:
