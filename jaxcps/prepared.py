@@ -48,13 +48,14 @@ def prepared_weights(
     algorithm: str, rhs: jax.Array, rhs_perm: tuple[int, ...], groups: int
 ) -> PreparedWeights | None:
     """`algorithm`'s prepared weights of `rhs` (in the caller's layout; `rhs_perm` takes it to
-    HWIO), or None when the kernel takes none, `rhs` is traced or a numpy array, or a weight
-    is NaN or infinite."""
+    HWIO), or None when the kernel takes none, `rhs` is traced, a numpy array or empty, a
+    weight is NaN or infinite, or there is no memory for the copy."""
     if (
         not KERNELS[algorithm].prepares
         or isinstance(rhs, jax.core.Tracer)
         or not isinstance(rhs, jax.Array)
         or rhs.is_deleted()
+        or rhs.size == 0
     ):
         return None
     key = (id(rhs), algorithm, rhs_perm, groups, active_isa())
@@ -62,7 +63,10 @@ def prepared_weights(
     if hit is not None and hit[0]() is rhs:
         return hit[1]
     hwio = np.ascontiguousarray(np.transpose(np.asarray(rhs), rhs_perm), dtype=np.float32)
-    made = _ffi.prepare_weights(algorithm, hwio, groups)
+    try:
+        made = _ffi.prepare_weights(algorithm, hwio, groups)
+    except MemoryError:  # the kernel packs per call, as for traced weights
+        made = None
     prepared = None
     if made is not None:
         with jax.ensure_compile_time_eval():  # a concrete array, even inside a trace

@@ -90,8 +90,7 @@ def _oracle(x: jax.Array, w: jax.Array, config: tuple) -> jax.Array:
 def test_closed_over_weights_are_prepared_and_change_nothing(
     rng: np.random.Generator, algorithm: str, config: tuple
 ) -> None:
-    x, w = _inputs(rng, config)
-    conv = _conv(algorithm, config)
+    x, w, conv = _case(rng, algorithm, config)
     closed = compiled(lambda x: conv(x, w), x)
     traced = compiled(conv, x, w)
     assert prepared_calls(closed) == 1 and kernel_calls(closed) == {algorithm: 1}
@@ -100,6 +99,11 @@ def test_closed_over_weights_are_prepared_and_change_nothing(
     assert_close(y, _oracle(x, w, config), f"{algorithm} prepared {config}")
     np.testing.assert_array_equal(np.asarray(y), np.asarray(traced(x, w)))
     np.testing.assert_array_equal(np.asarray(conv(x, w)), np.asarray(y))  # eager, prepared
+
+
+def _case(rng: np.random.Generator, algorithm: str, config: tuple) -> tuple[Any, ...]:
+    """x, w and the convolution of `config` with `algorithm`."""
+    return (*_inputs(rng, config), _conv(algorithm, config))
 
 
 def _closed_over(conv: Any, w: jax.Array) -> Any:
@@ -126,8 +130,7 @@ def test_weights_are_prepared_once_and_dropped_with_them(
     counting = _CountingFfi(_targets._ffi)
     monkeypatch.setattr(prepared_module, "_ffi", counting)
     config = CONFIGS[0]
-    x, w = _inputs(rng, config)
-    conv = _conv(algorithm, config)
+    x, w, conv = _case(rng, algorithm, config)
     before = len(prepared_module._cache)
     expected = _oracle(x, w, config)
     for y in (conv(x, w), conv(x * 2, w) / 2, _closed_over(conv, w)(x)):
@@ -144,13 +147,28 @@ def test_numpy_and_traced_weights_are_not_prepared(
     rng: np.random.Generator, algorithm: str
 ) -> None:
     config = CONFIGS[0]
-    x, w = _inputs(rng, config)
-    conv = _conv(algorithm, config)
+    x, w, conv = _case(rng, algorithm, config)
     w_numpy = np.asarray(w)  # mutable: never cached
     assert prepared_calls(compiled(lambda x: conv(x, w_numpy), x)) == 0
     assert prepared_calls(compiled(lambda x, w: jax.grad(lambda w: conv(x, w).sum())(w), x, w)) == 0
     ws = jnp.stack([w, -w])
     assert prepared_calls(compiled(lambda x, ws: jax.vmap(lambda w: conv(x, w))(ws), x, ws)) == 0
+
+
+@pytest.mark.parametrize("algorithm", PREPARING)
+def test_no_memory_for_the_copy_packs_per_call(
+    rng: np.random.Generator, algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class NoMemory:
+        def prepare_weights(self, *args: Any) -> Any:
+            raise MemoryError
+
+    monkeypatch.setattr(prepared_module, "_ffi", NoMemory())
+    config = CONFIGS[0]
+    x, w, conv = _case(rng, algorithm, config)
+    closed = compiled(lambda x: conv(x, w), x)
+    assert prepared_calls(closed) == 0
+    assert_close(closed(x), _oracle(x, w, config), f"{algorithm} without memory")
 
 
 @pytest.mark.parametrize("algorithm", PREPARING)
@@ -199,8 +217,7 @@ def test_weights_prepared_for_another_isa_fall_back(
     rng: np.random.Generator, algorithm: str, restore_isa: None
 ) -> None:
     config = CONFIGS[1]
-    x, w = _inputs(rng, config)
-    conv = _conv(algorithm, config)
+    x, w, conv = _case(rng, algorithm, config)
     expected = _oracle(x, w, config)
     program = compiled(lambda x: conv(x, w), x)  # prepared for the active instruction set
     for isa in ISAS:
@@ -243,8 +260,7 @@ def test_concurrent_eager_calls_share_prepared_weights(
     rng: np.random.Generator, algorithm: str
 ) -> None:
     config = CONFIGS[3]
-    x, w = _inputs(rng, config)
-    conv = _conv(algorithm, config)
+    x, w, conv = _case(rng, algorithm, config)
     expected = np.asarray(_oracle(x, w, config))
     errors: list[Exception] = []
 
@@ -266,8 +282,7 @@ def test_concurrent_eager_calls_share_prepared_weights(
 @pytest.mark.parametrize("algorithm", PREPARING)
 def test_export_with_prepared_weights(rng: np.random.Generator, algorithm: str) -> None:
     config = CONFIGS[0]
-    x, w = _inputs(rng, config)
-    conv = _conv(algorithm, config)
+    x, w, conv = _case(rng, algorithm, config)
     exported = jax.export.export(
         jax.jit(lambda x: conv(x, w)), disabled_checks=jaxcps.export_checks()
     )(x)

@@ -199,7 +199,8 @@ ffi::Error Convolve(const Kernel& kernel, ffi::ThreadPool pool, F32Rank4 x, F32R
       return std::string(kNonFiniteWeights) + ", and the dense fallback cannot run: " + err;
     }
     err = kIm2col.run(g, xd, wd, yd, parallel);
-    if (!err.empty()) return std::string(kNonFiniteWeights) + ", and the dense fallback failed: " + err;
+    if (!err.empty())
+      return std::string(kNonFiniteWeights) + ", and the dense fallback failed: " + err;
     return {};
   });
 }
@@ -222,10 +223,10 @@ ffi::Error ConvolvePrepared(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, F32Ran
   if (status.failure()) return status;
   const int64_t expected = ops.floats(g);
   if (static_cast<int64_t>(prepared.element_count()) != expected) {
-    return ffi::Error::InvalidArgument(
-        std::string(kernel->name) + ": prepared weights of " +
-        std::to_string(prepared.element_count()) + " floats, the convolution needs " +
-        std::to_string(expected));
+    return ffi::Error::InvalidArgument(std::string(kernel->name) + ": prepared weights of " +
+                                       std::to_string(prepared.element_count()) +
+                                       " floats, the convolution needs " +
+                                       std::to_string(expected));
   }
   if (x.element_count() == 0) {  // only padding: every output is 0
     std::fill_n(y->typed_data(), y->element_count(), 0.0f);
@@ -262,7 +263,7 @@ ffi::Error ConvolveWith(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, Int64Span 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(FfiPrepared, ConvolvePrepared,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<F32Rank4>()                 /* x */
+                                  .Arg<F32Rank4>() /* x */
                                   .Arg<F32Rank4>() /* w */
                                   .Arg<F32Rank1>() /* prepared weights */
                                   .Attr<std::string_view>("algorithm")

@@ -140,7 +140,8 @@ NB_MODULE(_ffi, m) {
   jaxcps::SetBlasSingleThreaded();
   m.def("kernels", &jaxcps::Kernels,
         "The kernels in the order of ffi/kernels/kernels.inc, each a dict: name, brief, "
-        "user_facing, skips_zeros, uses_blas, compresses, prepares, sizes (tile sizes and limits by name).");
+        "user_facing, skips_zeros, uses_blas, compresses, prepares, sizes (tile sizes and limits "
+        "by name).");
   m.def("check", &jaxcps::Check, nb::arg("algorithm"), nb::arg("x_shape"), nb::arg("w_shape"),
         nb::arg("window_strides"), nb::arg("padding"), nb::arg("rhs_dilation"),
         nb::arg("feature_group_count"),

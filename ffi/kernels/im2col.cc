@@ -87,6 +87,6 @@ extern const Kernel kIm2col = {"im2col",
                                Run,
                                Sizes,
                                /*compressed_bytes=*/nullptr,
-    /*prepared=*/nullptr};
+                               /*prepared=*/nullptr};
 
 }  // namespace jaxcps

@@ -124,6 +124,6 @@ extern const Kernel kMec = {"mec",
                             Run,
                             Sizes,
                             /*compressed_bytes=*/nullptr,
-    /*prepared=*/nullptr};
+                            /*prepared=*/nullptr};
 
 }  // namespace jaxcps

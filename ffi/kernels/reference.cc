@@ -55,6 +55,6 @@ extern const Kernel kReference = {"reference",
                                   Run,
                                   Sizes,
                                   /*compressed_bytes=*/nullptr,
-    /*prepared=*/nullptr};
+                                  /*prepared=*/nullptr};
 
 }  // namespace jaxcps

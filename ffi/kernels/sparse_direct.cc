@@ -163,9 +163,9 @@ std::string RunWith(const ConvGeometry& g, const float* x, const float* w, const
       // packs, as whole rows in order, each piece of the group taking its share.
       const uint64_t* live = masks.live.data() + grp * bpg;
       if (DeadRowsNonFinite(g, w, live, grp, piece % per_group, per_group) ||
-          (job.row_begin < job.row_end && PackWeightRows(g, w, 0, g.ci, g.ci,
-                                                         grp * og + tile.offset, tile.length,
-                                                         o_pad, live, own))) {
+          (job.row_begin < job.row_end &&
+           PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length, o_pad, live,
+                          own))) {
         nonfinite.store(true, std::memory_order_relaxed);
         return;
       }
