@@ -57,14 +57,21 @@ class CapturedConv:
 
     def run(self, algorithm: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """The jitted standalone conv of this layer with `algorithm`."""
-        return jax.jit(
-            functools.partial(
-                conv_general_dilated,
-                window_strides=self.window_strides,
-                padding=self.padding,
-                algorithm=algorithm,
-                **self.options,
-            )
+        return jax.jit(self._conv(algorithm))
+
+    def run_with_weights(self, algorithm: str, w: jax.Array) -> Callable[[jax.Array], jax.Array]:
+        """The jitted standalone conv of this layer with `algorithm` and the weights `w`
+        closed over (prepared once, for a kernel that takes prepared weights)."""
+        conv = self._conv(algorithm)
+        return jax.jit(lambda x: conv(x, w))
+
+    def _conv(self, algorithm: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        return functools.partial(
+            conv_general_dilated,
+            window_strides=self.window_strides,
+            padding=self.padding,
+            algorithm=algorithm,
+            **self.options,
         )
 
 
@@ -111,8 +118,10 @@ def measure(
     repeats: int,
     warmup: int,
     on_round: Callable[[int], None] | None = None,
+    prepared_weights: bool = False,
 ) -> LayerRecord:
-    """Times every candidate on one captured layer and returns its record."""
+    """Times every candidate on one captured layer and returns its record; with
+    `prepared_weights`, with the weights closed over (see `jaxcps.prepared`)."""
     x, w = jnp.asarray(layer.lhs), jnp.asarray(layer.rhs)
     contenders: dict[str, Callable[[], jax.Array]] = {}
     out_shape: tuple[int, ...] = ()
@@ -122,7 +131,10 @@ def measure(
             out_shape = tuple(jax.eval_shape(run, x, w).shape)
         except ValueError:  # this kernel cannot run the layer
             continue
-        contenders[algorithm] = functools.partial(run, x, w)
+        if prepared_weights:
+            contenders[algorithm] = functools.partial(layer.run_with_weights(algorithm, w), x)
+        else:
+            contenders[algorithm] = functools.partial(run, x, w)
     times = medians(time_interleaved(contenders, repeats=repeats, warmup=warmup, on_round=on_round))
     choice = min(times, key=times.__getitem__)
     resolved = layer.resolve()
@@ -147,6 +159,7 @@ def measure_layers(
     repeats: int,
     warmup: int,
     progress: bool,
+    prepared_weights: bool = False,
 ) -> Plan:
     """Measures every layer (with a progress bar on stderr if `progress`): the plan."""
     bar = ProgressBar(len(layers) * repeats, label="select", enabled=progress)
@@ -160,10 +173,17 @@ def measure_layers(
                     repeats,
                     warmup,
                     on_round=lambda _, path=layer.path: bar.advance(note=path),
+                    prepared_weights=prepared_weights,
                 )
             )
     finally:
         bar.close()
     return Plan(
-        records, meta={"candidates": list(candidates), "repeats": repeats, "warmup": warmup}
+        records,
+        meta={
+            "candidates": list(candidates),
+            "repeats": repeats,
+            "warmup": warmup,
+            "prepared_weights": prepared_weights,
+        },
     )

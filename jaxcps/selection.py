@@ -73,6 +73,7 @@ def select(
     repeats: int = 7,
     warmup: int = 2,
     progress: bool = True,
+    prepared_weights: bool = False,
 ) -> Plan:
     """Measures the fastest algorithm for every convolution of a JAX program: a `jaxcps.Plan`.
 
@@ -109,6 +110,10 @@ def select(
       repeats: timed rounds per layer; the median is kept (default: 7).
       warmup: untimed rounds per layer before timing (default: 2).
       progress: draw a progress bar on stderr (default: True).
+      prepared_weights: time the layers with their weights closed over, as they run in a
+        program that closes over them (`jax.jit(functools.partial(model.apply, variables))`):
+        kernels that take prepared weights (sparse_direct) then pack them once, not per
+        call. Default False: the weights as jit arguments, as `jax.jit(model.apply)` runs.
 
     Returns:
       A `jaxcps.Plan` with one record per convolution that ran, in program order.
@@ -122,5 +127,10 @@ def select(
     if not layers:
         raise ValueError("no convolution ran in fn(*args)")
     return measure_layers(
-        layers, candidates=candidates, repeats=repeats, warmup=warmup, progress=progress
+        layers,
+        candidates=candidates,
+        repeats=repeats,
+        warmup=warmup,
+        progress=progress,
+        prepared_weights=prepared_weights,
     )

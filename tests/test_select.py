@@ -124,6 +124,34 @@ def test_progress_bar_on_stderr(rigged, x, capsys):
     assert "select [" in err and "6/6 Conv_1" in err
 
 
+@pytest.mark.parametrize("prepared_weights", [False, True])
+def test_select_times_prepared_weights_when_asked(rigged, x, monkeypatch, prepared_weights):
+    from jaxcps import prepared
+
+    calls = []
+    real = prepared._ffi
+
+    class Counting:
+        def prepare_weights(self, *args):
+            calls.append(args[0])
+            return real.prepare_weights(*args)
+
+    monkeypatch.setattr(prepared, "_ffi", Counting())
+    model = Tiny()
+    variables = model.init(key(1), x)
+    plan = select(
+        lambda x: model.apply(variables, x),
+        x,
+        candidates=("xla", "sparse_direct"),
+        repeats=1,
+        progress=False,
+        prepared_weights=prepared_weights,
+    )
+    assert plan.meta["prepared_weights"] is prepared_weights
+    # Each layer's weights prepared once, by its sparse_direct contender, or never.
+    assert calls == (["sparse_direct"] * len(plan) if prepared_weights else [])
+
+
 def test_select_errors(x):
     model = Tiny()
     variables = model.init(key(1), x)

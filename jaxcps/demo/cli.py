@@ -141,7 +141,10 @@ def run(args: argparse.Namespace) -> int:
     )
     variables = models.calibrate_linen(model, model.init(key_p, x), x, args.profile)
 
-    plan = select(lambda x: model.apply(variables, x), x, repeats=args.repeats)
+    # Weights prepared, as the end-to-end programs below hold them.
+    plan = select(
+        lambda x: model.apply(variables, x), x, repeats=args.repeats, prepared_weights=True
+    )
     print(plan)
 
     onnxruntime = _onnxruntime(args.model, variables, x)

@@ -89,6 +89,7 @@ def select(
     warmup: int = 2,
     models: Sequence[nnx.Module] = (),
     progress: bool = True,
+    prepared_weights: bool = False,
 ) -> Plan:
     """Measures the fastest algorithm for every conv layer of a Flax model: a `jaxcps.Plan`.
 
@@ -122,6 +123,10 @@ def select(
       models: NNX modules that `fn` uses but that are neither `fn` nor in `args`
         (default: ()).
       progress: draw a progress bar on stderr (default: True).
+      prepared_weights: time the layers with their weights closed over, as they run in a
+        program that closes over them (`jax.jit(functools.partial(model.apply, variables))`):
+        kernels that take prepared weights (sparse_direct) then pack them once, not per
+        call. Default False: the weights as jit arguments, as `jax.jit(model.apply)` runs.
 
     Returns:
       A `jaxcps.Plan` with one record per conv layer, in execution order.
@@ -138,5 +143,10 @@ def select(
             "or with models="
         )
     return measure_layers(
-        layers, candidates=candidates, repeats=repeats, warmup=warmup, progress=progress
+        layers,
+        candidates=candidates,
+        repeats=repeats,
+        warmup=warmup,
+        progress=progress,
+        prepared_weights=prepared_weights,
     )
