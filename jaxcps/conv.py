@@ -75,6 +75,7 @@ def conv_general_dilated(
         argument that is not one of the above.
     """
     check_algorithm(algorithm)
+    weights = rhs  # as given: a numpy array is mutable, never prepared (jaxcps.prepared)
     lhs = jnp.asarray(lhs)
     rhs = jnp.asarray(rhs)
     lax_args = {
@@ -117,7 +118,7 @@ def conv_general_dilated(
     out_dtype = (
         np.dtype(preferred_element_type) if preferred_element_type is not None else lhs.dtype
     )
-    prepared = prepared_weights(algorithm, rhs, conv.rhs_perm, conv.feature_group_count)
+    prepared = prepared_weights(algorithm, weights, conv.rhs_perm, conv.feature_group_count)
     y = _run_kernel(
         lhs,
         rhs,

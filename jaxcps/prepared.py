@@ -32,8 +32,8 @@ from jaxcps.algorithms import KERNELS
 @dataclasses.dataclass(frozen=True)
 class PreparedWeights:
     """Weights in a kernel's own layout: a 1-D float32 array and the tag of that layout (it
-    depends on the instruction set; the FFI handler ignores weights of another and packs the
-    originals itself)."""
+    depends on the instruction set's tile width; the FFI handler ignores weights prepared for
+    another and packs the originals itself)."""
 
     weights: jax.Array
     layout: int
@@ -41,6 +41,7 @@ class PreparedWeights:
 
 # (id of the weights array, algorithm, permutation to HWIO, groups, instruction set) ->
 # (weak reference to the array, its prepared weights or None when they are not finite).
+# An entry goes when its array does; the array's id cannot be reused before that.
 _cache: dict[tuple, tuple[weakref.ref, PreparedWeights | None]] = {}
 
 
@@ -48,13 +49,15 @@ def prepared_weights(
     algorithm: str, rhs: jax.Array, rhs_perm: tuple[int, ...], groups: int
 ) -> PreparedWeights | None:
     """`algorithm`'s prepared weights of `rhs` (in the caller's layout; `rhs_perm` takes it to
-    HWIO), or None when the kernel takes none, `rhs` is traced, a numpy array or empty, a
-    weight is NaN or infinite, or there is no memory for the copy."""
+    HWIO), or None when the kernel takes none, `rhs` is traced, not a `jax.Array` (a numpy
+    array is mutable), empty or not all on this process, a weight is NaN or infinite (cached),
+    or there is no memory for the copy (not cached)."""
     if (
         not KERNELS[algorithm].prepares
         or isinstance(rhs, jax.core.Tracer)
         or not isinstance(rhs, jax.Array)
         or rhs.is_deleted()
+        or not rhs.is_fully_addressable
         or rhs.size == 0
     ):
         return None
@@ -65,12 +68,12 @@ def prepared_weights(
     hwio = np.ascontiguousarray(np.transpose(np.asarray(rhs), rhs_perm), dtype=np.float32)
     try:
         made = _ffi.prepare_weights(algorithm, hwio, groups)
-    except MemoryError:  # the kernel packs per call, as for traced weights
-        made = None
+    except MemoryError:  # the kernel packs per call, as for traced weights; not cached
+        return None
     prepared = None
     if made is not None:
         with jax.ensure_compile_time_eval():  # a concrete array, even inside a trace
             prepared = PreparedWeights(jnp.asarray(made[0]), int(made[1]))
     _cache[key] = (weakref.ref(rhs), prepared)
-    weakref.finalize(rhs, _cache.pop, key, None)
+    weakref.finalize(rhs, _cache.pop, key, None).atexit = False
     return prepared

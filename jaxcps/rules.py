@@ -17,8 +17,8 @@ w, of which the prepared weights are a copy), and
   sharded (each device convolves its own images with the whole weights) and replicates every
   other axis, so a batch-sharded input runs one kernel per shard with no collective;
 - inside a user's `jax.shard_map`, the FFI call's result type comes from `jax.typeof(x)` (it
-  keeps the varying manual axes), and x and w are cast to the same varying axes before the
-  custom_jvp, so that the value and its tangent have one type; the transpose of that cast
+  keeps the varying manual axes), and x, w (and the prepared weights) are cast to the same
+  varying axes before the custom_jvp, so that the value and its tangent have one type; the transpose of that cast
   sums the per-shard weight gradients, once.
 """
 
@@ -134,8 +134,9 @@ def native_conv(algorithm: str, spec: ConvSpec, layout: int | None = None) -> Co
 
     @batched.def_vmap
     def _batch_rule(axis_size, in_batched, x, w, *prepared):
-        x_batched, w_batched, *prepared_batched = in_batched
-        if not w_batched and not any(prepared_batched):
+        # Prepared weights come from concrete weights, so they are mapped only if w is.
+        x_batched, w_batched, *_ = in_batched
+        if not w_batched:
             if not x_batched:
                 return batched(x, w, *prepared), False
             b, n = x.shape[:2]
@@ -162,11 +163,12 @@ def native_conv(algorithm: str, spec: ConvSpec, layout: int | None = None) -> Co
             terms.append(lax_conv(spec, dx, w))
         if not isinstance(dw, SymbolicZero):
             terms.append(lax_conv(spec, x, dw))
-        if not terms:  # only the prepared weights have a tangent
-            return conv(x, w, *prepared), jnp.zeros(spec.output_shape(x.shape, w.shape))
         # The value through `conv` itself, so that differentiating this rule (higher
         # order) comes back here instead of reaching the kernel call, which has no rule.
-        return conv(x, w, *prepared), functools.reduce(jnp.add, terms)
+        y = conv(x, w, *prepared)
+        if not terms:  # only the prepared weights have a tangent
+            return y, jnp.zeros_like(y)
+        return y, functools.reduce(jnp.add, terms)
 
     def native(x, w, *prepared):
         return conv(*_same_varying_axes(x, w, *prepared))

@@ -144,12 +144,16 @@ def test_weights_are_prepared_once_and_dropped_with_them(
 
 @pytest.mark.parametrize("algorithm", PREPARING)
 def test_numpy_and_traced_weights_are_not_prepared(
-    rng: np.random.Generator, algorithm: str
+    rng: np.random.Generator, algorithm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = CONFIGS[0]
     x, w, conv = _case(rng, algorithm, config)
     w_numpy = np.asarray(w)  # mutable: never cached
     assert prepared_calls(compiled(lambda x: conv(x, w_numpy), x)) == 0
+    counting = _CountingFfi(_targets._ffi)
+    monkeypatch.setattr(prepared_module, "_ffi", counting)
+    assert_close(conv(x, w_numpy), _oracle(x, w, config), f"{algorithm} eager numpy weights")
+    assert counting.prepares == 0
     assert prepared_calls(compiled(lambda x, w: jax.grad(lambda w: conv(x, w).sum())(w), x, w)) == 0
     ws = jnp.stack([w, -w])
     assert prepared_calls(compiled(lambda x, ws: jax.vmap(lambda w: conv(x, w))(ws), x, ws)) == 0
@@ -160,15 +164,21 @@ def test_no_memory_for_the_copy_packs_per_call(
     rng: np.random.Generator, algorithm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class NoMemory:
+        attempts = 0
+
         def prepare_weights(self, *args: Any) -> Any:
+            self.attempts += 1
             raise MemoryError
 
-    monkeypatch.setattr(prepared_module, "_ffi", NoMemory())
+    no_memory = NoMemory()
+    monkeypatch.setattr(prepared_module, "_ffi", no_memory)
     config = CONFIGS[0]
     x, w, conv = _case(rng, algorithm, config)
     closed = compiled(lambda x: conv(x, w), x)
     assert prepared_calls(closed) == 0
     assert_close(closed(x), _oracle(x, w, config), f"{algorithm} without memory")
+    conv(x, w)  # not cached: the next trace or eager call tries again
+    assert no_memory.attempts == 2
 
 
 @pytest.mark.parametrize("algorithm", PREPARING)
@@ -244,6 +254,9 @@ def test_prepared_handler_checks_its_operands(rng: np.random.Generator, algorith
     # Another layout's tag: the handler packs w itself, whatever the prepared operand holds.
     stale = np.full(3, np.nan, np.float32)
     assert_close(_prepared_call(algorithm, x, w, stale, layout + 1), expected, "stale layout")
+    # No output channels: nothing prepared, nothing read.
+    empty_w = np.zeros((3, 3, 8, 0), np.float32)
+    assert _prepared_call(algorithm, x, empty_w, np.zeros(0, np.float32), layout).shape[-1] == 0
     with pytest.raises(Exception, match=f"prepared weights of {made.size - 1} floats"):
         _prepared_call(algorithm, x, w, made[1:], layout)
     with pytest.raises(Exception, match="'cpo' takes no prepared weights"):

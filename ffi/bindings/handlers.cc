@@ -7,8 +7,9 @@
 //   rhs_dilation int64[2], feature_group_count int64.
 // Shapes come from the buffers, never from attributes (attributes go stale under vmap).
 // jaxcps_prepared_f32, the one handler for prepared weights (Kernel::prepared), also takes them,
-// f32[n], and the attributes "algorithm" and "layout"; weights prepared for another instruction
-// set (an exported program run elsewhere) are ignored, and the kernel packs w itself.
+// f32[n], and the attributes "algorithm" and "layout"; weights prepared in another layout (for
+// another tile width: an exported program run on another CPU) are ignored, and the kernel packs
+// w itself.
 //
 // CPO, CPS and sparse_direct skip zero activations, padding included, which changes one result:
 // where a zero meets a NaN or infinite weight, dense convolution (lax) gives NaN and a skipped
@@ -214,28 +215,26 @@ ffi::Error ConvolvePrepared(ffi::ThreadPool pool, F32Rank4 x, F32Rank4 w, F32Ran
     return ffi::Error::InvalidArgument("kernel '" + std::string(algorithm) +
                                        "' takes no prepared weights");
   }
-  const PreparedWeights& ops = *kernel->prepared;
-  if (layout != ops.layout()) {
-    return Convolve(*kernel, pool, x, w, strides, padding, dilation, groups, y);
-  }
   ConvGeometry g;
   ffi::Error status = Setup(*kernel, x, w.dimensions(), strides, padding, dilation, groups, y, &g);
   if (status.failure()) return status;
-  const int64_t expected = ops.floats(g);
-  if (static_cast<int64_t>(prepared.element_count()) != expected) {
-    return ffi::Error::InvalidArgument(std::string(kernel->name) + ": prepared weights of " +
-                                       std::to_string(prepared.element_count()) +
-                                       " floats, the convolution needs " +
-                                       std::to_string(expected));
-  }
   if (x.element_count() == 0) {  // only padding: every output is 0
     std::fill_n(y->typed_data(), y->element_count(), 0.0f);
     return ffi::Error::Success();
   }
   PoolParallel parallel(pool);
-  return Guarded(*kernel, [&] {
-    return ops.run(g, x.typed_data(), prepared.typed_data(), y->typed_data(), parallel);
+  bool stale = false;
+  status = Guarded(*kernel, [&] {
+    std::string err = kernel->prepared->run(g, x.typed_data(), prepared.typed_data(),
+                                            static_cast<int64_t>(prepared.element_count()), layout,
+                                            y->typed_data(), parallel);
+    stale = err == kStalePreparedWeights;
+    return stale ? std::string() : err;
   });
+  // Prepared for another instruction set (a program compiled before an ISA switch, or
+  // exported and run on another CPU): the kernel packs w itself, as if never prepared.
+  if (stale) return Convolve(*kernel, pool, x, w, strides, padding, dilation, groups, y);
+  return status;
 }
 
 }  // namespace

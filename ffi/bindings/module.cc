@@ -94,7 +94,7 @@ nb::object PrepareWeights(const std::string& algorithm, HwioWeights w, int64_t g
     throw nb::value_error("weights need a non-empty shape whose out-channels groups divides");
   }
   const int64_t floats = kernel->prepared->floats(g);
-  float* data = new float[static_cast<size_t>(floats)]();  // zeros where a narrow tile ends
+  float* data = new float[static_cast<size_t>(floats)];  // every float written by `prepare`
   nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<float*>(p); });
   if (!kernel->prepared->prepare(g, w.data(), data)) return nb::none();
   const size_t shape[1] = {static_cast<size_t>(floats)};

@@ -27,17 +27,23 @@ using KernelSizes = std::vector<std::pair<std::string, int64_t>>;
 // Weights packed once, ahead of the calls, for a kernel that otherwise packs them into its own
 // layout on every call: what the dense engines do with a model's constant weights. Only the
 // weight shape (kh, kw, ci, o) and groups of a geometry matter to the layout, and the active
-// instruction set, which `layout` names (the handler refuses weights prepared for another).
+// instruction set's tile width, which the `layout` tag names (with a format version).
 struct PreparedWeights {
   int64_t (*floats)(const ConvGeometry& g);  // size of the prepared weights of g
-  int64_t (*layout)();                       // a tag of the layout on the active instruction set
-  // Packs HWIO w into dst (floats(g) of them). Returns false, dst unusable, if a weight is NaN
-  // or infinite: `run` skips zero activations and would drop the NaN that lax gives there.
+  int64_t (*layout)();                       // the tag of the layout on the active instruction set
+  // Packs HWIO w into dst, writing every one of its floats(g) floats. Returns false, dst
+  // unusable, if a weight is NaN or infinite: `run` skips zero activations and would drop the
+  // NaN that lax gives there.
   bool (*prepare)(const ConvGeometry& g, const float* w, float* dst);
-  // Kernel::run with prepared weights (made by `prepare` from finite weights).
-  std::string (*run)(const ConvGeometry& g, const float* x, const float* prepared, float* y,
-                     Parallel& parallel);
+  // Kernel::run with `count` floats of weights prepared (by `prepare`, from finite weights) in
+  // layout `layout`. Returns kStalePreparedWeights, having written nothing, if that is not the
+  // active instruction set's layout; the caller then runs the kernel on the weights themselves.
+  std::string (*run)(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
+                     int64_t layout, float* y, Parallel& parallel);
 };
+
+// What PreparedWeights::run returns for weights prepared in another layout.
+inline constexpr char kStalePreparedWeights[] = "the weights were prepared in another layout";
 
 struct Kernel {
   const char* name;   // the `algorithm=` value; the FFI target is jaxcps_<name>_f32

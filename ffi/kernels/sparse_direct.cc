@@ -13,7 +13,8 @@
 // its worker's buffer, where they stay in L2 while every pixel block streams them; where a
 // tile's weights would not fit, the channels are split into chunks whose partial sums
 // accumulate in the output. Prepared weights (PreparedWeights) hold every tile in that layout,
-// packed once; pieces then read their tile from there and pack nothing.
+// packed once, tile after tile and group after group with no gaps (PreparedTileOffset); pieces
+// then read their tile from there and pack nothing.
 #include <algorithm>
 #include <atomic>
 #include <vector>
@@ -40,35 +41,28 @@ constexpr int64_t kPiecesPerThread = 4;
 // Packed tiles this small cost little to pack once per band.
 constexpr int64_t kSmallTileBytes = int64_t{512} << 10;
 
-// The output tiles of a group and the floats of the widest one's packed weights, which is
-// also the stride of the tiles in prepared weights: [group][tile][kh][kw][ci][tile width].
-struct TileLayout {
-  std::vector<OutputBlock> tiles;
-  int64_t tile_floats;
-};
+// Bumped whenever the layout of prepared weights changes, so that weights prepared by another
+// version (an exported program) are never misread.
+constexpr int64_t kPreparedFormat = 1;
 
-TileLayout MakeTileLayout(const ConvGeometry& g, const SparseKernelSet& kernels) {
-  TileLayout layout;
-  layout.tiles = SplitOutputChannels(g.OutPerGroup(), kernels.direct_max_o_vecs);
-  layout.tile_floats = g.kh * g.kw * g.ci * layout.tiles[0].vecs * kVectorLanes;
-  return layout;
-}
-
-struct Plan : TileLayout {
-  int64_t chunk_blocks;  // channel blocks (of 64) per chunk
-  int64_t chunks;        // chunks per group
-  int64_t bands;         // bands of output rows per tile
+struct Plan {
+  std::vector<OutputBlock> tiles;  // output tiles of a group
+  int64_t chunk_blocks;            // channel blocks (of 64) per chunk
+  int64_t chunks;                  // chunks per group
+  int64_t tile_floats;             // packed weights of the widest tile
+  int64_t bands;                   // bands of output rows per tile
 };
 
 Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t threads) {
   Plan plan;
-  static_cast<TileLayout&>(plan) = MakeTileLayout(g, kernels);
+  plan.tiles = SplitOutputChannels(g.OutPerGroup(), kernels.direct_max_o_vecs);
   const int64_t o_width = plan.tiles[0].vecs * kVectorLanes;
   const int64_t blocks = (g.ci + kMaskChannels - 1) / kMaskChannels;
   const int64_t block_bytes = g.kh * g.kw * kMaskChannels * o_width * 4;
   const int64_t most = std::clamp<int64_t>(kMaxTileWeightBytes / block_bytes, 1, blocks);
   plan.chunks = (blocks + most - 1) / most;
   plan.chunk_blocks = (blocks + plan.chunks - 1) / plan.chunks;
+  plan.tile_floats = g.kh * g.kw * g.ci * o_width;
   // Every band packs its tile's weights again: with large tiles, more than one band per tile
   // only while the pieces cannot keep every thread busy to the end; with small ones, enough
   // pieces that threads slowed down by other work still finish together.
@@ -102,15 +96,23 @@ bool DeadRowsNonFinite(const ConvGeometry& g, const float* w, const uint64_t* li
   return false;
 }
 
-// Runs with HWIO weights w, packed per piece, or with weights prepared by Prepare (w nullptr).
-std::string RunWith(const ConvGeometry& g, const float* x, const float* w, const float* prepared,
-                    float* y, Parallel& parallel) {
+int64_t RoundUpToVector(int64_t n) { return (n + kVectorLanes - 1) / kVectorLanes * kVectorLanes; }
+
+// Where tile `tile` of group grp starts in prepared weights: after the groups before it (each
+// all its tiles, padded to whole vectors) and the tiles before it in its group (all full width).
+int64_t PreparedTileOffset(const ConvGeometry& g, int64_t grp, const OutputBlock& tile) {
+  return g.kh * g.kw * g.ci * (grp * RoundUpToVector(g.OutPerGroup()) + tile.offset);
+}
+
+// Runs with HWIO weights w, packed per piece, or with weights prepared by Prepare for the tiles
+// of `kernels` (w nullptr).
+std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const float* x,
+                    const float* w, const float* prepared, float* y, Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   if (g.ci == 0 || g.h == 0 || g.w == 0) {  // no input (only padding): every output is 0
     std::fill(y, y + g.n * g.oh * g.ow * g.o, 0.0f);
     return {};
   }
-  const SparseKernelSet& kernels = ActiveSparseKernels();
   const Plan plan = MakePlan(g, kernels, parallel.NumThreads());
   const int64_t tiles = static_cast<int64_t>(plan.tiles.size());
   const int64_t per_group = tiles * plan.bands, pieces = g.groups * per_group;
@@ -143,8 +145,7 @@ std::string RunWith(const ConvGeometry& g, const float* x, const float* w, const
   ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
     if (nonfinite.load(std::memory_order_relaxed)) return;  // the caller will run a dense kernel
     const int64_t band = piece % plan.bands;
-    const int64_t tile_index = (piece / plan.bands) % tiles;
-    const OutputBlock& tile = plan.tiles[tile_index];
+    const OutputBlock& tile = plan.tiles[(piece / plan.bands) % tiles];
     const int64_t grp = piece / (plan.bands * tiles);
     DirectJob job;
     job.row_begin = band * band_rows;
@@ -155,7 +156,7 @@ std::string RunWith(const ConvGeometry& g, const float* x, const float* w, const
     const float* weights;
     if (prepared != nullptr) {  // finite, or Prepare would have refused them
       if (job.row_begin >= job.row_end) return;
-      weights = prepared + (grp * tiles + tile_index) * plan.tile_floats;
+      weights = prepared + PreparedTileOffset(g, grp, tile);
     } else {
       float* own = packed.data() + worker * plan.tile_floats;
       // Every weight is checked for NaN/Inf: those of live channels by the packing of each
@@ -199,35 +200,43 @@ std::string RunWith(const ConvGeometry& g, const float* x, const float* w, const
 
 std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
                 Parallel& parallel) {
-  return RunWith(g, x, w, nullptr, y, parallel);
+  return RunWith(g, ActiveSparseKernels(), x, w, nullptr, y, parallel);
 }
 
 int64_t PreparedFloats(const ConvGeometry& g) {
-  const TileLayout layout = MakeTileLayout(g, ActiveSparseKernels());
-  return g.groups * static_cast<int64_t>(layout.tiles.size()) * layout.tile_floats;
+  return g.groups * g.kh * g.kw * g.ci * RoundUpToVector(g.OutPerGroup());
 }
 
-int64_t PreparedLayout() { return ActiveSparseKernels().direct_max_o_vecs * kVectorLanes; }
+int64_t LayoutTag(const SparseKernelSet& kernels) {
+  return kPreparedFormat << 16 | kernels.direct_max_o_vecs * kVectorLanes;
+}
+
+int64_t PreparedLayout() { return LayoutTag(ActiveSparseKernels()); }
 
 bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
-  const TileLayout layout = MakeTileLayout(g, ActiveSparseKernels());
-  const int64_t og = g.OutPerGroup();
+  const std::vector<OutputBlock> tiles =
+      SplitOutputChannels(g.OutPerGroup(), ActiveSparseKernels().direct_max_o_vecs);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
-    for (const OutputBlock& tile : layout.tiles) {
-      // A narrow last tile leaves the end of its stride unwritten: nothing reads it.
-      if (PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length,
-                         tile.vecs * kVectorLanes, nullptr, dst)) {
+    for (const OutputBlock& tile : tiles) {
+      if (PackWeightRows(g, w, 0, g.ci, g.ci, grp * g.OutPerGroup() + tile.offset, tile.length,
+                         tile.vecs * kVectorLanes, nullptr,
+                         dst + PreparedTileOffset(g, grp, tile))) {
         return false;
       }
-      dst += layout.tile_floats;
     }
   }
   return true;
 }
 
-std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, float* y,
-                        Parallel& parallel) {
-  return RunWith(g, x, nullptr, prepared, y, parallel);
+std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
+                        int64_t layout, float* y, Parallel& parallel) {
+  const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
+  if (layout != LayoutTag(kernels)) return kStalePreparedWeights;
+  if (count != PreparedFloats(g)) {
+    return "prepared weights of " + std::to_string(count) + " floats, the convolution needs " +
+           std::to_string(PreparedFloats(g));
+  }
+  return RunWith(g, kernels, x, nullptr, prepared, y, parallel);
 }
 
 const PreparedWeights kPrepared = {PreparedFloats, PreparedLayout, Prepare, RunPrepared};

@@ -195,16 +195,19 @@ void RunCase(const Case& k, uint64_t seed, Totals* totals) {
     Check(kernel->name, run, k, expected, serial, "1 thread", totals);
     Check(kernel->name, run, k, expected, threads, "3 threads", totals);
     if (kernel->prepared == nullptr) continue;
-    // Prepared weights: zero-initialised, so that what a layout leaves unwritten is defined.
-    std::vector<float> prepared(static_cast<size_t>(kernel->prepared->floats(g)));
+    // Prepared weights, NaN where `prepare` should write: a float it leaves is caught.
+    std::vector<float> prepared(static_cast<size_t>(kernel->prepared->floats(g)),
+                                std::numeric_limits<float>::quiet_NaN());
     const std::string name = std::string(kernel->name) + " prepared";
     if (!kernel->prepared->prepare(g, w.data(), prepared.data())) {
       ++totals->mismatches;
       std::printf("FAIL %s: finite weights refused; %s\n", name.c_str(), k.Describe().c_str());
       continue;
     }
+    const int64_t layout = kernel->prepared->layout();
     const Run run_prepared = [&](Parallel& parallel, float* y) {
-      return kernel->prepared->run(k.g, x.data(), prepared.data(), y, parallel);
+      return kernel->prepared->run(k.g, x.data(), prepared.data(),
+                                   static_cast<int64_t>(prepared.size()), layout, y, parallel);
     };
     Check(name, run_prepared, k, expected, serial, "1 thread", totals);
     Check(name, run_prepared, k, expected, threads, "3 threads", totals);
