@@ -12,8 +12,9 @@ FFI call. Weights that are traced (arguments of `jax.jit`, `grad`, `vmap`) and n
 
 The packed copy is kept for as long as the weights array lives (a weak reference), so a
 second trace or eager call with the same array does not pack again; it costs as much memory
-as the weights. Weights holding NaN or Inf are never prepared: the kernel's own per-call path
-finds them and falls back to a dense kernel.
+as the weights, with each group's outputs padded to a multiple of 16. Weights holding NaN or
+Inf are never prepared: the kernel's own per-call path finds them and falls back to a dense
+kernel.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ w, of which the prepared weights are a copy), and
   other axis, so a batch-sharded input runs one kernel per shard with no collective;
 - inside a user's `jax.shard_map`, the FFI call's result type comes from `jax.typeof(x)` (it
   keeps the varying manual axes), and x, w (and the prepared weights) are cast to the same
-  varying axes before the custom_jvp, so that the value and its tangent have one type; the transpose of that cast
-  sums the per-shard weight gradients, once.
+  varying axes before the custom_jvp, so that the value and its tangent have one type; the
+  transpose of that cast sums the per-shard weight gradients, once.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
 //
 // Kernels work on raw pointers: x is NHWC, w is HWIO, y is NHWC with the shape of a geometry
 // that ConvGeometry::Derive() accepted and `supports` did not refuse. `run` returns an error
-// message, or "" on success, and then has written every element of y. No FFI types here, so kernels
-// can be tested and timed without JAX.
+// message, or "" on success, and then has written every element of y. No FFI types here, so
+// kernels can be tested and timed without JAX.
 #ifndef JAXCPS_KERNELS_KERNEL_H_
 #define JAXCPS_KERNELS_KERNEL_H_
 

@@ -96,6 +96,15 @@ bool DeadRowsNonFinite(const ConvGeometry& g, const float* w, const uint64_t* li
   return false;
 }
 
+// Packs tile `tile` of group grp of HWIO w into dst ([kh][kw][ci][tile width]; with `live`,
+// only the rows of live channels), the one layout of the per-call and the prepared weights.
+// Returns true if a packed weight is NaN or infinite.
+bool PackTile(const ConvGeometry& g, const float* w, int64_t grp, const OutputBlock& tile,
+              const uint64_t* live, float* dst) {
+  return PackWeightRows(g, w, 0, g.ci, g.ci, grp * g.OutPerGroup() + tile.offset, tile.length,
+                        tile.vecs * kVectorLanes, live, dst);
+}
+
 int64_t RoundUpToVector(int64_t n) { return (n + kVectorLanes - 1) / kVectorLanes * kVectorLanes; }
 
 // Where tile `tile` of group grp starts in prepared weights: after the groups before it (each
@@ -164,9 +173,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       // packs, as whole rows in order, each piece of the group taking its share.
       const uint64_t* live = masks.live.data() + grp * bpg;
       if (DeadRowsNonFinite(g, w, live, grp, piece % per_group, per_group) ||
-          (job.row_begin < job.row_end &&
-           PackWeightRows(g, w, 0, g.ci, g.ci, grp * og + tile.offset, tile.length, o_pad, live,
-                          own))) {
+          (job.row_begin < job.row_end && PackTile(g, w, grp, tile, live, own))) {
         nonfinite.store(true, std::memory_order_relaxed);
         return;
       }
@@ -218,9 +225,7 @@ bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
       SplitOutputChannels(g.OutPerGroup(), ActiveSparseKernels().direct_max_o_vecs);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     for (const OutputBlock& tile : tiles) {
-      if (PackWeightRows(g, w, 0, g.ci, g.ci, grp * g.OutPerGroup() + tile.offset, tile.length,
-                         tile.vecs * kVectorLanes, nullptr,
-                         dst + PreparedTileOffset(g, grp, tile))) {
+      if (PackTile(g, w, grp, tile, nullptr, dst + PreparedTileOffset(g, grp, tile))) {
         return false;
       }
     }
@@ -232,9 +237,10 @@ std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prep
                         int64_t layout, float* y, Parallel& parallel) {
   const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
   if (layout != LayoutTag(kernels)) return kStalePreparedWeights;
-  if (count != PreparedFloats(g)) {
+  const int64_t expected = PreparedFloats(g);
+  if (count != expected) {
     return "prepared weights of " + std::to_string(count) + " floats, the convolution needs " +
-           std::to_string(PreparedFloats(g));
+           std::to_string(expected);
   }
   return RunWith(g, kernels, x, nullptr, prepared, y, parallel);
 }
