@@ -8,11 +8,12 @@
 namespace jaxcps {
 namespace avx2 {
 #define JAXCPS_TILE_ISA "avx2"
+#define JAXCPS_VEC_BYTES 32  // one ymm
 // CPO keeps 64 output channels (4 vectors of 16, 8 ymm registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 2  // two pixels: 8 ymm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 4
 // Sparse direct: 2x2 pixels x 1 vector of output channels: 8 ymm of accumulators.
-#define JAXCPS_DIRECT_ROWS 2
+#define JAXCPS_DIRECT_ROWS 3
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
 #include "sparse/tile_kernels_impl.h"

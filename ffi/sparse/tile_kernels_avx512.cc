@@ -10,6 +10,7 @@
 namespace jaxcps {
 namespace avx512 {
 #define JAXCPS_TILE_ISA "avx512"
+#define JAXCPS_VEC_BYTES 64  // one zmm
 // CPO keeps 128 output channels (8 vectors of 16, 8 zmm registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 8  // two pixels: 16 zmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 8

@@ -13,11 +13,21 @@
 #define JAXCPS_TILE_AVX512 0
 #endif
 
+#if !defined(JAXCPS_VEC_BYTES)
+#error "tile_kernels_<isa>.cc defines JAXCPS_VEC_BYTES, its register width, before including this"
+#endif
+
 namespace {
 
-typedef float Vec __attribute__((vector_size(64)));
-typedef float VecUnaligned __attribute__((vector_size(64), aligned(4), may_alias));
-constexpr int kLanes = static_cast<int>(kVectorLanes);
+// One register of the ISA. GCC lowers a vector type wider than the ISA's registers through
+// the stack (every multiply-add of a 64-byte type compiled for AVX2 stored and reloaded its
+// halves), so the kernels compute on registers and count the layouts' 16-float vectors apart.
+typedef float Vec __attribute__((vector_size(JAXCPS_VEC_BYTES)));
+typedef float VecUnaligned __attribute__((vector_size(JAXCPS_VEC_BYTES), aligned(4), may_alias));
+constexpr int kLanes = JAXCPS_VEC_BYTES / static_cast<int>(sizeof(float));  // floats per register
+// Registers per vector of the layouts (kVectorLanes floats: tile widths, packed weight rows).
+constexpr int kRegsPerVector = static_cast<int>(kVectorLanes) / kLanes;
+static_assert(kRegsPerVector * kLanes == kVectorLanes, "a layout vector is whole registers");
 
 inline Vec LoadVec(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
 inline void StoreVec(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v; }
@@ -51,29 +61,29 @@ bool WithVecs(int64_t vecs, F&& f) {
 #endif
 constexpr int kPairVecs = JAXCPS_CPO_PAIR_MAX_O_VECS;
 
-// Adds the non-zeros [begin, end) of a compressed row to acc: entry e's weight row is
-// w + (index[e] - shift) * NV * 16.
-template <int NV>
-inline void GatherRange(Vec (&acc)[NV], const float* values, const uint16_t* index, uint32_t begin,
+// Adds the non-zeros [begin, end) of a compressed row to acc (V registers): entry e's weight
+// row is w + (index[e] - shift) * V * kLanes.
+template <int V>
+inline void GatherRange(Vec (&acc)[V], const float* values, const uint16_t* index, uint32_t begin,
                         uint32_t end, const float* w, int64_t shift) {
   for (uint32_t e = begin; e < end; ++e) {
     const float v = values[e];
-    const float* row = w + (static_cast<int64_t>(index[e]) - shift) * (NV * kLanes);
-#pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) acc[i] += v * LoadVec(row + i * kLanes);
+    const float* row = w + (static_cast<int64_t>(index[e]) - shift) * (V * kLanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i) acc[i] += v * LoadVec(row + i * kLanes);
   }
 }
 
 // GatherRange for two pixels at once, with the weights of their own kernel rows.
-template <int NV>
-inline void GatherRange2(Vec (&acc_a)[NV], Vec (&acc_b)[NV], const float* values,
+template <int V>
+inline void GatherRange2(Vec (&acc_a)[V], Vec (&acc_b)[V], const float* values,
                          const uint16_t* index, uint32_t begin, uint32_t end, const float* w_a,
                          const float* w_b, int64_t shift) {
   for (uint32_t e = begin; e < end; ++e) {
     const float v = values[e];
-    const int64_t offset = (static_cast<int64_t>(index[e]) - shift) * (NV * kLanes);
-#pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) {
+    const int64_t offset = (static_cast<int64_t>(index[e]) - shift) * (V * kLanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i) {
       acc_a[i] += v * LoadVec(w_a + offset + i * kLanes);
       acc_b[i] += v * LoadVec(w_b + offset + i * kLanes);
     }
@@ -115,16 +125,17 @@ inline int64_t RowTaps(const CpoJob& job, int64_t oh, int pair, RowTap* taps) {
 template <int NV, bool kPair>
 void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* out_b,
                 RowTap* taps) {
-  constexpr int64_t kO = NV * kLanes;
+  constexpr int V = NV * kRegsPerVector;
+  constexpr int64_t kO = V * kLanes;
   const int64_t ptr_row = job.blocks * (job.w + 1);
   const int64_t kh_floats = job.kw_count * job.block_size * kO;
   const int64_t tap_count = RowTaps(job, oh, kPair ? 1 : 0, taps);
   for (int64_t ow = 0; ow < job.ow; ++ow) {
-    Vec acc_a[NV], acc_b[NV];
+    Vec acc_a[V], acc_b[V];
     float* pixel_a = out_a + ow * job.out_stride;
     float* pixel_b = kPair ? out_b + ow * job.out_stride : nullptr;
-#pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) {
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i) {
       acc_a[i] = job.accumulate ? LoadVec(pixel_a + i * kLanes) : Vec{};
       if (kPair) acc_b[i] = job.accumulate ? LoadVec(pixel_b + i * kLanes) : Vec{};
     }
@@ -141,11 +152,11 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
       // kw*block_size: entries of column q through tap kw shift by (q - kw) columns.
       auto gather = [&](uint32_t begin, uint32_t end, int64_t shift) {
         if (kPair && tap.kh_a >= 0 && tap.kh_b >= 0) {
-          GatherRange2<NV>(acc_a, acc_b, values, index, begin, end, w_a, w_b, shift);
+          GatherRange2<V>(acc_a, acc_b, values, index, begin, end, w_a, w_b, shift);
         } else if (tap.kh_a >= 0) {
-          GatherRange<NV>(acc_a, values, index, begin, end, w_a, shift);
+          GatherRange<V>(acc_a, values, index, begin, end, w_a, shift);
         } else if (kPair) {
-          GatherRange<NV>(acc_b, values, index, begin, end, w_b, shift);
+          GatherRange<V>(acc_b, values, index, begin, end, w_b, shift);
         }
       };
       if (job.dw == 1) {  // the kernel's columns are consecutive pixels: one range
@@ -159,8 +170,8 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
         if (iw >= 0 && iw < job.w) gather(p[iw], p[iw + 1], (iw - kw) * job.block_size);
       }
     }
-#pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) {
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i) {
       StoreVec(pixel_a + i * kLanes, acc_a[i]);
       if (kPair) StoreVec(pixel_b + i * kLanes, acc_b[i]);
     }
@@ -194,13 +205,13 @@ bool CpoBand(const CpoJob& job) {
 // stays in registers while consecutive output pixels are updated.
 
 inline void AxpyRun(float* acc, const float* vals, int64_t count, int64_t vstride, const float* w) {
-  constexpr int kNV = kTileO / kLanes;
+  constexpr int kNV = kTileO / kLanes;  // registers
   Vec wr[kNV];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
   for (int i = 0; i < kNV; ++i) wr[i] = LoadVec(w + i * kLanes);
   for (int64_t j = 0; j < count; ++j, acc += kTileO) {
     const float v = vals[j * vstride];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int i = 0; i < kNV; ++i) StoreVec(acc + i * kLanes, LoadVec(acc + i * kLanes) + v * wr[i]);
   }
 }
@@ -221,11 +232,11 @@ inline void AxpyRunNarrow(float* acc, const float* vals, int64_t count, int64_t 
 template <int KW>
 void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t len, int64_t base,
                    const float* w, int64_t tap_stride) {
-  constexpr int kNV = kTileO / kLanes;
+  constexpr int kNV = kTileO / kLanes;  // registers
   Vec wr[KW][kNV];
 #pragma GCC unroll 8
   for (int kw = 0; kw < KW; ++kw) {
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int i = 0; i < kNV; ++i) wr[kw][i] = LoadVec(w + kw * tap_stride + i * kLanes);
   }
   int64_t t_begin = base - (KW - 1), t_end = base + len;
@@ -234,7 +245,7 @@ void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t le
   for (int64_t t = t_begin; t < t_end; ++t) {
     float* a = acc_row + t * kTileO;
     Vec sum[kNV];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int i = 0; i < kNV; ++i) sum[i] = LoadVec(a + i * kLanes);
 #pragma GCC unroll 8
     for (int kw = 0; kw < KW; ++kw) {
@@ -244,7 +255,7 @@ void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t le
 #pragma GCC unroll 4
       for (int i = 0; i < kNV; ++i) sum[i] += v * wr[kw][i];
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int i = 0; i < kNV; ++i) StoreVec(a + i * kLanes, sum[i]);
   }
 }
@@ -342,20 +353,20 @@ void CpsTile(const CpsJob& job) {
 constexpr int kDirectRows = JAXCPS_DIRECT_ROWS;
 constexpr int kDirectCols = JAXCPS_DIRECT_COLS;
 
-// Loads (or stores) the first `len` of NV * 16 floats; the rest read as zero.
-template <int NV>
-inline void LoadPartial(Vec (&acc)[NV], const float* src, int64_t len) {
-  float tmp[NV * kLanes] = {};
+// Loads (or stores) the first `len` of V registers' floats; the rest read as zero.
+template <int V>
+inline void LoadPartial(Vec (&acc)[V], const float* src, int64_t len) {
+  float tmp[V * kLanes] = {};
   for (int64_t i = 0; i < len; ++i) tmp[i] = src[i];
-#pragma GCC unroll 8
-  for (int i = 0; i < NV; ++i) acc[i] = LoadVec(tmp + i * kLanes);
+#pragma GCC unroll 16
+  for (int i = 0; i < V; ++i) acc[i] = LoadVec(tmp + i * kLanes);
 }
 
-template <int NV>
-inline void StorePartial(float* dst, const Vec (&acc)[NV], int64_t len) {
-  float tmp[NV * kLanes];
-#pragma GCC unroll 8
-  for (int i = 0; i < NV; ++i) StoreVec(tmp + i * kLanes, acc[i]);
+template <int V>
+inline void StorePartial(float* dst, const Vec (&acc)[V], int64_t len) {
+  float tmp[V * kLanes];
+#pragma GCC unroll 16
+  for (int i = 0; i < V; ++i) StoreVec(tmp + i * kLanes, acc[i]);
   for (int64_t i = 0; i < len; ++i) dst[i] = tmp[i];
 }
 
@@ -364,21 +375,22 @@ inline void StorePartial(float* dst, const Vec (&acc)[NV], int64_t len) {
 template <int NV, int R, int C>
 void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float* out) {
   constexpr int P = R * C;
-  constexpr int64_t kO = NV * kLanes;
+  constexpr int V = NV * kRegsPerVector;
+  constexpr int64_t kO = V * kLanes;
   const int64_t row_stride = job.ow * job.out_stride;
-  Vec acc[P][NV];
+  Vec acc[P][V];
   const bool full = job.o_len == kO;
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p) {
     const float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride;
     if (!job.accumulate) {
-#pragma GCC unroll 8
-      for (int i = 0; i < NV; ++i) acc[p][i] = Vec{};
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) acc[p][i] = Vec{};
     } else if (full) {
-#pragma GCC unroll 8
-      for (int i = 0; i < NV; ++i) acc[p][i] = LoadVec(pixel + i * kLanes);
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) acc[p][i] = LoadVec(pixel + i * kLanes);
     } else {
-      LoadPartial<NV>(acc[p], pixel, job.o_len);
+      LoadPartial<V>(acc[p], pixel, job.o_len);
     }
   }
   for (int64_t kh = 0; kh < job.kh_count; ++kh) {
@@ -415,16 +427,16 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float
           if (live != 0) {  // the next live channel's weights are not sequential: prefetch
             const float* next = tap + (b * kMaskChannels + __builtin_ctzll(live)) * kO;
 #pragma GCC unroll 8
-            for (int i = 0; i < NV; ++i) __builtin_prefetch(next + i * kLanes);
+            for (int i = 0; i < NV; ++i) __builtin_prefetch(next + i * kVectorLanes);  // lines
           }
-          Vec wv[NV];
-#pragma GCC unroll 8
-          for (int i = 0; i < NV; ++i) wv[i] = LoadVec(wr + i * kLanes);
+          Vec wv[V];
+#pragma GCC unroll 16
+          for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
 #pragma GCC unroll 16
           for (int p = 0; p < P; ++p) {
             const float v = xp[p][c];
-#pragma GCC unroll 8
-            for (int i = 0; i < NV; ++i) acc[p][i] += v * wv[i];
+#pragma GCC unroll 16
+            for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
           }
         }
       }
@@ -434,10 +446,10 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float
   for (int p = 0; p < P; ++p) {
     float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride;
     if (full) {
-#pragma GCC unroll 8
-      for (int i = 0; i < NV; ++i) StoreVec(pixel + i * kLanes, acc[p][i]);
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) StoreVec(pixel + i * kLanes, acc[p][i]);
     } else {
-      StorePartial<NV>(pixel, acc[p], job.o_len);
+      StorePartial<V>(pixel, acc[p], job.o_len);
     }
   }
 }
@@ -689,3 +701,4 @@ extern const SparseKernelSet kKernels = {JAXCPS_TILE_ISA,
 #undef JAXCPS_DIRECT_ROWS
 #undef JAXCPS_DIRECT_COLS
 #undef JAXCPS_DIRECT_MAX_O_VECS
+#undef JAXCPS_VEC_BYTES

@@ -9,6 +9,7 @@
 namespace jaxcps {
 namespace neon {
 #define JAXCPS_TILE_ISA "neon"
+#define JAXCPS_VEC_BYTES 16  // one NEON register
 // CPO keeps 64 output channels (4 vectors of 16, 16 of the 32 NEON registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 2  // two pixels: 16 NEON registers of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 4

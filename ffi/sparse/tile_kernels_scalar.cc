@@ -8,6 +8,8 @@
 namespace jaxcps {
 namespace scalar {
 #define JAXCPS_TILE_ISA "scalar"
+// One xmm register (SSE2, the x86-64 baseline); elsewhere the compiler lowers it as it can.
+#define JAXCPS_VEC_BYTES 16
 // CPO keeps 32 output channels (2 vectors of 16, 8 SSE registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 1  // two pixels: 8 xmm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 2
