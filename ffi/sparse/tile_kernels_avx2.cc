@@ -1,5 +1,7 @@
 // CPO, CPS and sparse-direct kernels built for the avx2 instruction set (flags set in
 // CMakeLists.txt). The code is the template tile_kernels_impl.h; edit that file, not this one.
+#include <immintrin.h>
+
 #include <memory>
 #include <type_traits>
 

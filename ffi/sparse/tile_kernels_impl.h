@@ -12,6 +12,12 @@
 #else
 #define JAXCPS_TILE_AVX512 0
 #endif
+// The AVX2 paths of the builders: compiled only into the avx2 variant.
+#if defined(__AVX2__) && !JAXCPS_TILE_AVX512
+#define JAXCPS_TILE_AVX2 1
+#else
+#define JAXCPS_TILE_AVX2 0
+#endif
 
 #if !defined(JAXCPS_VEC_BYTES)
 #error "tile_kernels_<isa>.cc defines JAXCPS_VEC_BYTES, its register width, before including this"
@@ -495,6 +501,23 @@ bool DirectBand(const DirectJob& job) {
 // ---------------------------------------------------------------------------------------------
 // Builders (one pass over a row slot; layouts in sparse/format.h).
 
+#if JAXCPS_TILE_AVX2
+// For each 8-bit mask, the positions of its set bits in order, then zeros: the permutation
+// that packs the selected lanes of 8 to the front.
+struct LeftPack8 {
+  uint8_t lanes[256][8];
+  constexpr LeftPack8() : lanes() {
+    for (int mask = 0; mask < 256; ++mask) {
+      int k = 0;
+      for (int lane = 0; lane < 8; ++lane) {
+        if (mask & (1 << lane)) lanes[mask][k++] = static_cast<uint8_t>(lane);
+      }
+    }
+  }
+};
+constexpr LeftPack8 kLeftPack8;
+#endif
+
 // CPO: per channel block, each pixel's non-zeros in channel order. Written branch-free: every
 // value is stored and the cursor advances only past non-zeros, so a zero is overwritten by the
 // next non-zero. The cursor never passes the element being read, so writes stay in the slot.
@@ -533,7 +556,27 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
               _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
           k += found;
         }
-#else
+#elif JAXCPS_TILE_AVX2
+        // 8 channels at a time: a table turns the non-zero bitmask into the permutation that
+        // moves the non-zeros (NaN counts as non-zero) to the front; all 8 values and indices
+        // are stored and the cursor advances past the non-zeros. The store ends inside the slot:
+        // k counts at most the elements already read, and these 8 are elements of the slot.
+        const __m256 zero = _mm256_setzero_ps();
+        for (; ch + 8 <= count; ch += 8) {
+          const __m256 v = _mm256_loadu_ps(px + ch);
+          const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
+          const __m256i perm = _mm256_cvtepu8_epi32(
+              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kLeftPack8.lanes[nz])));
+          _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, perm));
+          const __m256i idx =
+              _mm256_add_epi32(perm, _mm256_set1_epi32(static_cast<int>(base + ch)));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(index + k),
+                           _mm_packus_epi32(_mm256_castsi256_si128(idx),
+                                            _mm256_extracti128_si256(idx, 1)));
+          k += static_cast<uint32_t>(__builtin_popcount(static_cast<unsigned>(nz)));
+        }
+#endif
+#if !JAXCPS_TILE_AVX512
         for (; ch < count; ++ch) {
           const float v = px[ch];
           values[k] = v;
@@ -672,6 +715,13 @@ void BuildMaskRow(const float* row, int64_t w, int64_t c, int64_t channels_per_g
           bits |= static_cast<uint64_t>(nz) << ch;
         }
 #else
+#if JAXCPS_TILE_AVX2
+        for (; ch + 8 <= count; ch += 8) {  // NaN counts as non-zero
+          const __m256 v = _mm256_loadu_ps(px + first + ch);
+          const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+          bits |= static_cast<uint64_t>(static_cast<unsigned>(nz)) << ch;
+        }
+#endif
         for (; ch < count; ++ch) bits |= static_cast<uint64_t>(px[first + ch] != 0.0f) << ch;
 #endif
         *masks = bits;
@@ -702,3 +752,5 @@ extern const SparseKernelSet kKernels = {JAXCPS_TILE_ISA,
 #undef JAXCPS_DIRECT_COLS
 #undef JAXCPS_DIRECT_MAX_O_VECS
 #undef JAXCPS_VEC_BYTES
+#undef JAXCPS_TILE_AVX512
+#undef JAXCPS_TILE_AVX2
