@@ -570,9 +570,9 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
           _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, perm));
           const __m256i idx =
               _mm256_add_epi32(perm, _mm256_set1_epi32(static_cast<int>(base + ch)));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(index + k),
-                           _mm_packus_epi32(_mm256_castsi256_si128(idx),
-                                            _mm256_extracti128_si256(idx, 1)));
+          _mm_storeu_si128(
+              reinterpret_cast<__m128i*>(index + k),
+              _mm_packus_epi32(_mm256_castsi256_si128(idx), _mm256_extracti128_si256(idx, 1)));
           k += static_cast<uint32_t>(__builtin_popcount(static_cast<unsigned>(nz)));
         }
 #endif
