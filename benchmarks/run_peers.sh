@@ -8,13 +8,17 @@
 # on both runs. Needs `pip install ".[bench,peers]"`; PyTorch is used when importable. Run it on
 # a quiet machine: every engine uses all the CPUs this process may run on.
 # Extra arguments go to both runs and win over the defaults here, e.g. `--repeats 15`.
+# PEERS_OUT names the pair of directories (default peers: results/peers and
+# results/peers-holdout), e.g. PEERS_OUT=peers-avx2 for a machine of another instruction set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=benchmarks/results
+out="${PEERS_OUT:-peers}"
 for suite in peers peers-holdout; do
-  mkdir -p "$results/$suite"
+  dir="$results/$out${suite#peers}"
+  mkdir -p "$dir"
   python -m jaxcps.bench --suite "$suite" --peers --repeats 11 --warmup 3 \
-    --out "$results/$suite" "$@" | tee "$results/$suite/table.txt"
+    --out "$dir" "$@" | tee "$dir/table.txt"
 done
-python benchmarks/check_peer_targets.py "$results/peers/bench.json" \
-  --holdout "$results/peers-holdout/bench.json" | tee "$results/peers/targets.md"
+python benchmarks/check_peer_targets.py "$results/$out/bench.json" \
+  --holdout "$results/$out-holdout/bench.json" | tee "$results/$out/targets.md"

@@ -89,7 +89,7 @@ struct CpsJob {
 };
 
 // Sparse direct: a band of output rows of one group and one output-channel tile (o_vecs vectors
-// of 16), register-blocked over R x C output pixels (3x2 with AVX-512, 2x2 with AVX2 and
+// of 16), register-blocked over R x C output pixels (3x2 with AVX-512 and AVX2, 2x2 with
 // NEON, 1x2 on the x86-64 baseline; 2 x R*C/2 or 1 x R*C on the band's or image's last rows,
 // R x 1 for the last columns): their accumulators stay in registers for the whole reduction, and
 // each weight row loaded serves all of them. Zeros are skipped by channel: per pixel and block of

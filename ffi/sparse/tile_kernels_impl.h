@@ -1,33 +1,34 @@
 // CPO, CPS and sparse-direct inner kernels. Included once per instruction set by
 // tile_kernels_<isa>.cc, inside namespace jaxcps::<isa>, and compiled with that file's ISA
-// flags; that file names the set (JAXCPS_TILE_ISA) and its register blocking, and this one
-// defines the set's kKernels. Arithmetic runs on GCC vector types of 16 floats, which each ISA
-// lowers to its own registers (one zmm, two ymm, four xmm). Everything here but the set
-// itself (kKernels) has internal linkage, so no ISA-specific copy can leak to another file
-// through the linker.
+// flags; that file names the set (JAXCPS_TILE_ISA), its register width (JAXCPS_VEC_BYTES) and
+// its register blocking, and this one defines the set's kKernels. Arithmetic runs on GCC vector
+// types of one register of the ISA. Everything here but the set itself (kKernels) has internal
+// linkage, so no ISA-specific copy can leak to another file through the linker.
 
-// The AVX-512 paths of the builders: compiled only into the avx512 variant.
+// The AVX-512 paths of the builders: compiled into the avx512 variant (and, in a -march=native
+// build on such a CPU, into every x86 variant, which therefore includes <immintrin.h>).
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define JAXCPS_TILE_AVX512 1
 #else
 #define JAXCPS_TILE_AVX512 0
 #endif
-// The AVX2 paths of the builders: compiled only into the avx2 variant.
+// The AVX2 paths of the builders: compiled into the avx2 variant (and as above).
 #if defined(__AVX2__) && !JAXCPS_TILE_AVX512
 #define JAXCPS_TILE_AVX2 1
 #else
 #define JAXCPS_TILE_AVX2 0
 #endif
 
-#if !defined(JAXCPS_VEC_BYTES)
-#error "tile_kernels_<isa>.cc defines JAXCPS_VEC_BYTES, its register width, before including this"
+#if !defined(JAXCPS_TILE_ISA) || !defined(JAXCPS_VEC_BYTES) || !defined(JAXCPS_DIRECT_ROWS) || \
+    !defined(JAXCPS_DIRECT_COLS) || !defined(JAXCPS_DIRECT_MAX_O_VECS) ||                      \
+    !defined(JAXCPS_CPO_MAX_O_VECS)
+#error "tile_kernels_<isa>.cc defines the set's name, register width and blocking before this"
 #endif
 
 namespace {
 
-// One register of the ISA. GCC lowers a vector type wider than the ISA's registers through
-// the stack (every multiply-add of a 64-byte type compiled for AVX2 stored and reloaded its
-// halves), so the kernels compute on registers and count the layouts' 16-float vectors apart.
+// One register of the ISA: GCC lowers a wider vector type through the stack (docs/design.md,
+// section 2), so the kernels compute on registers and count the layouts' vectors apart.
 typedef float Vec __attribute__((vector_size(JAXCPS_VEC_BYTES)));
 typedef float VecUnaligned __attribute__((vector_size(JAXCPS_VEC_BYTES), aligned(4), may_alias));
 constexpr int kLanes = JAXCPS_VEC_BYTES / static_cast<int>(sizeof(float));  // floats per register
@@ -258,7 +259,7 @@ void RunRowShifted(float* acc_row, int64_t tile_w, const float* vals, int64_t le
       const int64_t j = t - base + kw;
       if (j < 0 || j >= len) continue;
       const float v = vals[j];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
       for (int i = 0; i < kNV; ++i) sum[i] += v * wr[kw][i];
     }
 #pragma GCC unroll 16
@@ -283,7 +284,7 @@ RunRowFn ShiftedRunKernel(const CpsJob& job) {
     case 5:
       return RunRowShifted<5>;
     default:
-      return nullptr;  // more weight rows than registers
+      return nullptr;  // more weight rows than it is worth holding
   }
 }
 
@@ -351,10 +352,6 @@ void CpsTile(const CpsJob& job) {
 // ---------------------------------------------------------------------------------------------
 // Sparse direct (see DirectJob): R x C output pixels x NV vectors of accumulators in registers.
 
-#if !defined(JAXCPS_TILE_ISA) || !defined(JAXCPS_DIRECT_ROWS) || !defined(JAXCPS_DIRECT_COLS) || \
-    !defined(JAXCPS_DIRECT_MAX_O_VECS) || !defined(JAXCPS_CPO_MAX_O_VECS)
-#error "tile_kernels_<isa>.cc defines the set's name and register blocking before including this"
-#endif
 // A block is kDirectRows output rows x kDirectCols output columns.
 constexpr int kDirectRows = JAXCPS_DIRECT_ROWS;
 constexpr int kDirectCols = JAXCPS_DIRECT_COLS;
@@ -714,14 +711,15 @@ void BuildMaskRow(const float* row, int64_t w, int64_t c, int64_t channels_per_g
           const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
           bits |= static_cast<uint64_t>(nz) << ch;
         }
-#else
-#if JAXCPS_TILE_AVX2
+#elif JAXCPS_TILE_AVX2
+        const __m256 zero = _mm256_setzero_ps();
         for (; ch + 8 <= count; ch += 8) {  // NaN counts as non-zero
           const __m256 v = _mm256_loadu_ps(px + first + ch);
-          const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+          const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
           bits |= static_cast<uint64_t>(static_cast<unsigned>(nz)) << ch;
         }
 #endif
+#if !JAXCPS_TILE_AVX512
         for (; ch < count; ++ch) bits |= static_cast<uint64_t>(px[first + ch] != 0.0f) << ch;
 #endif
         *masks = bits;

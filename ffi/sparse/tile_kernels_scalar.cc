@@ -1,5 +1,9 @@
 // CPO, CPS and sparse-direct kernels built for the scalar instruction set (flags set in
 // CMakeLists.txt). The code is the template tile_kernels_impl.h; edit that file, not this one.
+#if defined(__x86_64__)
+#include <immintrin.h>  // the builders' intrinsic paths, in a -march=native build
+#endif
+
 #include <memory>
 #include <type_traits>
 
