@@ -21,7 +21,8 @@ bool CpuSupports(const SparseKernelSet* set) {
            __builtin_cpu_supports("fma");
   }
   if (set == &avx2::kKernels) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
   }
   return true;
 }
