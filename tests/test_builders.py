@@ -51,3 +51,21 @@ def test_builders_agree_across_isas(
         for algorithm in COMPRESSING:
             per_isa = {isa: b for (isa, a), b in sizes.items() if a == algorithm}
             assert len(set(per_isa.values())) == 1, (algorithm, name, per_isa)
+
+
+@pytest.mark.parametrize("channels", [8, 17, 65])
+def test_builders_count_nan_and_signed_zeros_alike_across_isas(
+    channels: int, rng: np.random.Generator, restore_isa: None
+) -> None:
+    """NaN and ±Inf count as non-zeros and -0.0 as a zero under every ISA's builders, as in the
+    portable one (`v != 0.0f`): the vector paths compare 8 or 16 channels at a time."""
+    x = rng.uniform(0.5, 1.5, (1, 2, 9, channels)).astype(np.float32)
+    x[rng.random(x.shape) < 0.4] = 0.0
+    x[rng.random(x.shape) < 0.1] = -0.0
+    for value in (np.nan, np.inf, -np.inf):
+        x[rng.random(x.shape) < 0.05] = value
+    sizes = {}
+    for isa in _targets._ffi.supported_isas():
+        use_isa(isa)
+        sizes[isa] = {a: _targets._ffi.compressed_bytes(a, x) for a in COMPRESSING}
+    assert len({tuple(s.items()) for s in sizes.values()}) == 1, sizes
