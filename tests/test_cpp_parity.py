@@ -68,7 +68,7 @@ def test_kernel_parity(kernel_parity: Path, isa: str) -> None:
 # The sparse kernels' inner loops (and what the compiler may leave out of line from them). CPS
 # is not among them: a row of its 64-channel tiles fills the 16 SSE2 registers, and its 1-D run
 # kernel holds KW such rows, so with SSE2 and AVX2 it reads weights from L1 by design.
-HOT_LOOPS = ("DirectBand", "DirectRows", "DirectBlock", "CpoBand", "GatherR")
+HOT_LOOPS = ("DirectBand", "DirectRows", "DirectBlock", "DirectFullBlock", "CpoBand", "GatherR")
 # Vector arithmetic with an operand on the stack: an accumulator or weight row kept in memory.
 STACK_ARITHMETIC = re.compile(r"\s(v?f?n?m(?:add|sub|ul)\w*p[sd]|v?addp[sd])\s.*\(%rsp[,)]")
 

@@ -373,6 +373,42 @@ inline void StorePartial(float* dst, const Vec (&acc)[V], int64_t len) {
   for (int64_t i = 0; i < len; ++i) dst[i] = tmp[i];
 }
 
+// Every channel of block [first, first + 64) into the P pixels' accumulators, for a block
+// whose union is full: a counted loop over rows in order, without the mask walk's work per
+// channel (a quarter of a dense block's time with AVX2). Out of line: inlined, it changed the
+// walk's register allocation and made the walk 4-6% slower at 50-70% zeros.
+template <int P, int V>
+__attribute__((noinline)) void DirectFullBlock(Vec (&acc_ref)[P][V], const float* const (&xp)[P],
+                                               const float* tap, int64_t first) {
+  constexpr int64_t kO = V * kLanes;
+  Vec acc[P][V];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i) acc[p][i] = acc_ref[p][i];
+  }
+  const float* x[P];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p) x[p] = xp[p];
+  for (int64_t c = first; c < first + kMaskChannels; ++c) {
+    const float* wr = tap + c * kO;
+    Vec wv[V];
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p) {
+      const float v = x[p][c];
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
+    }
+  }
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i) acc_ref[p][i] = acc[p][i];
+  }
+}
+
 // The R x C output pixels (oh + r, ow0 + c) of image n, all inside the output; out is pixel
 // (oh, ow0).
 template <int NV, int R, int C>
@@ -423,6 +459,10 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float
         uint64_t live = 0;
 #pragma GCC unroll 16
         for (int p = 0; p < P; ++p) live |= mp[p][b];
+        if (live == ~uint64_t{0}) {  // all 64 live somewhere in the batch, so all are packed
+          DirectFullBlock<P, V>(acc, xp, tap, b * kMaskChannels);
+          continue;
+        }
         while (live != 0) {
           const int64_t c = b * kMaskChannels + __builtin_ctzll(live);
           live &= live - 1;
