@@ -376,7 +376,9 @@ inline void StorePartial(float* dst, const Vec (&acc)[V], int64_t len) {
 // Every channel of block [first, first + 64) into the P pixels' accumulators, for a block
 // whose union is full: a counted loop over rows in order, without the mask walk's work per
 // channel (a quarter of a dense block's time with AVX2). Out of line: inlined, it changed the
-// walk's register allocation and made the walk 4-6% slower at 50-70% zeros.
+// walk's register allocation and made the walk 4-6% slower at 50-70% zeros. Its multiply is
+// written out again in the walk for the same reason: one inline helper for both made the walk
+// 6-8% slower.
 template <int P, int V>
 __attribute__((noinline)) void DirectFullBlock(Vec (&acc_ref)[P][V], const float* const (&xp)[P],
                                                const float* tap, int64_t first) {
