@@ -389,9 +389,6 @@ __attribute__((noinline)) void DirectFullBlock(Vec (&acc_ref)[P][V], const float
 #pragma GCC unroll 16
     for (int i = 0; i < V; ++i) acc[p][i] = acc_ref[p][i];
   }
-  const float* x[P];
-#pragma GCC unroll 16
-  for (int p = 0; p < P; ++p) x[p] = xp[p];
   for (int64_t c = first; c < first + kMaskChannels; ++c) {
     const float* wr = tap + c * kO;
     Vec wv[V];
@@ -399,7 +396,7 @@ __attribute__((noinline)) void DirectFullBlock(Vec (&acc_ref)[P][V], const float
     for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
 #pragma GCC unroll 16
     for (int p = 0; p < P; ++p) {
-      const float v = x[p][c];
+      const float v = xp[p][c];
 #pragma GCC unroll 16
       for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
     }
