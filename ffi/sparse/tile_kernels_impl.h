@@ -373,15 +373,77 @@ inline void StorePartial(float* dst, const Vec (&acc)[V], int64_t len) {
   for (int64_t i = 0; i < len; ++i) dst[i] = tmp[i];
 }
 
-// Every channel of block [first, first + 64) into the P pixels' accumulators, for a block
-// whose union is full: a counted loop over rows in order, without the mask walk's work per
-// channel (a quarter of a dense block's time with AVX2). Out of line: inlined, it changed the
-// walk's register allocation and made the walk 4-6% slower at 50-70% zeros. Its multiply is
-// written out again in the walk for the same reason: one inline helper for both made the walk
-// 6-8% slower.
+// For each 8-bit mask, the positions of its set bits in order, then zeros: the permutation
+// that packs the selected lanes of 8 to the front.
+struct LeftPack8 {
+  uint8_t lanes[256][8];
+  constexpr LeftPack8() : lanes() {
+    for (int mask = 0; mask < 256; ++mask) {
+      int k = 0;
+      for (int lane = 0; lane < 8; ++lane) {
+        if (mask & (1 << lane)) lanes[mask][k++] = static_cast<uint8_t>(lane);
+      }
+    }
+  }
+};
+constexpr LeftPack8 kLeftPack8;
+
+// A segment is the live channels of up to kListBlocks blocks of 64 under one tap, so its
+// entries (relative to its first block) fit 16 bits.
+constexpr int64_t kListBlocks = 8;
+// Entries written past a list's end by AppendLive.
+constexpr int64_t kListSlack = 8;
+// The lists and segments that DirectBlock gathers before handing them to DirectSegments: enough
+// that one call covers many taps of a layer with few channels (its fixed cost is the
+// accumulators' load and store), little enough to stay in L1 beside the input.
+constexpr int64_t kListCapacity = 2048;
+constexpr int kMaxSegments = 16;
+static_assert(kListCapacity >= kListBlocks * kMaskChannels, "a segment's list always fits");
+
+// 0, 1, 2, ...: the list of a segment whose union is full.
+struct Iota {
+  uint16_t index[kListBlocks * kMaskChannels];
+  constexpr Iota() : index() {
+    for (int i = 0; i < kListBlocks * kMaskChannels; ++i) index[i] = static_cast<uint16_t>(i);
+  }
+};
+constexpr Iota kIota;
+
+// Appends first + i for each set bit i of live, in order, to list[count...]; returns the new
+// count. Branch-free, 8 channels per step, and the steps independent (each finds its place
+// by counting the bits below it): every step stores 8 entries, so up to kListSlack entries
+// past the returned count are written.
+inline int64_t AppendLive(uint16_t* list, int64_t count, uint64_t live, int64_t first) {
+  typedef uint8_t Lanes8 __attribute__((vector_size(8), aligned(1)));
+  typedef uint16_t Index8 __attribute__((vector_size(16)));
+  typedef uint16_t Index8Unaligned __attribute__((vector_size(16), aligned(2), may_alias));
+#pragma GCC unroll 8
+  for (int byte = 0; byte < 8; ++byte) {
+    const unsigned bits = static_cast<unsigned>(live >> (8 * byte)) & 0xFFu;
+    const int64_t at = count + __builtin_popcountll(live & ((uint64_t{1} << (8 * byte)) - 1));
+    const Lanes8 lanes = *reinterpret_cast<const Lanes8*>(kLeftPack8.lanes[bits]);
+    *reinterpret_cast<Index8Unaligned*>(list + at) =
+        __builtin_convertvector(lanes, Index8) + static_cast<uint16_t>(first + 8 * byte);
+  }
+  return count + __builtin_popcountll(live);
+}
+
+// Channels of a segment for a block of P pixels: under the segment's tap, pixel p reads
+// xp[p][c] and every pixel tap row rows + c * (V * kLanes), for c in list[0, count).
+template <int P>
+struct DirectSegment {
+  const float* xp[P];
+  const float* rows;
+  const uint16_t* list;
+  int64_t count;
+};
+
+// The segments into the P pixels' accumulators. The loop per channel is counted, so its fixed
+// work is one index load, not a mask walk; out of line, so the pointers get registers of their
+// own. No prefetch: measured equal or faster without it.
 template <int P, int V>
-__attribute__((noinline)) void DirectFullBlock(Vec (&acc_ref)[P][V], const float* const (&xp)[P],
-                                               const float* tap, int64_t first) {
+__attribute__((noinline)) void DirectSegments(Vec (&acc_ref)[P][V],
+                                              const DirectSegment<P>* segments, int count) {
   constexpr int64_t kO = V * kLanes;
   Vec acc[P][V];
 #pragma GCC unroll 16
@@ -389,16 +451,24 @@ __attribute__((noinline)) void DirectFullBlock(Vec (&acc_ref)[P][V], const float
 #pragma GCC unroll 16
     for (int i = 0; i < V; ++i) acc[p][i] = acc_ref[p][i];
   }
-  for (int64_t c = first; c < first + kMaskChannels; ++c) {
-    const float* wr = tap + c * kO;
-    Vec wv[V];
+  for (const DirectSegment<P>* s = segments; s != segments + count; ++s) {
+    const float* xp[P];
 #pragma GCC unroll 16
-    for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
+    for (int p = 0; p < P; ++p) xp[p] = s->xp[p];
+    const float* rows = s->rows;
+    const uint16_t* list = s->list;
+    for (int64_t k = 0; k < s->count; ++k) {
+      const int64_t c = list[k];
+      const float* wr = rows + c * kO;
+      Vec wv[V];
 #pragma GCC unroll 16
-    for (int p = 0; p < P; ++p) {
-      const float v = xp[p][c];
+      for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
 #pragma GCC unroll 16
-      for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
+      for (int p = 0; p < P; ++p) {
+        const float v = xp[p][c];
+#pragma GCC unroll 16
+        for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
+      }
     }
   }
 #pragma GCC unroll 16
@@ -417,6 +487,10 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float
   constexpr int64_t kO = V * kLanes;
   const int64_t row_stride = job.ow * job.out_stride;
   Vec acc[P][V];
+  uint16_t lists[kListCapacity + kListSlack];
+  DirectSegment<P> segments[kMaxSegments];
+  int segment_count = 0;
+  int64_t listed = 0;  // entries of lists in use
   const bool full = job.o_len == kO;
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p) {
@@ -454,36 +528,48 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float
         mp[p] = inside ? job.masks + pixel * job.mask_stride : job.zero_masks;
       }
       const float* tap = job.weights + (kh * job.kw_count + kw) * job.tap_stride;
-      for (int64_t b = job.block_begin; b < job.block_end; ++b) {
-        uint64_t live = 0;
+      // Per segment, the union of the pixels' masks: every channel, or a list of them.
+      for (int64_t b0 = job.block_begin; b0 < job.block_end; b0 += kListBlocks) {
+        const int64_t blocks = job.block_end - b0 < kListBlocks ? job.block_end - b0 : kListBlocks;
+        uint64_t live[kListBlocks];
+        int64_t count = 0;
+        for (int64_t b = 0; b < blocks; ++b) {
+          live[b] = 0;
 #pragma GCC unroll 16
-        for (int p = 0; p < P; ++p) live |= mp[p][b];
-        if (live == ~uint64_t{0}) {  // all 64 live somewhere in the batch, so all are packed
-          DirectFullBlock<P, V>(acc, xp, tap, b * kMaskChannels);
-          continue;
+          for (int p = 0; p < P; ++p) live[b] |= mp[p][b0 + b];
+          count += __builtin_popcountll(live[b]);
         }
-        while (live != 0) {
-          const int64_t c = b * kMaskChannels + __builtin_ctzll(live);
-          live &= live - 1;
-          const float* wr = tap + c * kO;
-          if (live != 0) {  // the next live channel's weights are not sequential: prefetch
-            const float* next = tap + (b * kMaskChannels + __builtin_ctzll(live)) * kO;
-#pragma GCC unroll 8
-            for (int i = 0; i < NV; ++i) __builtin_prefetch(next + i * kVectorLanes);  // lines
+        if (count == 0) continue;
+        DirectSegment<P> segment;
+#pragma GCC unroll 16
+        for (int p = 0; p < P; ++p) segment.xp[p] = xp[p] + b0 * kMaskChannels;
+        segment.rows = tap + b0 * kMaskChannels * kO;
+        segment.count = count;
+        if (count == blocks * kMaskChannels) {  // all live somewhere in the batch, so packed
+          segment.list = kIota.index;
+        } else {
+          if (listed + count > kListCapacity) {
+            DirectSegments<P, V>(acc, segments, segment_count);
+            segment_count = 0;
+            listed = 0;
           }
-          Vec wv[V];
-#pragma GCC unroll 16
-          for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
-#pragma GCC unroll 16
-          for (int p = 0; p < P; ++p) {
-            const float v = xp[p][c];
-#pragma GCC unroll 16
-            for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
+          int64_t end = listed;
+          for (int64_t b = 0; b < blocks; ++b) {
+            end = AppendLive(lists, end, live[b], b * kMaskChannels);
           }
+          segment.list = lists + listed;
+          listed = end;
+        }
+        segments[segment_count++] = segment;
+        if (segment_count == kMaxSegments) {
+          DirectSegments<P, V>(acc, segments, segment_count);
+          segment_count = 0;
+          listed = 0;
         }
       }
     }
   }
+  if (segment_count != 0) DirectSegments<P, V>(acc, segments, segment_count);
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p) {
     float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride;
@@ -536,23 +622,6 @@ bool DirectBand(const DirectJob& job) {
 
 // ---------------------------------------------------------------------------------------------
 // Builders (one pass over a row slot; layouts in sparse/format.h).
-
-#if JAXCPS_TILE_AVX2
-// For each 8-bit mask, the positions of its set bits in order, then zeros: the permutation
-// that packs the selected lanes of 8 to the front.
-struct LeftPack8 {
-  uint8_t lanes[256][8];
-  constexpr LeftPack8() : lanes() {
-    for (int mask = 0; mask < 256; ++mask) {
-      int k = 0;
-      for (int lane = 0; lane < 8; ++lane) {
-        if (mask & (1 << lane)) lanes[mask][k++] = static_cast<uint8_t>(lane);
-      }
-    }
-  }
-};
-constexpr LeftPack8 kLeftPack8;
-#endif
 
 // CPO: per channel block, each pixel's non-zeros in channel order. Written branch-free: every
 // value is stored and the cursor advances only past non-zeros, so a zero is overwritten by the
