@@ -46,9 +46,9 @@ CHANNEL_BLOCK = KERNELS["cpo"].sizes["max_channel_block"]
 OUTPUT_BLOCK = KERNELS["cpo"].sizes["max_o_block"]
 #: sparse_direct: the widest output tile, and the input channels past which a 3x3 tile's
 #: packed weights are split into channel chunks that accumulate in the output (with the
-#: instruction set active at import; 2 MiB / (9 * 64 * 4 bytes) with AVX-512).
+#: instruction set active at import and this CPU's L2 cache).
 DIRECT_TILE = KERNELS["sparse_direct"].sizes["max_o_block"]
-DIRECT_CHUNK_CHANNELS = KERNELS["sparse_direct"].sizes["max_tile_weight_bytes"] // (
+DIRECT_CHUNK_CHANNELS = KERNELS["sparse_direct"].sizes["max_chunk_weight_bytes"] // (
     9 * DIRECT_TILE * 4
 )
 

@@ -20,6 +20,7 @@ namespace avx512 {
 #define JAXCPS_DIRECT_ROWS 3
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 4
+#define JAXCPS_DIRECT_BLOCK_VECS 4
 #include "sparse/tile_kernels_impl.h"
 }  // namespace avx512
 }  // namespace jaxcps

@@ -21,7 +21,7 @@
 
 #if !defined(JAXCPS_TILE_ISA) || !defined(JAXCPS_VEC_BYTES) || !defined(JAXCPS_DIRECT_ROWS) || \
     !defined(JAXCPS_DIRECT_COLS) || !defined(JAXCPS_DIRECT_MAX_O_VECS) ||                      \
-    !defined(JAXCPS_CPO_MAX_O_VECS)
+    !defined(JAXCPS_DIRECT_BLOCK_VECS) || !defined(JAXCPS_CPO_MAX_O_VECS)
 #error "tile_kernels_<isa>.cc defines the set's name, register width and blocking before this"
 #endif
 
@@ -355,6 +355,8 @@ void CpsTile(const CpsJob& job) {
 // A block is kDirectRows output rows x kDirectCols output columns.
 constexpr int kDirectRows = JAXCPS_DIRECT_ROWS;
 constexpr int kDirectCols = JAXCPS_DIRECT_COLS;
+// Vectors of output channels per register block (a tile of more runs as several).
+constexpr int kDirectBlockVecs = JAXCPS_DIRECT_BLOCK_VECS;
 
 // Loads (or stores) the first `len` of V registers' floats; the rest read as zero.
 template <int V>
@@ -429,7 +431,7 @@ inline int64_t AppendLive(uint16_t* list, int64_t count, uint64_t live, int64_t 
 }
 
 // Channels of a segment for a block of P pixels: under the segment's tap, pixel p reads
-// xp[p][c] and every pixel tap row rows + c * (V * kLanes), for c in list[0, count).
+// xp[p][c] and every pixel the tap's packed weight row c at rows, for c in list[0, count).
 template <int P>
 struct DirectSegment {
   const float* xp[P];
@@ -438,13 +440,14 @@ struct DirectSegment {
   int64_t count;
 };
 
-// The segments into the P pixels' accumulators. The loop per channel is counted, so its fixed
+// The segments into the P pixels' accumulators of one sub-tile: V registers of output channels
+// from offset within weight rows of kRowFloats. The loop per channel is counted, so its fixed
 // work is one index load, not a mask walk; out of line, so the pointers get registers of their
 // own. No prefetch: measured equal or faster without it.
-template <int P, int V>
+template <int P, int V, int64_t kRowFloats>
 __attribute__((noinline)) void DirectSegments(Vec (&acc_ref)[P][V],
-                                              const DirectSegment<P>* segments, int count) {
-  constexpr int64_t kO = V * kLanes;
+                                              const DirectSegment<P>* segments, int count,
+                                              int64_t offset) {
   Vec acc[P][V];
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p) {
@@ -455,11 +458,11 @@ __attribute__((noinline)) void DirectSegments(Vec (&acc_ref)[P][V],
     const float* xp[P];
 #pragma GCC unroll 16
     for (int p = 0; p < P; ++p) xp[p] = s->xp[p];
-    const float* rows = s->rows;
+    const float* rows = s->rows + offset;
     const uint16_t* list = s->list;
     for (int64_t k = 0; k < s->count; ++k) {
       const int64_t c = list[k];
-      const float* wr = rows + c * kO;
+      const float* wr = rows + c * kRowFloats;
       Vec wv[V];
 #pragma GCC unroll 16
       for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
@@ -483,26 +486,43 @@ __attribute__((noinline)) void DirectSegments(Vec (&acc_ref)[P][V],
 template <int NV, int R, int C>
 void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float* out) {
   constexpr int P = R * C;
-  constexpr int V = NV * kRegsPerVector;
-  constexpr int64_t kO = V * kLanes;
+  // The tile's NV vectors of output channels run as S sub-tiles of SV vectors, one after the
+  // other over the same lists: a sub-tile's accumulators fill the registers.
+  constexpr int SV = NV < kDirectBlockVecs ? NV : kDirectBlockVecs;
+  static_assert(NV % SV == 0, "a tile is whole sub-tiles");
+  constexpr int S = NV / SV;
+  constexpr int V = SV * kRegsPerVector;
+  constexpr int64_t kSub = SV * kVectorLanes;  // floats of a sub-tile
+  constexpr int64_t kRow = NV * kVectorLanes;  // floats of a packed weight row
   const int64_t row_stride = job.ow * job.out_stride;
-  Vec acc[P][V];
+  Vec acc[S][P][V];
   uint16_t lists[kListCapacity + kListSlack];
   DirectSegment<P> segments[kMaxSegments];
   int segment_count = 0;
   int64_t listed = 0;  // entries of lists in use
-  const bool full = job.o_len == kO;
+  const auto run = [&] {
+#pragma GCC unroll 4
+    for (int t = 0; t < S; ++t) {
+      DirectSegments<P, V, kRow>(acc[t], segments, segment_count, t * kSub);
+    }
+    segment_count = 0;
+    listed = 0;
+  };
+#pragma GCC unroll 4
+  for (int t = 0; t < S; ++t) {
+    const int64_t len = job.o_len - t * kSub;  // at least one, at most kSub are written
 #pragma GCC unroll 16
-  for (int p = 0; p < P; ++p) {
-    const float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride;
-    if (!job.accumulate) {
+    for (int p = 0; p < P; ++p) {
+      const float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride + t * kSub;
+      if (!job.accumulate) {
 #pragma GCC unroll 16
-      for (int i = 0; i < V; ++i) acc[p][i] = Vec{};
-    } else if (full) {
+        for (int i = 0; i < V; ++i) acc[t][p][i] = Vec{};
+      } else if (len >= kSub) {
 #pragma GCC unroll 16
-      for (int i = 0; i < V; ++i) acc[p][i] = LoadVec(pixel + i * kLanes);
-    } else {
-      LoadPartial<V>(acc[p], pixel, job.o_len);
+        for (int i = 0; i < V; ++i) acc[t][p][i] = LoadVec(pixel + i * kLanes);
+      } else {
+        LoadPartial<V>(acc[t][p], pixel, len);
+      }
     }
   }
   for (int64_t kh = 0; kh < job.kh_count; ++kh) {
@@ -543,16 +563,12 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float
         DirectSegment<P> segment;
 #pragma GCC unroll 16
         for (int p = 0; p < P; ++p) segment.xp[p] = xp[p] + b0 * kMaskChannels;
-        segment.rows = tap + b0 * kMaskChannels * kO;
+        segment.rows = tap + b0 * kMaskChannels * kRow;
         segment.count = count;
         if (count == blocks * kMaskChannels) {  // all live somewhere in the batch, so packed
           segment.list = kIota.index;
         } else {
-          if (listed + count > kListCapacity) {
-            DirectSegments<P, V>(acc, segments, segment_count);
-            segment_count = 0;
-            listed = 0;
-          }
+          if (listed + count > kListCapacity) run();
           int64_t end = listed;
           for (int64_t b = 0; b < blocks; ++b) {
             end = AppendLive(lists, end, live[b], b * kMaskChannels);
@@ -561,23 +577,23 @@ void DirectBlock(const DirectJob& job, int64_t n, int64_t oh, int64_t ow0, float
           listed = end;
         }
         segments[segment_count++] = segment;
-        if (segment_count == kMaxSegments) {
-          DirectSegments<P, V>(acc, segments, segment_count);
-          segment_count = 0;
-          listed = 0;
-        }
+        if (segment_count == kMaxSegments) run();
       }
     }
   }
-  if (segment_count != 0) DirectSegments<P, V>(acc, segments, segment_count);
+  if (segment_count != 0) run();
+#pragma GCC unroll 4
+  for (int t = 0; t < S; ++t) {
+    const int64_t len = job.o_len - t * kSub;
 #pragma GCC unroll 16
-  for (int p = 0; p < P; ++p) {
-    float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride;
-    if (full) {
+    for (int p = 0; p < P; ++p) {
+      float* pixel = out + (p / C) * row_stride + (p % C) * job.out_stride + t * kSub;
+      if (len >= kSub) {
 #pragma GCC unroll 16
-      for (int i = 0; i < V; ++i) StoreVec(pixel + i * kLanes, acc[p][i]);
-    } else {
-      StorePartial<V>(pixel, acc[p], job.o_len);
+        for (int i = 0; i < V; ++i) StoreVec(pixel + i * kLanes, acc[t][p][i]);
+      } else {
+        StorePartial<V>(pixel, acc[t][p], len);
+      }
     }
   }
 }

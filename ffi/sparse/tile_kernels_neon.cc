@@ -17,6 +17,7 @@ namespace neon {
 #define JAXCPS_DIRECT_ROWS 2
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
+#define JAXCPS_DIRECT_BLOCK_VECS 1
 #include "sparse/tile_kernels_impl.h"
 }  // namespace neon
 }  // namespace jaxcps

@@ -21,6 +21,7 @@ namespace scalar {
 #define JAXCPS_DIRECT_ROWS 1
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 1
+#define JAXCPS_DIRECT_BLOCK_VECS 1
 #include "sparse/tile_kernels_impl.h"
 }  // namespace scalar
 }  // namespace jaxcps

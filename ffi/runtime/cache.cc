@@ -1,0 +1,26 @@
+#include "runtime/cache.h"
+
+#include <unistd.h>
+
+namespace jaxcps {
+
+namespace {
+
+constexpr int64_t kDefaultL2Bytes = int64_t{512} << 10;
+
+int64_t QueryL2CacheBytes() {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);  // glibc: from cpuid or sysfs; else 0 or -1
+  if (bytes > 0) return bytes;
+#endif
+  return kDefaultL2Bytes;
+}
+
+}  // namespace
+
+int64_t L2CacheBytes() {
+  static const int64_t bytes = QueryL2CacheBytes();
+  return bytes;
+}
+
+}  // namespace jaxcps
