@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 
+from jaxcps._targets import PREPARED_TARGET
 from jaxcps.bench import cli, harness, targets
 from jaxcps.bench.activations import relu_activation
 from jaxcps.bench.layers import (
@@ -91,6 +92,26 @@ def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
     assert all(f"CR {a}/im2col" in format_summary(report) for a in COMPRESSING)
     for name in ("ratio_vs_zeros.png", "compression.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_constant_weights_are_closed_over_and_prepared() -> None:
+    """`--constant-weights`: every contender ignores its `w` for the weights it closes over,
+    and sparse_direct runs on weights prepared once (its prepared FFI target)."""
+    case = suite_cases("smoke")[0]
+    x, w = harness.case_inputs(case, seed=0, uniform=False, dead_channels=0.0)
+    per_call = harness.jitted_contenders(case)
+    constant = harness.jitted_contenders(case, w)
+    ignored = np.zeros_like(w)
+    for name in harness.CONTENDERS:
+        expected = np.asarray(per_call[name](x, w))
+        np.testing.assert_allclose(
+            np.asarray(constant[name](x, ignored)),
+            expected,
+            rtol=0,
+            atol=1e-4 * np.abs(expected).max(),
+        )
+    assert PREPARED_TARGET in constant["sparse_direct"].lower(x, ignored).as_text()
+    assert PREPARED_TARGET not in per_call["sparse_direct"].lower(x, w).as_text()
 
 
 def test_useful_flops_is_exact_at_stride_and_borders() -> None:

@@ -113,6 +113,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of activations and weights")
     parser.add_argument(
+        "--constant-weights",
+        action="store_true",
+        help="close every jitted contender over its weights, as a model's parameters for "
+        "inference: sparse_direct then packs them once, as the dense engines do theirs "
+        "(default: weights are arguments, packed on every call)",
+    )
+    parser.add_argument(
         "--eigen", action="store_true", help="also time XLA's Eigen convolution in a second process"
     )
     parser.add_argument("--eigen-worker", type=Path, help=argparse.SUPPRESS)
@@ -213,7 +220,7 @@ def _run_main(
     descriptions: dict[str, str] = {}
     for case in cases:
         x, w = _inputs(case, args)
-        fns = harness.jitted_contenders(case)
+        fns = harness.jitted_contenders(case, w if args.constant_weights else None)
         dense = harness.dense_engines(case, w, engines.names, engines.threads) if engines else {}
         descriptions.update({name: conv.description for name, conv in dense.items()})
         paths = {"xla": harness.xla_conv_path(fns["xla"], x, w)}
@@ -261,6 +268,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "zeros_placement": "uniform (iid)" if args.uniform else "clustered",
         "dead_channels": args.dead_channels,
         "seed": args.seed,
+        "constant_weights": args.constant_weights,
         "eigen": args.eigen,
         "command": " ".join(
             [
@@ -303,6 +311,8 @@ def _forwarded_args(args: argparse.Namespace) -> list[str]:
         words += ["--batch", *(str(b) for b in args.batch)]
     if args.uniform:
         words.append("--uniform")
+    if args.constant_weights:
+        words.append("--constant-weights")
     return words
 
 
@@ -328,7 +338,7 @@ def _run_eigen_worker(args: argparse.Namespace, cases: list[Case]) -> int:
     result: dict[str, Any] = {"times": {}, "xla_paths": {}}
     for case in cases:
         x, w = _inputs(case, args)
-        fns = {EIGEN: harness.jitted_contenders(case)["xla"]}
+        fns = {EIGEN: harness.jitted_contenders(case, w if args.constant_weights else None)["xla"]}
         result["xla_paths"][case.id] = harness.xla_conv_path(fns[EIGEN], x, w)
         result["times"][case.id] = harness.time_case(
             case, fns, x, w, repeats=args.repeats, warmup=args.warmup, bar=bar

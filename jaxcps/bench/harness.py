@@ -51,20 +51,35 @@ def case_inputs(
     return x, w
 
 
-def jitted_contenders(case: Case) -> dict[str, Callable[..., jax.Array]]:
-    """name -> jitted convolution of `case`, for every name in `CONTENDERS`."""
+def jitted_contenders(
+    case: Case, constant_weights: np.ndarray | None = None
+) -> dict[str, Callable[..., jax.Array]]:
+    """name -> jitted convolution `(x, w) -> y` of `case`, for every name in `CONTENDERS`.
+
+    With `constant_weights`, every function closes over those weights and ignores its `w`, as
+    a jitted model closes over its parameters for inference: XLA sees them as a constant, and
+    a kernel that prepares weights (`jaxcps.prepared`) packs them once, not per call, as the
+    dense engines do theirs.
+    """
     layer = case.layer
     conv = {
         "window_strides": layer.strides,
         "padding": layer.padding,
         "dimension_numbers": _DIMENSION_NUMBERS,
     }
+    constant = None if constant_weights is None else jnp.asarray(constant_weights)
+
+    def weights(w: jax.Array) -> jax.Array:
+        return w if constant is None else constant
+
     fns: dict[str, Callable[..., jax.Array]] = {
-        "xla": jax.jit(lambda x, w: lax.conv_general_dilated(x, w, **conv))
+        "xla": jax.jit(lambda x, w: lax.conv_general_dilated(x, weights(w), **conv))
     }
     for algorithm in CONTENDERS[1:]:
         fns[algorithm] = jax.jit(
-            lambda x, w, a=algorithm: jaxcps.conv_general_dilated(x, w, **conv, algorithm=a)
+            lambda x, w, a=algorithm: jaxcps.conv_general_dilated(
+                x, weights(w), **conv, algorithm=a
+            )
         )
     return fns
 

@@ -58,7 +58,8 @@ def _header(report: dict[str, Any]) -> list[str]:
         (
             f"jaxcps bench: suite={s['suite']} zeros={s['zeros_placement']} "
             f"dead_channels={s['dead_channels']} repeats={s['repeats']} (median), "
-            f"seed={s['seed']}"
+            f"seed={s['seed']}, weights "
+            + ("closed over (constant)" if s.get("constant_weights") else "passed per call")
         ),
         (
             f"machine: {m['cpu']}, {m['threads']} threads, ISA {m['isa']}, jax {m['jax']} / "
