@@ -452,24 +452,8 @@ __attribute__((noinline)) void DirectSegments(Vec (&acc_ref)[P][V],
 #pragma GCC unroll 16
     for (int p = 0; p < P; ++p) xp[p] = s->xp[p];
     const float* rows = s->rows + offset;
-    const uint16_t* list = s->list;
-    if (list == nullptr) {
-      for (int64_t c = 0; c < s->count; ++c) {
-        const float* wr = rows + c * kRowFloats;
-        Vec wv[V];
-#pragma GCC unroll 16
-        for (int i = 0; i < V; ++i) wv[i] = LoadVec(wr + i * kLanes);
-#pragma GCC unroll 16
-        for (int p = 0; p < P; ++p) {
-          const float v = xp[p][c];
-#pragma GCC unroll 16
-          for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
-        }
-      }
-      continue;
-    }
-    for (int64_t k = 0; k < s->count; ++k) {
-      const int64_t c = list[k];
+    // Channel c's weight row into every pixel's accumulators.
+    const auto multiply = [&](int64_t c) __attribute__((always_inline)) {
       const float* wr = rows + c * kRowFloats;
       Vec wv[V];
 #pragma GCC unroll 16
@@ -480,6 +464,11 @@ __attribute__((noinline)) void DirectSegments(Vec (&acc_ref)[P][V],
 #pragma GCC unroll 16
         for (int i = 0; i < V; ++i) acc[p][i] += v * wv[i];
       }
+    };
+    if (s->list == nullptr) {
+      for (int64_t c = 0; c < s->count; ++c) multiply(c);
+    } else {
+      for (int64_t k = 0; k < s->count; ++k) multiply(s->list[k]);
     }
   }
 #pragma GCC unroll 16
