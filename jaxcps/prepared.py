@@ -33,7 +33,7 @@ from jaxcps.algorithms import KERNELS
 @dataclasses.dataclass(frozen=True)
 class PreparedWeights:
     """Weights in a kernel's own layout: a 1-D float32 array and the tag of that layout (it
-    depends on the instruction set's tile width; the FFI handler ignores weights prepared for
+    depends on the instruction set's tile widths; the FFI handler ignores weights prepared for
     another and packs the originals itself)."""
 
     weights: jax.Array
