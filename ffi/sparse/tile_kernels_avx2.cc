@@ -17,8 +17,9 @@ namespace avx2 {
 // Sparse direct: 3x2 pixels x 1 vector of output channels: 12 ymm of accumulators, 2 of
 // weights, 1 broadcast input (2x2 took 18-34% more time at 0, 50 and 90% zeros on Zen 2).
 // Tiles of 4 such vectors share each block's channel lists (on Zen 2, one thread, against
-// tiles of 1: 7-20% faster at 50-90% zeros on 7x7 to 56x56 layers, 6% slower at 0% on
-// VGG-16 conv4_2).
+// tiles of 1: 7-20% faster at 50-90% zeros on 7x7 to 56x56 layers; at 0% zeros 6% slower on
+// VGG-16 conv4_2 until a full union got its own loop, then about equal: 41.9 against 42.0-42.2
+// ms, in separate runs).
 #define JAXCPS_DIRECT_ROWS 3
 #define JAXCPS_DIRECT_COLS 2
 #define JAXCPS_DIRECT_MAX_O_VECS 4
