@@ -39,6 +39,7 @@ from jaxcps.algorithms import FFI_ALGORITHMS, KERNELS
 from jaxcps.geometry import ConvSpec
 
 PREPARING = tuple(a for a in FFI_ALGORITHMS if KERNELS[a].prepares)
+NOT_PREPARING = next(a for a in FFI_ALGORITHMS if not KERNELS[a].prepares)
 
 # (x shape, w shape, strides, padding, rhs_dilation, groups, dimension_numbers): output
 # channels narrower than, equal to and wider than a tile, with a narrow last tile; groups;
@@ -99,6 +100,21 @@ def test_closed_over_weights_are_prepared_and_change_nothing(
     assert_close(y, _oracle(x, w, config), f"{algorithm} prepared {config}")
     np.testing.assert_array_equal(np.asarray(y), np.asarray(traced(x, w)))
     np.testing.assert_array_equal(np.asarray(conv(x, w)), np.asarray(y))  # eager, prepared
+
+
+@pytest.mark.parametrize("width", [512, 513])
+def test_cpo_reads_prepared_weights_only_where_its_indices_reach_them(
+    rng: np.random.Generator, width: int
+) -> None:
+    # CPO reads prepared weights in place when an index, column * 128 channels + channel, fits
+    # 16 bits: up to 512 columns. At 513 it packs the weights itself, as if never prepared.
+    config = ((1, 3, width, 128), (3, 3, 128, 16), (1, 1), "SAME", (1, 1), 1, NATIVE_DN)
+    x, w, conv = _case(rng, "cpo", config)
+    closed = compiled(lambda x: conv(x, w), x)
+    assert prepared_calls(closed) == 1
+    y = closed(x)
+    assert_close(y, _oracle(x, w, config), f"cpo prepared, {width} columns")
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(compiled(conv, x, w)(x, w)))
 
 
 def _case(rng: np.random.Generator, algorithm: str, config: tuple) -> tuple[Any, ...]:
@@ -259,8 +275,8 @@ def test_prepared_handler_checks_its_operands(rng: np.random.Generator, algorith
     assert _prepared_call(algorithm, x, empty_w, np.zeros(0, np.float32), layout).shape[-1] == 0
     with pytest.raises(Exception, match=f"prepared weights of {made.size - 1} floats"):
         _prepared_call(algorithm, x, w, made[1:], layout)
-    with pytest.raises(Exception, match="'cpo' takes no prepared weights"):
-        _prepared_call("cpo", x, w, made, layout)
+    with pytest.raises(Exception, match=f"'{NOT_PREPARING}' takes no prepared weights"):
+        _prepared_call(NOT_PREPARING, x, w, made, layout)
     with pytest.raises(ValueError, match="takes no prepared weights"):
         _targets._ffi.prepare_weights("im2col", w)
     with pytest.raises(ValueError, match="groups divides"):

@@ -7,7 +7,10 @@
 // batch) that write disjoint outputs, so threads never conflict. Inside a piece, channel blocks
 // run outermost: the piece packs one block's weights ([kh][kw][channel][output], zero-padded to
 // whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
-// pixel of the band gathers from them, its accumulators held in registers.
+// pixel of the band gathers from them, its accumulators held in registers. Prepared weights
+// (PreparedWeights, the layout of kernels/tile_driver.h) hold every channel of an output block
+// in that layout, packed once: a piece then reads a channel block's rows where they are, and
+// the compressed activation's indices step over the whole group's channels per column.
 //
 // Refinements of the paper's CPO, each measured (docs/design.md): channel blocks sized from the
 // activation's density, so a block holds a few non-zeros per pixel at any sparsity; per-block
@@ -36,8 +39,14 @@ constexpr int64_t kMaxBandPixels = 1024;
 
 std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
-std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
-                Parallel& parallel) {
+// True if indices that step over a group's channels per column fit 16 bits, so that prepared
+// weights can be read in place.
+bool PreparedFit(const ConvGeometry& g) { return g.w * g.ci <= (int64_t{1} << 16); }
+
+// Runs with HWIO weights w, packed per piece, or with weights prepared by Prepare for the
+// blocks of `kernels` (w nullptr; PreparedFit(g)).
+std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const float* x,
+                    const float* w, const float* prepared, float* y, Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
   if (g.ci == 0) {  // no input channels: every output is an empty sum
     std::fill(y, y + g.n * g.oh * g.ow * g.o, 0.0f);
@@ -48,11 +57,11 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   {
     BuildProfileScope profile;
     const int64_t block_size = CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w);
-    err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, parallel, &act);
+    err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, prepared != nullptr ? g.ci : 0,
+                   parallel, &act);
   }
   if (!err.empty()) return err;
 
-  const SparseKernelSet& kernels = ActiveSparseKernels();
   const std::vector<OutputBlock> o_blocks =
       SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_vecs);
   const int64_t per_band = g.groups * static_cast<int64_t>(o_blocks.size());
@@ -69,7 +78,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   // Per worker: one block's packed weights and, for a block narrower than its vectors, an
   // output tile that the kernel accumulates into before the valid channels are copied out.
   const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
-  const int64_t weight_floats = g.kh * g.kw * act.block_size * max_o;
+  const int64_t weight_floats = prepared != nullptr ? 0 : g.kh * g.kw * act.block_size * max_o;
   const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(), [](const OutputBlock& b) {
     return b.length % kVectorLanes != 0;
   });
@@ -107,8 +116,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
     job.w = g.w;
     job.slot_capacity = act.SlotCapacity();
     job.blocks = act.Blocks();
-    job.block_size = act.block_size;
-    job.weights = packed.data() + worker * weight_floats;
+    job.column_stride = act.column_stride;
     SetJobWindow(g, &job);
     job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
@@ -123,6 +131,13 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
       job.block = grp * act.blocks_per_group + b;
       const int64_t c_first = b * act.block_size;
       const int64_t count = std::min(act.block_size, g.ci - c_first);
+      if (prepared != nullptr) {  // finite, or Prepare would have refused them
+        if (!live[job.block]) continue;
+        job.weights = prepared + PreparedTileOffset(g, grp, ob) + c_first * o_pad;
+        if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
+        job.accumulate = true;
+        continue;
+      }
       // A live block's weights are checked as they are packed, a dead block's by band 0 alone
       // (which always has rows): every weight is checked.
       if (!live[job.block]) {
@@ -136,6 +151,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
         }
         continue;
       }
+      job.weights = packed.data() + worker * weight_floats;
       if (PackWeightRows(g, w, c_first, count, act.block_size, o_first, ob.length, o_pad,
                          /*live=*/nullptr, packed.data() + worker * weight_floats)) {
         nonfinite.store(true, std::memory_order_relaxed);
@@ -161,12 +177,41 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return {};
 }
 
+std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
+                Parallel& parallel) {
+  return RunWith(g, ActiveSparseKernels(), x, w, nullptr, y, parallel);
+}
+
+int64_t PreparedLayout() { return PreparedTilesLayout(ActiveSparseKernels().cpo_max_o_vecs); }
+
+bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
+  return PrepareTiles(
+      g, w, SplitOutputChannels(g.OutPerGroup(), ActiveSparseKernels().cpo_max_o_vecs), dst);
+}
+
+// Inputs too wide for PreparedFit run as if the weights were never prepared.
+std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
+                        int64_t layout, float* y, Parallel& parallel) {
+  const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
+  if (layout != PreparedTilesLayout(kernels.cpo_max_o_vecs) || !PreparedFit(g)) {
+    return kStalePreparedWeights;
+  }
+  const int64_t expected = PreparedTilesFloats(g);
+  if (count != expected) {
+    return "prepared weights of " + std::to_string(count) + " floats, the convolution needs " +
+           std::to_string(expected);
+  }
+  return RunWith(g, kernels, x, nullptr, prepared, y, parallel);
+}
+
+const PreparedWeights kPrepared = {PreparedTilesFloats, PreparedLayout, Prepare, RunPrepared};
+
 uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                          std::string* err) {
   SerialParallel serial;
   CpoActivation act;
   const int64_t block_size = CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w);
-  *err = BuildCpo(x, n, h, w, c, groups, block_size, serial, &act);
+  *err = BuildCpo(x, n, h, w, c, groups, block_size, /*column_stride=*/0, serial, &act);
   return err->empty() ? act.FootprintBytes() : 0;
 }
 
@@ -191,6 +236,6 @@ extern const Kernel kCpo = {"cpo",
                             Run,
                             Sizes,
                             CompressedBytes,
-                            /*prepared=*/nullptr};
+                            &kPrepared};
 
 }  // namespace jaxcps

@@ -46,10 +46,6 @@ constexpr int64_t kPiecesPerThread = 4;
 // Packed tiles this small cost little to pack once per band.
 constexpr int64_t kSmallTileBytes = int64_t{512} << 10;
 
-// Bumped whenever the layout of prepared weights changes, so that weights prepared by another
-// version (an exported program) are never misread.
-constexpr int64_t kPreparedFormat = 1;
-
 struct Plan {
   std::vector<OutputBlock> tiles;  // output tiles of a group
   int64_t chunk_blocks;            // channel blocks (of 64) per chunk
@@ -99,23 +95,6 @@ bool DeadRowsNonFinite(const ConvGeometry& g, const float* w, const uint64_t* li
     }
   }
   return false;
-}
-
-// Packs tile `tile` of group grp of HWIO w into dst ([kh][kw][ci][tile width]; with `live`,
-// only the rows of live channels), the one layout of the per-call and the prepared weights.
-// Returns true if a packed weight is NaN or infinite.
-bool PackTile(const ConvGeometry& g, const float* w, int64_t grp, const OutputBlock& tile,
-              const uint64_t* live, float* dst) {
-  return PackWeightRows(g, w, 0, g.ci, g.ci, grp * g.OutPerGroup() + tile.offset, tile.length,
-                        tile.vecs * kVectorLanes, live, dst);
-}
-
-int64_t RoundUpToVector(int64_t n) { return (n + kVectorLanes - 1) / kVectorLanes * kVectorLanes; }
-
-// Where tile `tile` of group grp starts in prepared weights: after the groups before it (each
-// all its tiles, padded to whole vectors) and the tiles before it in its group (all full width).
-int64_t PreparedTileOffset(const ConvGeometry& g, int64_t grp, const OutputBlock& tile) {
-  return g.kh * g.kw * g.ci * (grp * RoundUpToVector(g.OutPerGroup()) + tile.offset);
 }
 
 // Runs with HWIO weights w, packed per piece, or with weights prepared by Prepare for the tiles
@@ -215,34 +194,18 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return RunWith(g, ActiveSparseKernels(), x, w, nullptr, y, parallel);
 }
 
-int64_t PreparedFloats(const ConvGeometry& g) {
-  return g.groups * g.kh * g.kw * g.ci * RoundUpToVector(g.OutPerGroup());
-}
-
-int64_t LayoutTag(const SparseKernelSet& kernels) {
-  return kPreparedFormat << 16 | kernels.direct_max_o_vecs * kVectorLanes;
-}
-
-int64_t PreparedLayout() { return LayoutTag(ActiveSparseKernels()); }
+int64_t PreparedLayout() { return PreparedTilesLayout(ActiveSparseKernels().direct_max_o_vecs); }
 
 bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
-  const std::vector<OutputBlock> tiles =
-      SplitOutputChannels(g.OutPerGroup(), ActiveSparseKernels().direct_max_o_vecs);
-  for (int64_t grp = 0; grp < g.groups; ++grp) {
-    for (const OutputBlock& tile : tiles) {
-      if (PackTile(g, w, grp, tile, nullptr, dst + PreparedTileOffset(g, grp, tile))) {
-        return false;
-      }
-    }
-  }
-  return true;
+  return PrepareTiles(
+      g, w, SplitOutputChannels(g.OutPerGroup(), ActiveSparseKernels().direct_max_o_vecs), dst);
 }
 
 std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
                         int64_t layout, float* y, Parallel& parallel) {
   const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
-  if (layout != LayoutTag(kernels)) return kStalePreparedWeights;
-  const int64_t expected = PreparedFloats(g);
+  if (layout != PreparedTilesLayout(kernels.direct_max_o_vecs)) return kStalePreparedWeights;
+  const int64_t expected = PreparedTilesFloats(g);
   if (count != expected) {
     return "prepared weights of " + std::to_string(count) + " floats, the convolution needs " +
            std::to_string(expected);
@@ -250,7 +213,7 @@ std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prep
   return RunWith(g, kernels, x, nullptr, prepared, y, parallel);
 }
 
-const PreparedWeights kPrepared = {PreparedFloats, PreparedLayout, Prepare, RunPrepared};
+const PreparedWeights kPrepared = {PreparedTilesFloats, PreparedLayout, Prepare, RunPrepared};
 
 KernelSizes Sizes() {
   const SparseKernelSet& kernels = ActiveSparseKernels();

@@ -29,12 +29,50 @@ bool PackWeightRowsCloned(const ConvGeometry& g, const float* w, int64_t c_first
   return bad != 0;
 }
 
+// Bumped whenever the layout of prepared weights changes, so that weights prepared by another
+// version (an exported program) are never misread.
+constexpr int64_t kPreparedFormat = 1;
+
+int64_t RoundUpToVector(int64_t n) { return (n + kVectorLanes - 1) / kVectorLanes * kVectorLanes; }
+
 }  // namespace
 
 bool PackWeightRows(const ConvGeometry& g, const float* w, int64_t c_first, int64_t count,
                     int64_t rows_per_tap, int64_t o_first, int64_t o_len, int64_t o_pad,
                     const uint64_t* live, float* dst) {
   return PackWeightRowsCloned(g, w, c_first, count, rows_per_tap, o_first, o_len, o_pad, live, dst);
+}
+
+bool PackTile(const ConvGeometry& g, const float* w, int64_t grp, const OutputBlock& block,
+              const uint64_t* live, float* dst) {
+  return PackWeightRows(g, w, 0, g.ci, g.ci, grp * g.OutPerGroup() + block.offset, block.length,
+                        block.vecs * kVectorLanes, live, dst);
+}
+
+int64_t PreparedTilesFloats(const ConvGeometry& g) {
+  return g.groups * g.kh * g.kw * g.ci * RoundUpToVector(g.OutPerGroup());
+}
+
+int64_t PreparedTilesLayout(int64_t max_o_vecs) {
+  return kPreparedFormat << 16 | max_o_vecs * kVectorLanes;
+}
+
+// The groups before grp (each all its blocks, padded to whole vectors), then the blocks before
+// `block` in its group (all full width).
+int64_t PreparedTileOffset(const ConvGeometry& g, int64_t grp, const OutputBlock& block) {
+  return g.kh * g.kw * g.ci * (grp * RoundUpToVector(g.OutPerGroup()) + block.offset);
+}
+
+bool PrepareTiles(const ConvGeometry& g, const float* w, const std::vector<OutputBlock>& blocks,
+                  float* dst) {
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    for (const OutputBlock& block : blocks) {
+      if (PackTile(g, w, grp, block, nullptr, dst + PreparedTileOffset(g, grp, block))) {
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 }  // namespace jaxcps

@@ -44,6 +44,23 @@ inline bool ChannelLive(const uint64_t* live, int64_t c) {
                                   int64_t count, int64_t rows_per_tap, int64_t o_first,
                                   int64_t o_len, int64_t o_pad, const uint64_t* live, float* dst);
 
+// Packs output block `block` of group grp of HWIO w into dst ([kh][kw][ci][block width]; with
+// `live`, only the rows of live channels). Returns true if a packed weight is NaN or infinite.
+[[nodiscard]] bool PackTile(const ConvGeometry& g, const float* w, int64_t grp,
+                            const OutputBlock& block, const uint64_t* live, float* dst);
+
+// Weights prepared whole (Kernel::prepared) by CPO and sparse_direct: every output block of
+// every group packed by PackTile, block after block and group after group with no gaps. The
+// blocks' widths (the kernel's split of output channels) are part of the layout's tag.
+// PreparedTilesFloats is their size, PreparedTileOffset where block `block` of group grp
+// starts, and PrepareTiles packs them all (false if a weight is NaN or infinite).
+int64_t PreparedTilesFloats(const ConvGeometry& g);
+// The tag of the layout of blocks of at most max_o_vecs vectors, with the layout's version.
+int64_t PreparedTilesLayout(int64_t max_o_vecs);
+int64_t PreparedTileOffset(const ConvGeometry& g, int64_t grp, const OutputBlock& block);
+[[nodiscard]] bool PrepareTiles(const ConvGeometry& g, const float* w,
+                                const std::vector<OutputBlock>& blocks, float* dst);
+
 // Copies the convolution window into a CpoJob or DirectJob.
 template <typename Job>
 void SetJobWindow(const ConvGeometry& g, Job* job) {
