@@ -96,7 +96,7 @@ def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
 
 def test_constant_weights_are_closed_over_and_prepared() -> None:
     """`--constant-weights`: every contender ignores its `w` for the weights it closes over,
-    and sparse_direct runs on weights prepared once (its prepared FFI target)."""
+    and the kernels that take prepared weights run on them (the prepared FFI target)."""
     case = suite_cases("smoke")[0]
     x, w = harness.case_inputs(case, seed=0, uniform=False, dead_channels=0.0)
     per_call = harness.jitted_contenders(case)
@@ -110,8 +110,9 @@ def test_constant_weights_are_closed_over_and_prepared() -> None:
             rtol=0,
             atol=1e-4 * np.abs(expected).max(),
         )
-    assert PREPARED_TARGET in constant["sparse_direct"].lower(x, ignored).as_text()
-    assert PREPARED_TARGET not in per_call["sparse_direct"].lower(x, w).as_text()
+    for name in ("sparse_direct", "cpo"):
+        assert PREPARED_TARGET in constant[name].lower(x, ignored).as_text()
+        assert PREPARED_TARGET not in per_call[name].lower(x, w).as_text()
 
 
 def test_useful_flops_is_exact_at_stride_and_borders() -> None:

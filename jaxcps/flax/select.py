@@ -125,7 +125,7 @@ def select(
       progress: draw a progress bar on stderr (default: True).
       prepared_weights: time the layers with their weights closed over, as they run in a
         program that closes over them (`jax.jit(functools.partial(model.apply, variables))`):
-        kernels that take prepared weights (sparse_direct) then pack them once, not per
+        kernels that take prepared weights (sparse_direct, CPO) pack them once, not per
         call. Default False: the weights as jit arguments, as `jax.jit(model.apply)` runs.
 
     Returns:
