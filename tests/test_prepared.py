@@ -102,21 +102,6 @@ def test_closed_over_weights_are_prepared_and_change_nothing(
     np.testing.assert_array_equal(np.asarray(conv(x, w)), np.asarray(y))  # eager, prepared
 
 
-@pytest.mark.parametrize("width", [512, 513])
-def test_cpo_reads_prepared_weights_only_where_its_indices_reach_them(
-    rng: np.random.Generator, width: int
-) -> None:
-    # CPO reads prepared weights in place when an index, column * 128 channels + channel, fits
-    # 16 bits: up to 512 columns. At 513 it packs the weights itself, as if never prepared.
-    config = ((1, 3, width, 128), (3, 3, 128, 16), (1, 1), "SAME", (1, 1), 1, NATIVE_DN)
-    x, w, conv = _case(rng, "cpo", config)
-    closed = compiled(lambda x: conv(x, w), x)
-    assert prepared_calls(closed) == 1
-    y = closed(x)
-    assert_close(y, _oracle(x, w, config), f"cpo prepared, {width} columns")
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(compiled(conv, x, w)(x, w)))
-
-
 def _case(rng: np.random.Generator, algorithm: str, config: tuple) -> tuple[Any, ...]:
     """x, w and the convolution of `config` with `algorithm`."""
     return (*_inputs(rng, config), _conv(algorithm, config))

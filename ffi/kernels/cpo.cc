@@ -9,8 +9,9 @@
 // whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
 // pixel of the band gathers from them, its accumulators held in registers. Prepared weights
 // (PreparedWeights, the layout of kernels/tile_driver.h) hold every channel of an output block
-// in that layout, packed once: a piece then reads a channel block's rows where they are, and
-// the compressed activation's indices step over the whole group's channels per column.
+// in that layout, packed and checked once: a piece then copies a channel block's rows, one
+// contiguous run per tap. Not read in place: the copy streams them into L2 before the gather,
+// whose reads in the order of the non-zeros would miss (measured in docs/design.md).
 //
 // Refinements of the paper's CPO, each measured (docs/design.md): channel blocks sized from the
 // activation's density, so a block holds a few non-zeros per pixel at any sparsity; per-block
@@ -39,12 +40,18 @@ constexpr int64_t kMaxBandPixels = 1024;
 
 std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
-// True if indices that step over a group's channels per column fit 16 bits, so that prepared
-// weights can be read in place.
-bool PreparedFit(const ConvGeometry& g) { return g.w * g.ci <= (int64_t{1} << 16); }
+// Copies the rows of channels [c_first, c_first + count) of an output block's prepared weights
+// (`[kh][kw][ci][o_pad]`, at `block`) into dst as PackWeightRows packs them.
+void CopyPreparedRows(const ConvGeometry& g, const float* block, int64_t c_first, int64_t count,
+                      int64_t rows_per_tap, int64_t o_pad, float* dst) {
+  for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
+    std::memcpy(dst + tap * rows_per_tap * o_pad, block + (tap * g.ci + c_first) * o_pad,
+                static_cast<size_t>(count * o_pad) * sizeof(float));
+  }
+}
 
 // Runs with HWIO weights w, packed per piece, or with weights prepared by Prepare for the
-// blocks of `kernels` (w nullptr; PreparedFit(g)).
+// blocks of `kernels` (w nullptr).
 std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const float* x,
                     const float* w, const float* prepared, float* y, Parallel& parallel) {
   if (g.n == 0 || g.oh == 0 || g.ow == 0 || g.o == 0) return {};
@@ -57,8 +64,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   {
     BuildProfileScope profile;
     const int64_t block_size = CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w);
-    err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, prepared != nullptr ? g.ci : 0,
-                   parallel, &act);
+    err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, parallel, &act);
   }
   if (!err.empty()) return err;
 
@@ -78,7 +84,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   // Per worker: one block's packed weights and, for a block narrower than its vectors, an
   // output tile that the kernel accumulates into before the valid channels are copied out.
   const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
-  const int64_t weight_floats = prepared != nullptr ? 0 : g.kh * g.kw * act.block_size * max_o;
+  const int64_t weight_floats = g.kh * g.kw * act.block_size * max_o;
   const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(), [](const OutputBlock& b) {
     return b.length % kVectorLanes != 0;
   });
@@ -116,7 +122,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     job.w = g.w;
     job.slot_capacity = act.SlotCapacity();
     job.blocks = act.Blocks();
-    job.column_stride = act.column_stride;
+    job.block_size = act.block_size;
+    job.weights = packed.data() + worker * weight_floats;
     SetJobWindow(g, &job);
     job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
@@ -133,7 +140,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       const int64_t count = std::min(act.block_size, g.ci - c_first);
       if (prepared != nullptr) {  // finite, or Prepare would have refused them
         if (!live[job.block]) continue;
-        job.weights = prepared + PreparedTileOffset(g, grp, ob) + c_first * o_pad;
+        CopyPreparedRows(g, prepared + PreparedTileOffset(g, grp, ob), c_first, count,
+                         act.block_size, o_pad, packed.data() + worker * weight_floats);
         if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
         job.accumulate = true;
         continue;
@@ -151,7 +159,6 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
         }
         continue;
       }
-      job.weights = packed.data() + worker * weight_floats;
       if (PackWeightRows(g, w, c_first, count, act.block_size, o_first, ob.length, o_pad,
                          /*live=*/nullptr, packed.data() + worker * weight_floats)) {
         nonfinite.store(true, std::memory_order_relaxed);
@@ -185,23 +192,14 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 int64_t PreparedLayout() { return PreparedTilesLayout(ActiveSparseKernels().cpo_max_o_vecs); }
 
 bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
-  return PrepareTiles(
-      g, w, SplitOutputChannels(g.OutPerGroup(), ActiveSparseKernels().cpo_max_o_vecs), dst);
+  return PrepareTiles(g, w, ActiveSparseKernels().cpo_max_o_vecs, dst);
 }
 
-// Inputs too wide for PreparedFit run as if the weights were never prepared.
 std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
                         int64_t layout, float* y, Parallel& parallel) {
   const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
-  if (layout != PreparedTilesLayout(kernels.cpo_max_o_vecs) || !PreparedFit(g)) {
-    return kStalePreparedWeights;
-  }
-  const int64_t expected = PreparedTilesFloats(g);
-  if (count != expected) {
-    return "prepared weights of " + std::to_string(count) + " floats, the convolution needs " +
-           std::to_string(expected);
-  }
-  return RunWith(g, kernels, x, nullptr, prepared, y, parallel);
+  const std::string err = CheckPreparedTiles(g, count, layout, kernels.cpo_max_o_vecs);
+  return err.empty() ? RunWith(g, kernels, x, nullptr, prepared, y, parallel) : err;
 }
 
 const PreparedWeights kPrepared = {PreparedTilesFloats, PreparedLayout, Prepare, RunPrepared};
@@ -211,7 +209,7 @@ uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_
   SerialParallel serial;
   CpoActivation act;
   const int64_t block_size = CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w);
-  *err = BuildCpo(x, n, h, w, c, groups, block_size, /*column_stride=*/0, serial, &act);
+  *err = BuildCpo(x, n, h, w, c, groups, block_size, serial, &act);
   return err->empty() ? act.FootprintBytes() : 0;
 }
 

@@ -197,20 +197,14 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 int64_t PreparedLayout() { return PreparedTilesLayout(ActiveSparseKernels().direct_max_o_vecs); }
 
 bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
-  return PrepareTiles(
-      g, w, SplitOutputChannels(g.OutPerGroup(), ActiveSparseKernels().direct_max_o_vecs), dst);
+  return PrepareTiles(g, w, ActiveSparseKernels().direct_max_o_vecs, dst);
 }
 
 std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
                         int64_t layout, float* y, Parallel& parallel) {
   const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
-  if (layout != PreparedTilesLayout(kernels.direct_max_o_vecs)) return kStalePreparedWeights;
-  const int64_t expected = PreparedTilesFloats(g);
-  if (count != expected) {
-    return "prepared weights of " + std::to_string(count) + " floats, the convolution needs " +
-           std::to_string(expected);
-  }
-  return RunWith(g, kernels, x, nullptr, prepared, y, parallel);
+  const std::string err = CheckPreparedTiles(g, count, layout, kernels.direct_max_o_vecs);
+  return err.empty() ? RunWith(g, kernels, x, nullptr, prepared, y, parallel) : err;
 }
 
 const PreparedWeights kPrepared = {PreparedTilesFloats, PreparedLayout, Prepare, RunPrepared};

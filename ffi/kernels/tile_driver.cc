@@ -1,6 +1,8 @@
-// The packing of weight rows for the register-blocked sparse kernels (tile_driver.h).
+// The packing of weight rows and the prepared layout of the register-blocked sparse kernels
+// (tile_driver.h).
 #include "kernels/tile_driver.h"
 
+#include "kernels/kernel.h"
 #include "runtime/finite.h"
 
 namespace jaxcps {
@@ -63,8 +65,8 @@ int64_t PreparedTileOffset(const ConvGeometry& g, int64_t grp, const OutputBlock
   return g.kh * g.kw * g.ci * (grp * RoundUpToVector(g.OutPerGroup()) + block.offset);
 }
 
-bool PrepareTiles(const ConvGeometry& g, const float* w, const std::vector<OutputBlock>& blocks,
-                  float* dst) {
+bool PrepareTiles(const ConvGeometry& g, const float* w, int64_t max_o_vecs, float* dst) {
+  const std::vector<OutputBlock> blocks = SplitOutputChannels(g.OutPerGroup(), max_o_vecs);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     for (const OutputBlock& block : blocks) {
       if (PackTile(g, w, grp, block, nullptr, dst + PreparedTileOffset(g, grp, block))) {
@@ -73,6 +75,15 @@ bool PrepareTiles(const ConvGeometry& g, const float* w, const std::vector<Outpu
     }
   }
   return true;
+}
+
+std::string CheckPreparedTiles(const ConvGeometry& g, int64_t count, int64_t layout,
+                               int64_t max_o_vecs) {
+  if (layout != PreparedTilesLayout(max_o_vecs)) return kStalePreparedWeights;
+  const int64_t expected = PreparedTilesFloats(g);
+  if (count == expected) return {};
+  return "prepared weights of " + std::to_string(count) + " floats, the convolution needs " +
+         std::to_string(expected);
 }
 
 }  // namespace jaxcps

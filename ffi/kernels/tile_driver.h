@@ -1,12 +1,14 @@
 // What the drivers of the register-blocked sparse kernels (kernels/cpo.cc,
 // kernels/sparse_direct.cc) share: the split of output channels into register tiles, the
-// packing of a tile's weight rows, and the window their jobs (sparse/tile_kernels.h) carry.
+// packing of a tile's weight rows, the layout of weights prepared once, and the window their
+// jobs (sparse/tile_kernels.h) carry.
 // Included by driver files only, never by the per-ISA tile kernels.
 #ifndef JAXCPS_KERNELS_TILE_DRIVER_H_
 #define JAXCPS_KERNELS_TILE_DRIVER_H_
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "geometry.h"
@@ -50,16 +52,21 @@ inline bool ChannelLive(const uint64_t* live, int64_t c) {
                             const OutputBlock& block, const uint64_t* live, float* dst);
 
 // Weights prepared whole (Kernel::prepared) by CPO and sparse_direct: every output block of
-// every group packed by PackTile, block after block and group after group with no gaps. The
-// blocks' widths (the kernel's split of output channels) are part of the layout's tag.
-// PreparedTilesFloats is their size, PreparedTileOffset where block `block` of group grp
-// starts, and PrepareTiles packs them all (false if a weight is NaN or infinite).
+// every group (SplitOutputChannels with the kernel's max_o_vecs) packed by PackTile, block
+// after block and group after group with no gaps. The blocks' width is part of the layout's
+// tag (PreparedTilesLayout, with the layout's version). PreparedTilesFloats is their size,
+// PreparedTileOffset where block `block` of group grp starts, and PrepareTiles packs them all
+// (false if a weight is NaN or infinite).
 int64_t PreparedTilesFloats(const ConvGeometry& g);
-// The tag of the layout of blocks of at most max_o_vecs vectors, with the layout's version.
 int64_t PreparedTilesLayout(int64_t max_o_vecs);
 int64_t PreparedTileOffset(const ConvGeometry& g, int64_t grp, const OutputBlock& block);
-[[nodiscard]] bool PrepareTiles(const ConvGeometry& g, const float* w,
-                                const std::vector<OutputBlock>& blocks, float* dst);
+[[nodiscard]] bool PrepareTiles(const ConvGeometry& g, const float* w, int64_t max_o_vecs,
+                                float* dst);
+// What PreparedWeights::run of such a kernel answers before it runs: kStalePreparedWeights
+// for another layout than PreparedTilesLayout(max_o_vecs), an error for another size than
+// PreparedTilesFloats(g), else "".
+std::string CheckPreparedTiles(const ConvGeometry& g, int64_t count, int64_t layout,
+                               int64_t max_o_vecs);
 
 // Copies the convolution window into a CpoJob or DirectJob.
 template <typename Job>

@@ -109,18 +109,12 @@ uint64_t CpsActivation::FootprintBytes() const {
 }
 
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
-                     int64_t block_size, int64_t column_stride, Parallel& parallel,
-                     CpoActivation* out) {
+                     int64_t block_size, Parallel& parallel, CpoActivation* out) {
   std::string err = CheckSparseShape(w, c);
   if (!err.empty()) return err;
   groups = std::max<int64_t>(1, groups);
   out->n = n, out->h = h, out->w = w, out->c = c, out->groups = groups;
   out->block_size = std::max<int64_t>(1, block_size);
-  out->column_stride = std::max(out->block_size, column_stride);
-  if (w * out->column_stride > (int64_t{1} << 16)) {
-    return "internal error: CPO indices of " + std::to_string(w) + " columns of " +
-           std::to_string(out->column_stride) + " do not fit 16 bits";
-  }
   out->blocks_per_group = (c / groups + out->block_size - 1) / out->block_size;
   const int64_t blocks = out->Blocks();
   const uint64_t slots = static_cast<uint64_t>(n * h);
@@ -133,8 +127,7 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   const CpoRowBuilder build_row = ActiveSparseKernels().build_cpo_row;
   ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
     const int64_t base = s * w * c;
-    build_row(x + base, w, c, c / groups, out->block_size, out->column_stride,
-              out->blocks_per_group, groups,
+    build_row(x + base, w, c, c / groups, out->block_size, out->blocks_per_group, groups,
               out->values.data() + base, out->index.data() + base,
               out->ptr.data() + s * blocks * (w + 1));
   });

@@ -7,9 +7,7 @@
 //
 // CPO, channel-block-major: a slot lists, channel block by channel block and within a block
 //   pixel by pixel (column q), the non-zeros of that pixel's channels in the block: values[k]
-//   and index[k] = q * column_stride + (channel - first channel of the block), where
-//   column_stride is block_size, or the group's channel count for weights prepared whole
-//   (kernels/cpo.cc). Blocks never
+//   and index[k] = q * block_size + (channel - first channel of the block). Blocks never
 //   straddle a feature group. ptr[(slot*blocks + b)*(W+1) + q] is the offset (in the slot) of
 //   block b's first non-zero at pixel q, so the non-zeros of consecutive pixels are one range,
 //   and an all-zero block, pixel or row is an empty one: skipped without touching its weights.
@@ -46,9 +44,8 @@ struct CpoActivation {
   int64_t groups = 1;
   int64_t block_size = 1;        // channels per block (the last block of a group may have fewer)
   int64_t blocks_per_group = 0;  // ceil((c / groups) / block_size)
-  int64_t column_stride = 1;     // >= block_size, see index
   Workspace<float> values;
-  Workspace<uint16_t> index;  // q * column_stride + channel within the block (< 65536)
+  Workspace<uint16_t> index;  // q * block_size + channel within the block (< 65536)
   Workspace<uint32_t> ptr;    // per slot and block: w + 1 offsets into the slot
 
   int64_t Blocks() const { return groups * blocks_per_group; }
@@ -94,11 +91,9 @@ int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width);
 double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
 
 // Build the compressed forms (or the masks) of x (NHWC, shape n,h,w,c). Return an error
-// message or "". BuildCpo's column_stride (block_size when 0) must be at least block_size,
-// with w * column_stride <= 65536.
+// message or "".
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
-                     int64_t block_size, int64_t column_stride, Parallel& parallel,
-                     CpoActivation* out);
+                     int64_t block_size, Parallel& parallel, CpoActivation* out);
 std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                        Parallel& parallel, ChannelMasks* out);
 std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, Parallel& parallel,

@@ -135,7 +135,7 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
   constexpr int V = NV * kRegsPerVector;
   constexpr int64_t kO = V * kLanes;
   const int64_t ptr_row = job.blocks * (job.w + 1);
-  const int64_t kh_floats = job.kw_count * job.column_stride * kO;
+  const int64_t kh_floats = job.kw_count * job.block_size * kO;
   const int64_t tap_count = RowTaps(job, oh, kPair ? 1 : 0, taps);
   for (int64_t ow = 0; ow < job.ow; ++ow) {
     Vec acc_a[V], acc_b[V];
@@ -155,8 +155,8 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
       const uint16_t* index = job.index + slot * job.slot_capacity;
       const float* w_a = job.weights + tap.kh_a * kh_floats;
       const float* w_b = job.weights + tap.kh_b * kh_floats;
-      // Entries of column q have index q*column_stride + c, and tap kw's weight rows start at
-      // kw*column_stride: entries of column q through tap kw shift by (q - kw) columns.
+      // Entries of column q have index q*block_size + c, and tap kw's weight rows start at
+      // kw*block_size: entries of column q through tap kw shift by (q - kw) columns.
       auto gather = [&](uint32_t begin, uint32_t end, int64_t shift) {
         if (kPair && tap.kh_a >= 0 && tap.kh_b >= 0) {
           GatherRange2<V>(acc_a, acc_b, values, index, begin, end, w_a, w_b, shift);
@@ -169,12 +169,12 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
       if (job.dw == 1) {  // the kernel's columns are consecutive pixels: one range
         const int64_t lo = q0 < 0 ? 0 : q0;
         const int64_t hi = q0 + job.kw_count < job.w ? q0 + job.kw_count : job.w;
-        if (lo < hi) gather(p[lo], p[hi], q0 * job.column_stride);
+        if (lo < hi) gather(p[lo], p[hi], q0 * job.block_size);
         continue;
       }
       for (int64_t kw = 0; kw < job.kw_count; ++kw) {
         const int64_t iw = q0 + kw * job.dw;
-        if (iw >= 0 && iw < job.w) gather(p[iw], p[iw + 1], (iw - kw) * job.column_stride);
+        if (iw >= 0 && iw < job.w) gather(p[iw], p[iw + 1], (iw - kw) * job.block_size);
       }
     }
 #pragma GCC unroll 16
@@ -640,8 +640,8 @@ bool DirectBand(const DirectJob& job) {
 // value is stored and the cursor advances only past non-zeros, so a zero is overwritten by the
 // next non-zero. The cursor never passes the element being read, so writes stay in the slot.
 void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
-                 int64_t block_size, int64_t column_stride, int64_t blocks_per_group,
-                 int64_t groups, float* values, uint16_t* index, uint32_t* ptr) {
+                 int64_t block_size, int64_t blocks_per_group, int64_t groups, float* values,
+                 uint16_t* index, uint32_t* ptr) {
   uint32_t k = 0;
   for (int64_t grp = 0; grp < groups; ++grp) {
     for (int64_t b = 0; b < blocks_per_group; ++b, ptr += w + 1) {
@@ -651,7 +651,7 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
       const float* px = row + grp * channels_per_group + first;
       for (int64_t q = 0; q < w; ++q, px += c) {
         ptr[q] = k;
-        const uint32_t base = static_cast<uint32_t>(q * column_stride);
+        const uint32_t base = static_cast<uint32_t>(q * block_size);
         int64_t ch = 0;
 #if JAXCPS_TILE_AVX512
         // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their
