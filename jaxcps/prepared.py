@@ -1,8 +1,9 @@
 """Weights packed once, in a kernel's own layout, when they are known as the call is traced.
 
-sparse_direct packs each output tile's weights into a contiguous layout on every call; on
-few-pixel layers (7x7 and 14x14 maps at batch 1) that copy is a large share of the call. The
-dense engines pack a model's constant weights once, when a session is made. The same holds
+sparse_direct and CPO pack each output tile's weights into a contiguous layout on every call;
+on few-pixel layers (7x7 and 14x14 maps at batch 1) that copy is a large share of the call,
+and in a whole network, whose weights are not in the caches, a larger one. The dense engines
+pack a model's constant weights once, when a session is made. The same holds
 here for weights that are concrete when the convolution is traced: closed over by a jitted
 function (`jax.jit(functools.partial(model.apply, params))`), or passed to an eager call.
 jax arrays are immutable, so such weights are packed once, by the kernel's own C++ code
