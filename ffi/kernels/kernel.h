@@ -37,13 +37,12 @@ struct PreparedWeights {
   bool (*prepare)(const ConvGeometry& g, const float* w, float* dst);
   // Kernel::run with `count` floats of weights prepared (by `prepare`, from finite weights) in
   // layout `layout`. Returns kStalePreparedWeights, having written nothing, if that is not the
-  // active instruction set's layout or the kernel cannot use them on this input; the caller
-  // then runs the kernel on the weights themselves.
+  // active instruction set's layout; the caller then runs the kernel on the weights themselves.
   std::string (*run)(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
                      int64_t layout, float* y, Parallel& parallel);
 };
 
-// What PreparedWeights::run returns for weights prepared in another layout (or unusable).
+// What PreparedWeights::run returns for weights prepared in another layout.
 inline constexpr char kStalePreparedWeights[] = "the weights were prepared in another layout";
 
 struct Kernel {
