@@ -18,6 +18,7 @@ from flax import nnx
 from jax import lax
 
 import jaxcps
+from jaxcps._targets import PREPARED_TARGET
 from jaxcps.algorithms import choose_auto
 from jaxcps.flax import linen as jlinen
 from jaxcps.flax import nnx as jnnx
@@ -32,12 +33,16 @@ def key(seed):
 
 
 def ffi_targets(fn, *args) -> list[str]:
-    """The jaxcps FFI targets called when `fn(*args)` is traced, with multiplicity."""
+    """The jaxcps FFI targets called when `fn(*args)` is traced, with multiplicity. A call with
+    prepared weights (NNX modules hold concrete ones) is named by the kernel's own target."""
 
     def walk(jaxpr, found):
         for eqn in jaxpr.eqns:
-            if str(eqn.params.get("target_name", "")).startswith("jaxcps_"):
-                found.append(eqn.params["target_name"])
+            target = str(eqn.params.get("target_name", ""))
+            if target == PREPARED_TARGET:
+                target = f"jaxcps_{dict(eqn.params['attributes'])['algorithm']}_f32"
+            if target.startswith("jaxcps_"):
+                found.append(target)
             for param in eqn.params.values():
                 for item in param if isinstance(param, (list, tuple)) else [param]:
                     inner = getattr(item, "jaxpr", item)
