@@ -10,8 +10,7 @@
 // pixel of the band gathers from them, its accumulators held in registers. Prepared weights
 // (PreparedWeights, the layout of kernels/tile_driver.h) hold every channel of an output block
 // in that layout, packed and checked once: a piece then copies a channel block's rows, one
-// contiguous run per tap. Not read in place: the copy streams them into L2 before the gather,
-// whose reads in the order of the non-zeros would miss (measured in docs/design.md).
+// contiguous run per tap (read in place, they were 5-15% slower: docs/design.md).
 //
 // Refinements of the paper's CPO, each measured (docs/design.md): channel blocks sized from the
 // activation's density, so a block holds a few non-zeros per pixel at any sparsity; per-block
