@@ -137,18 +137,11 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       job.block = grp * act.blocks_per_group + b;
       const int64_t c_first = b * act.block_size;
       const int64_t count = std::min(act.block_size, g.ci - c_first);
-      if (prepared != nullptr) {  // finite, or Prepare would have refused them
-        if (!live[job.block]) continue;
-        CopyPreparedRows(g, prepared + PreparedTileOffset(g, grp, ob), c_first, count,
-                         act.block_size, o_pad, packed.data() + worker * weight_floats);
-        if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
-        job.accumulate = true;
-        continue;
-      }
       // A live block's weights are checked as they are packed, a dead block's by band 0 alone
-      // (which always has rows): every weight is checked.
+      // (which always has rows): every weight is checked. Prepared weights are finite, or
+      // Prepare would have refused them.
       if (!live[job.block]) {
-        if (band == 0) {
+        if (prepared == nullptr && band == 0) {
           for (int64_t tap = 0; tap < g.kh * g.kw; ++tap) {
             if (RowsNonFinite(w + (tap * g.ci + c_first) * g.o + o_first, count, g.o, ob.length)) {
               nonfinite.store(true, std::memory_order_relaxed);
@@ -158,8 +151,11 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
         }
         continue;
       }
-      if (PackWeightRows(g, w, c_first, count, act.block_size, o_first, ob.length, o_pad,
-                         /*live=*/nullptr, packed.data() + worker * weight_floats)) {
+      if (prepared != nullptr) {
+        CopyPreparedRows(g, prepared + PreparedTileOffset(g, grp, ob), c_first, count,
+                         act.block_size, o_pad, packed.data() + worker * weight_floats);
+      } else if (PackWeightRows(g, w, c_first, count, act.block_size, o_first, ob.length, o_pad,
+                                /*live=*/nullptr, packed.data() + worker * weight_floats)) {
         nonfinite.store(true, std::memory_order_relaxed);
         return;
       }
@@ -188,20 +184,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return RunWith(g, ActiveSparseKernels(), x, w, nullptr, y, parallel);
 }
 
-int64_t PreparedLayout() { return PreparedTilesLayout(ActiveSparseKernels().cpo_max_o_vecs); }
-
-bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
-  return PrepareTiles(g, w, ActiveSparseKernels().cpo_max_o_vecs, dst);
-}
-
-std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
-                        int64_t layout, float* y, Parallel& parallel) {
-  const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
-  const std::string err = CheckPreparedTiles(g, count, layout, kernels.cpo_max_o_vecs);
-  return err.empty() ? RunWith(g, kernels, x, nullptr, prepared, y, parallel) : err;
-}
-
-const PreparedWeights kPrepared = {PreparedTilesFloats, PreparedLayout, Prepare, RunPrepared};
+using Prepared = PreparedTiles<&SparseKernelSet::cpo_max_o_vecs, RunWith>;
 
 uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                          std::string* err) {
@@ -233,6 +216,6 @@ extern const Kernel kCpo = {"cpo",
                             Run,
                             Sizes,
                             CompressedBytes,
-                            &kPrepared};
+                            &Prepared::kWeights};
 
 }  // namespace jaxcps

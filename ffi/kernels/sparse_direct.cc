@@ -194,20 +194,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
   return RunWith(g, ActiveSparseKernels(), x, w, nullptr, y, parallel);
 }
 
-int64_t PreparedLayout() { return PreparedTilesLayout(ActiveSparseKernels().direct_max_o_vecs); }
-
-bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
-  return PrepareTiles(g, w, ActiveSparseKernels().direct_max_o_vecs, dst);
-}
-
-std::string RunPrepared(const ConvGeometry& g, const float* x, const float* prepared, int64_t count,
-                        int64_t layout, float* y, Parallel& parallel) {
-  const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
-  const std::string err = CheckPreparedTiles(g, count, layout, kernels.direct_max_o_vecs);
-  return err.empty() ? RunWith(g, kernels, x, nullptr, prepared, y, parallel) : err;
-}
-
-const PreparedWeights kPrepared = {PreparedTilesFloats, PreparedLayout, Prepare, RunPrepared};
+using Prepared = PreparedTiles<&SparseKernelSet::direct_max_o_vecs, RunWith>;
 
 KernelSizes Sizes() {
   const SparseKernelSet& kernels = ActiveSparseKernels();
@@ -231,6 +218,6 @@ extern const Kernel kSparseDirect = {
     Run,
     Sizes,
     /*compressed_bytes=*/nullptr,
-    &kPrepared};
+    &Prepared::kWeights};
 
 }  // namespace jaxcps

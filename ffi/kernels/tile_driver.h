@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "geometry.h"
+#include "kernels/kernel.h"
+#include "runtime/isa.h"
+#include "runtime/parallel.h"
 #include "sparse/tile_kernels.h"
 
 namespace jaxcps {
@@ -67,6 +70,29 @@ int64_t PreparedTileOffset(const ConvGeometry& g, int64_t grp, const OutputBlock
 // PreparedTilesFloats(g), else "".
 std::string CheckPreparedTiles(const ConvGeometry& g, int64_t count, int64_t layout,
                                int64_t max_o_vecs);
+
+// A kernel's run on HWIO weights w (prepared nullptr) or on prepared ones (w nullptr), with the
+// tile kernels `kernels`.
+using TileKernelRun = std::string (*)(const ConvGeometry& g, const SparseKernelSet& kernels,
+                                      const float* x, const float* w, const float* prepared,
+                                      float* y, Parallel& parallel);
+
+// The PreparedWeights of a kernel whose output blocks have ActiveSparseKernels().*kMaxOVecs
+// vectors and that runs as kRun.
+template <int64_t SparseKernelSet::* kMaxOVecs, TileKernelRun kRun>
+struct PreparedTiles {
+  static int64_t Layout() { return PreparedTilesLayout(ActiveSparseKernels().*kMaxOVecs); }
+  static bool Prepare(const ConvGeometry& g, const float* w, float* dst) {
+    return PrepareTiles(g, w, ActiveSparseKernels().*kMaxOVecs, dst);
+  }
+  static std::string Run(const ConvGeometry& g, const float* x, const float* prepared,
+                         int64_t count, int64_t layout, float* y, Parallel& parallel) {
+    const SparseKernelSet& kernels = ActiveSparseKernels();  // one snapshot for check and run
+    const std::string err = CheckPreparedTiles(g, count, layout, kernels.*kMaxOVecs);
+    return err.empty() ? kRun(g, kernels, x, nullptr, prepared, y, parallel) : err;
+  }
+  static constexpr PreparedWeights kWeights = {PreparedTilesFloats, Layout, Prepare, Run};
+};
 
 // Copies the convolution window into a CpoJob or DirectJob.
 template <typename Job>
