@@ -31,7 +31,7 @@ def _row_patterns(width: int, channels: int, rng: np.random.Generator) -> dict[s
 
 
 @pytest.mark.parametrize("width", [1, 15, 17, 63, 64, 65, 128, 129, 200])
-@pytest.mark.parametrize("channels", [3, 16, 17, 65])
+@pytest.mark.parametrize("channels", [3, 12, 16, 17, 65, 300])
 def test_builders_agree_across_isas(
     width: int, channels: int, rng: np.random.Generator, restore_isa: None
 ) -> None:

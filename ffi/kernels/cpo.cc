@@ -83,7 +83,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   // Per worker: one block's packed weights and, for a block narrower than its vectors, an
   // output tile that the kernel accumulates into before the valid channels are copied out.
   const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
-  const int64_t weight_floats = g.kh * g.kw * act.block_size * max_o;
+  const int64_t weight_floats = g.kh * g.kw * act.tap_rows * max_o;
   const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(), [](const OutputBlock& b) {
     return b.length % kVectorLanes != 0;
   });
@@ -121,7 +121,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     job.w = g.w;
     job.slot_capacity = act.SlotCapacity();
     job.blocks = act.Blocks();
-    job.block_size = act.block_size;
+    job.tap_rows = act.tap_rows;
     job.weights = packed.data() + worker * weight_floats;
     SetJobWindow(g, &job);
     job.row_begin = band * band_rows;
@@ -153,8 +153,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       }
       if (prepared != nullptr) {
         CopyPreparedRows(g, prepared + PreparedTileOffset(g, grp, ob), c_first, count,
-                         act.block_size, o_pad, packed.data() + worker * weight_floats);
-      } else if (PackWeightRows(g, w, c_first, count, act.block_size, o_first, ob.length, o_pad,
+                         act.tap_rows, o_pad, packed.data() + worker * weight_floats);
+      } else if (PackWeightRows(g, w, c_first, count, act.tap_rows, o_first, ob.length, o_pad,
                                 /*live=*/nullptr, packed.data() + worker * weight_floats)) {
         nonfinite.store(true, std::memory_order_relaxed);
         return;

@@ -5,11 +5,12 @@
 // ("slots" = image n, row r). Each slot has a fixed capacity of W*C entries so slots build
 // independently; footprints count only what is used.
 //
-// CPO, channel-block-major: a slot lists, channel block by channel block and within a block
-//   pixel by pixel (column q), the non-zeros of that pixel's channels in the block: values[k]
-//   and index[k] = q * block_size + (channel - first channel of the block). Blocks never
-//   straddle a feature group. ptr[(slot*blocks + b)*(W+1) + q] is the offset (in the slot) of
-//   block b's first non-zero at pixel q, so the non-zeros of consecutive pixels are one range,
+// CPO, channel-block-major: each channel block has its own region of the slot (W times its
+//   channels, at W times its first channel), which lists pixel by pixel (column q) the
+//   non-zeros of that pixel's channels in the block: values[k] and index[k] =
+//   q * tap_rows + (channel - first channel of the block). Blocks never straddle a feature
+//   group. ptr[(slot*blocks + b)*(W+1) + q] is the offset (in the slot) of block b's first
+//   non-zero at pixel q, so the non-zeros of consecutive pixels are one range,
 //   and an all-zero block, pixel or row is an empty one: skipped without touching its weights.
 //   The index locates the weight row of a non-zero within a block's packed weights, for every
 //   kernel column at once (see CpoJob). Dead channels never appear at all.
@@ -44,8 +45,9 @@ struct CpoActivation {
   int64_t groups = 1;
   int64_t block_size = 1;        // channels per block (the last block of a group may have fewer)
   int64_t blocks_per_group = 0;  // ceil((c / groups) / block_size)
+  int64_t tap_rows = 1;          // index step per column = weight rows per tap (see BuildCpo)
   Workspace<float> values;
-  Workspace<uint16_t> index;  // q * block_size + channel within the block (< 65536)
+  Workspace<uint16_t> index;  // q * tap_rows + channel within the block (< 65536)
   Workspace<uint32_t> ptr;    // per slot and block: w + 1 offsets into the slot
 
   int64_t Blocks() const { return groups * blocks_per_group; }
@@ -83,11 +85,11 @@ std::string CheckSparseShape(int64_t w, int64_t c);
 // Channel block size for CPO: enough channels that a block holds about kCpoTargetNonZeros
 // non-zeros per pixel at the non-zero fraction `density` (so the work per pixel and block
 // outweighs its fixed cost), within [kCpoMinChannelBlock, kCpoMaxChannelBlock], at most the
-// channels of a group, and small enough that every index (column * block + channel) of a
+// channels of a group, and small enough that every index (column * tap rows + channel) of a
 // row of `width` columns fits 16 bits.
 int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width);
-// Fraction of non-zeros in x (n*h*w*c floats), estimated from at most about 64K of them spread
-// evenly over the rows; deterministic.
+// Fraction of non-zeros in x (n*h*w*c floats), estimated from at most 16K of them spread
+// evenly over x; deterministic.
 double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
 
 // Build the compressed forms (or the masks) of x (NHWC, shape n,h,w,c). Return an error

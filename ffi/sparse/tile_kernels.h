@@ -16,9 +16,9 @@ namespace jaxcps {
 // by pixel: the accumulators of an output pixel (o_vecs vectors of 16 output channels) stay in
 // registers while, for each kernel row, the non-zeros of the input pixels under the kernel
 // (one contiguous range of the compressed row) are multiplied with their weight rows. The
-// weights of the block are packed by the driver as [kh][kw][channel in block][o_vecs * 16]
-// (zero-padded), so a non-zero's weight row for output column q0 is
-//   weights + kh * kw_count * block_size * O + (index - q0 * block_size) * O,  O = o_vecs * 16,
+// weights of the block are packed by the driver as [kh][kw][tap_rows][o_vecs * 16] (channels
+// of the block first, zero-padded), so a non-zero's weight row for output column q0 is
+//   weights + kh * kw_count * tap_rows * O + (index - q0 * tap_rows) * O,  O = o_vecs * 16,
 // where q0 is the input column under the kernel's first column: no per-tap bounds checks.
 struct CpoJob {
   // Compressed activation (sparse/format.h) of the whole batch.
@@ -29,7 +29,7 @@ struct CpoJob {
   int64_t slot_capacity;  // w * c: entries between consecutive slots (input rows)
   int64_t blocks;         // channel blocks per slot
   int64_t block;          // this channel block
-  int64_t block_size;
+  int64_t tap_rows;       // index step per column, weight rows per tap
 
   const float* weights;  // packed, see above
   int64_t kh_count, kw_count, sh, sw, dh, dw, pad_top, pad_left;
@@ -130,8 +130,8 @@ constexpr int64_t kMaskChannels = 64;
 // CPO: row = W pixels x C channels, channels_per_group = C / groups; writes values/index and
 // groups * blocks_per_group * (W+1) pointers.
 using CpoRowBuilder = void (*)(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
-                               int64_t block_size, int64_t blocks_per_group, int64_t groups,
-                               float* values, uint16_t* index, uint32_t* ptr);
+                               int64_t block_size, int64_t tap_rows, int64_t blocks_per_group,
+                               int64_t groups, float* values, uint16_t* index, uint32_t* ptr);
 // CPS: writes values/run_start/run_len and C+1 run and value pointers; counts is scratch for
 // 2*C counters.
 using CpsRowBuilder = void (*)(const float* row, int64_t w, int64_t c, float* values,

@@ -135,7 +135,7 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
   constexpr int V = NV * kRegsPerVector;
   constexpr int64_t kO = V * kLanes;
   const int64_t ptr_row = job.blocks * (job.w + 1);
-  const int64_t kh_floats = job.kw_count * job.block_size * kO;
+  const int64_t kh_floats = job.kw_count * job.tap_rows * kO;
   const int64_t tap_count = RowTaps(job, oh, kPair ? 1 : 0, taps);
   for (int64_t ow = 0; ow < job.ow; ++ow) {
     Vec acc_a[V], acc_b[V];
@@ -155,8 +155,8 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
       const uint16_t* index = job.index + slot * job.slot_capacity;
       const float* w_a = job.weights + tap.kh_a * kh_floats;
       const float* w_b = job.weights + tap.kh_b * kh_floats;
-      // Entries of column q have index q*block_size + c, and tap kw's weight rows start at
-      // kw*block_size: entries of column q through tap kw shift by (q - kw) columns.
+      // Entries of column q have index q*tap_rows + c, and tap kw's weight rows start at
+      // kw*tap_rows: entries of column q through tap kw shift by (q - kw) columns.
       auto gather = [&](uint32_t begin, uint32_t end, int64_t shift) {
         if (kPair && tap.kh_a >= 0 && tap.kh_b >= 0) {
           GatherRange2<V>(acc_a, acc_b, values, index, begin, end, w_a, w_b, shift);
@@ -169,12 +169,12 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
       if (job.dw == 1) {  // the kernel's columns are consecutive pixels: one range
         const int64_t lo = q0 < 0 ? 0 : q0;
         const int64_t hi = q0 + job.kw_count < job.w ? q0 + job.kw_count : job.w;
-        if (lo < hi) gather(p[lo], p[hi], q0 * job.block_size);
+        if (lo < hi) gather(p[lo], p[hi], q0 * job.tap_rows);
         continue;
       }
       for (int64_t kw = 0; kw < job.kw_count; ++kw) {
         const int64_t iw = q0 + kw * job.dw;
-        if (iw >= 0 && iw < job.w) gather(p[iw], p[iw + 1], (iw - kw) * job.block_size);
+        if (iw >= 0 && iw < job.w) gather(p[iw], p[iw + 1], (iw - kw) * job.tap_rows);
       }
     }
 #pragma GCC unroll 16
@@ -636,74 +636,102 @@ bool DirectBand(const DirectJob& job) {
 // ---------------------------------------------------------------------------------------------
 // Builders (one pass over a row slot; layouts in sparse/format.h).
 
-// CPO: per channel block, each pixel's non-zeros in channel order. Written branch-free: every
-// value is stored and the cursor advances only past non-zeros, so a zero is overwritten by the
-// next non-zero. The cursor never passes the element being read, so writes stay in the slot.
-void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
-                 int64_t block_size, int64_t blocks_per_group, int64_t groups, float* values,
-                 uint16_t* index, uint32_t* ptr) {
-  uint32_t k = 0;
-  for (int64_t grp = 0; grp < groups; ++grp) {
-    for (int64_t b = 0; b < blocks_per_group; ++b, ptr += w + 1) {
-      const int64_t first = b * block_size;
-      const int64_t count =
-          channels_per_group - first < block_size ? channels_per_group - first : block_size;
-      const float* px = row + grp * channels_per_group + first;
-      for (int64_t q = 0; q < w; ++q, px += c) {
-        ptr[q] = k;
-        const uint32_t base = static_cast<uint32_t>(q * block_size);
-        int64_t ch = 0;
+// CPO: one pixel's channels [0, count) of one block (from px), compressed at values/index + k
+// with indices base + channel. Branch-free: every value is stored and the cursor advances only
+// past non-zeros, so a zero is overwritten by the next non-zero. Returns the new cursor, which
+// never passes the element being read: writes stay within the elements of the block read so far.
+inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base, float* values,
+                                   uint16_t* index, uint32_t k) {
+  int64_t ch = 0;
 #if JAXCPS_TILE_AVX512
-        // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their
-        // indices in registers, then store them with a length mask. (A compressing store to
-        // memory is microcoded and slow on some CPUs.)
-        const __m512i lanes =
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        for (; ch < count; ch += 16) {
-          const int64_t left = count - ch;
-          const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
-          const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
-          const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-          const unsigned found = static_cast<unsigned>(__builtin_popcount(nz));
-          const __mmask16 head = static_cast<__mmask16>((1u << found) - 1);
-          _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
-          const __m512i idx =
-              _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
-          _mm256_mask_storeu_epi16(
-              index + k, head,
-              _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
-          k += found;
-        }
+  // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their indices
+  // in registers, then store them with a length mask. (A compressing store to memory is
+  // microcoded and slow on some CPUs.)
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (; ch < count; ch += 16) {
+    const int64_t left = count - ch;
+    const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
+    const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    const unsigned found = static_cast<unsigned>(__builtin_popcount(nz));
+    const __mmask16 head = static_cast<__mmask16>((1u << found) - 1);
+    _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
+    const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
+    _mm256_mask_storeu_epi16(index + k, head,
+                             _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
+    k += found;
+  }
 #elif JAXCPS_TILE_AVX2
-        // 8 channels at a time: a table turns the non-zero bitmask into the permutation that
-        // moves the non-zeros (NaN counts as non-zero) to the front; all 8 values and indices
-        // are stored and the cursor advances past the non-zeros. The store ends inside the slot:
-        // k counts at most the elements already read, and these 8 are elements of the slot.
-        const __m256 zero = _mm256_setzero_ps();
-        for (; ch + 8 <= count; ch += 8) {
-          const __m256 v = _mm256_loadu_ps(px + ch);
-          const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
-          const __m256i perm = _mm256_cvtepu8_epi32(
-              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kLeftPack8.lanes[nz])));
-          _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, perm));
-          const __m256i idx =
-              _mm256_add_epi32(perm, _mm256_set1_epi32(static_cast<int>(base + ch)));
-          _mm_storeu_si128(
-              reinterpret_cast<__m128i*>(index + k),
-              _mm_packus_epi32(_mm256_castsi256_si128(idx), _mm256_extracti128_si256(idx, 1)));
-          k += static_cast<uint32_t>(__builtin_popcount(static_cast<unsigned>(nz)));
-        }
+  // 8 channels at a time, then 4: a table turns the non-zero bitmask into the permutation that
+  // moves the non-zeros (NaN counts as non-zero) to the front; all values and indices are
+  // stored and the cursor advances past the non-zeros.
+  for (; ch + 8 <= count; ch += 8) {
+    const __m256 v = _mm256_loadu_ps(px + ch);
+    const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    const __m256i perm = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kLeftPack8.lanes[nz])));
+    _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, perm));
+    const __m256i idx = _mm256_add_epi32(perm, _mm256_set1_epi32(static_cast<int>(base + ch)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(index + k),
+                     _mm_packus_epi32(_mm256_castsi256_si128(idx), _mm256_extracti128_si256(idx, 1)));
+    k += static_cast<uint32_t>(__builtin_popcount(static_cast<unsigned>(nz)));
+  }
+  if (ch + 4 <= count) {  // block sizes are multiples of 4: this is usually the whole tail
+    const __m128 v = _mm_loadu_ps(px + ch);
+    const int nz = _mm_movemask_ps(_mm_cmp_ps(v, _mm_setzero_ps(), _CMP_NEQ_UQ));
+    int32_t lanes4;
+    __builtin_memcpy(&lanes4, kLeftPack8.lanes[nz], sizeof(lanes4));
+    const __m128i perm = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(lanes4));
+    _mm_storeu_ps(values + k, _mm_permutevar_ps(v, perm));
+    const __m128i idx = _mm_add_epi32(perm, _mm_set1_epi32(static_cast<int>(base + ch)));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(index + k), _mm_packus_epi32(idx, idx));
+    k += static_cast<uint32_t>(__builtin_popcount(static_cast<unsigned>(nz)));
+    ch += 4;
+  }
 #endif
 #if !JAXCPS_TILE_AVX512
-        for (; ch < count; ++ch) {
-          const float v = px[ch];
-          values[k] = v;
-          index[k] = static_cast<uint16_t>(base + static_cast<uint32_t>(ch));
-          k += v != 0.0f;
-        }
+  for (; ch < count; ++ch) {
+    const float v = px[ch];
+    values[k] = v;
+    index[k] = static_cast<uint16_t>(base + static_cast<uint32_t>(ch));
+    k += v != 0.0f;
+  }
 #endif
+  return k;
+}
+
+// Channels whose blocks BuildCpoRow builds together, pixel by pixel: a pixel's run of them is
+// read at once, and written to at most this many / block size regions.
+constexpr int64_t kCpoBuildChunk = 256;
+
+// CPO: each block's non-zeros, pixel by pixel, in the block's own region of the slot (w times
+// its channels, starting at w times its first channel), so the row is read once, in order.
+// The pointers double as the blocks' cursors: ptr[q + 1] is written as pixel q ends.
+void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                 int64_t block_size, int64_t tap_rows, int64_t blocks_per_group, int64_t groups,
+                 float* values, uint16_t* index, uint32_t* ptr) {
+  const int64_t ptr_stride = w + 1;
+  // A chunk of blocks is built pixel by pixel: its channels are one run of the pixel.
+  const int64_t chunk_blocks = block_size < kCpoBuildChunk ? kCpoBuildChunk / block_size : 1;
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t b0 = 0; b0 < blocks_per_group; b0 += chunk_blocks) {
+      const int64_t b1 = b0 + chunk_blocks < blocks_per_group ? b0 + chunk_blocks : blocks_per_group;
+      uint32_t* chunk_ptr = ptr + (grp * blocks_per_group + b0) * ptr_stride;
+      for (int64_t b = b0; b < b1; ++b) {
+        chunk_ptr[(b - b0) * ptr_stride] =
+            static_cast<uint32_t>(w * (grp * channels_per_group + b * block_size));
       }
-      ptr[w] = k;
+      for (int64_t q = 0; q < w; ++q) {
+        const float* px = row + q * c + grp * channels_per_group;
+        const uint32_t base = static_cast<uint32_t>(q * tap_rows);
+        uint32_t* p = chunk_ptr + q;
+        for (int64_t b = b0; b < b1; ++b, p += ptr_stride) {
+          const int64_t first = b * block_size;
+          const int64_t count =
+              channels_per_group - first < block_size ? channels_per_group - first : block_size;
+          p[1] = CompressPixelBlock(px + first, count, base, values, index, p[0]);
+        }
+      }
     }
   }
 }
