@@ -668,12 +668,11 @@ inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base
   for (; ch + 8 <= count; ch += 8) {
     const __m256 v = _mm256_loadu_ps(px + ch);
     const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    const __m256i perm = _mm256_cvtepu8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kLeftPack8.lanes[nz])));
-    _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, perm));
-    const __m256i idx = _mm256_add_epi32(perm, _mm256_set1_epi32(static_cast<int>(base + ch)));
+    const __m128i lanes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kLeftPack8.lanes[nz]));
+    _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, _mm256_cvtepu8_epi32(lanes)));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(index + k),
-                     _mm_packus_epi32(_mm256_castsi256_si128(idx), _mm256_extracti128_si256(idx, 1)));
+                     _mm_add_epi16(_mm_cvtepu8_epi16(lanes),
+                                   _mm_set1_epi16(static_cast<int16_t>(base + ch))));
     k += static_cast<uint32_t>(__builtin_popcount(static_cast<unsigned>(nz)));
   }
   if (ch + 4 <= count) {  // block sizes are multiples of 4: this is usually the whole tail
