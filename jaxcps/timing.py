@@ -18,12 +18,14 @@ def time_interleaved(
     repeats: int = 7,
     warmup: int = 2,
     on_round: Callable[[int], None] | None = None,
+    after_call: Callable[[str], None] | None = None,
 ) -> dict[str, list[float]]:
     """Times each zero-argument callable `repeats` times, interleaved, in seconds.
 
     Each round calls every contender once, in a rotating order so that none always runs
     first (after another's cache traffic) or last. Results are blocked on, so the time is
-    the computation's, not the dispatch's.
+    the computation's, not the dispatch's. `after_call(name)`, if given, runs after each
+    timed call, outside its timed region.
 
     Returns:
       name -> list of `repeats` wall-clock times in seconds.
@@ -41,6 +43,8 @@ def time_interleaved(
             start = time.perf_counter()
             jax.block_until_ready(contenders[name]())
             times[name].append(time.perf_counter() - start)
+            if after_call is not None:
+                after_call(name)
         if on_round is not None:
             on_round(r)
     return times

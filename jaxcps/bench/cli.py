@@ -20,6 +20,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -224,10 +225,12 @@ def _run_main(
         dense = harness.dense_engines(case, w, engines.names, engines.threads) if engines else {}
         descriptions.update({name: conv.description for name, conv in dense.items()})
         paths = {"xla": harness.xla_conv_path(fns["xla"], x, w)}
-        times = harness.time_case(
+        times, build_times = harness.time_case(
             case, fns, x, w, engines=dense, repeats=args.repeats, warmup=args.warmup, bar=bar
         )
-        builds = {name: harness.build_seconds(fns[name], x, w) for name in report.SPARSE}
+        builds = {
+            name: statistics.median(ts) for name, ts in build_times.items() if name in report.SPARSE
+        }
         outputs = harness.outputs(fns, dense, x, w)
         if eigen is not None:
             times[EIGEN] = eigen["times"][case.id]
@@ -342,7 +345,7 @@ def _run_eigen_worker(args: argparse.Namespace, cases: list[Case]) -> int:
         result["xla_paths"][case.id] = harness.xla_conv_path(fns[EIGEN], x, w)
         result["times"][case.id] = harness.time_case(
             case, fns, x, w, repeats=args.repeats, warmup=args.warmup, bar=bar
-        )[EIGEN]
+        ).times[EIGEN]
         np.save(args.eigen_worker / f"{_file_id(case)}.npy", np.asarray(fns[EIGEN](x, w)))
     bar.close()
     (args.eigen_worker / "eigen.json").write_text(json.dumps(result))

@@ -4,7 +4,8 @@ sparse kernel's time goes into building its compressed form.
 The contenders are XLA and every jaxcps kernel, jitted, and with `--peers` the dense engines of
 `jaxcps.bench.peers`, each called on its own native layout (converted before timing). The
 timed region of a kernel that skips zeros includes building its compressed form (it happens
-inside the kernel); `build_seconds` measures that share inside the C++ builders.
+inside the kernel); `time_case` also measures that share, inside the C++ builders, in the
+same timed calls.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -102,6 +103,15 @@ def dense_engines(
     }
 
 
+class CaseTimes(NamedTuple):
+    """What `time_case` measured, in seconds: every contender's time per round, and for the
+    contenders that build a compressed form (or masks), the build's time within each of those
+    same calls (`_ffi.build_profile`)."""
+
+    times: dict[str, list[float]]
+    builds: dict[str, list[float]]
+
+
 def time_case(
     case: Case,
     fns: dict[str, Callable[..., jax.Array]],
@@ -112,11 +122,13 @@ def time_case(
     repeats: int,
     warmup: int,
     bar: ProgressBar,
-) -> dict[str, list[float]]:
-    """Times the jitted `fns` and the dense `engines` interleaved; name -> seconds per round.
+) -> CaseTimes:
+    """Times the jitted `fns` and the dense `engines` interleaved, and the builds inside them.
 
     Each contender is compiled or run once before the rounds; an engine's input is converted
-    to its layout once, before timing, so only its `run` is timed.
+    to its layout once, before timing, so only its `run` is timed. Build timing stays on
+    through the rounds (a clock read per build) and is read after each call, outside its
+    timed region.
     """
     xd, wd = jnp.asarray(x), jnp.asarray(w)
     contenders: dict[str, Callable[[], object]] = {
@@ -128,12 +140,25 @@ def time_case(
     for call in contenders.values():  # compile outside the timed rounds
         jax.block_until_ready(call())
     bar.advance(warmup, case.id)
-    return time_interleaved(
-        contenders,
-        repeats=repeats,
-        warmup=warmup,
-        on_round=lambda _: bar.advance(1, case.id),
-    )
+    builds: dict[str, list[float]] = {}
+
+    def record_build(name: str) -> None:
+        count, seconds = _ffi.build_profile(True)
+        if count:
+            builds.setdefault(name, []).append(seconds / count)
+
+    _ffi.build_profile(True)
+    try:
+        times = time_interleaved(
+            contenders,
+            repeats=repeats,
+            warmup=warmup,
+            on_round=lambda _: bar.advance(1, case.id),
+            after_call=record_build,
+        )
+    finally:
+        _ffi.build_profile(False)
+    return CaseTimes(times, builds)
 
 
 def outputs(
@@ -145,21 +170,6 @@ def outputs(
     """name -> the NHWC result of every contender, to verify against XLA's."""
     results = {name: np.asarray(fn(x, w)) for name, fn in fns.items()}
     return results | {name: conv(x) for name, conv in engines.items()}
-
-
-def build_seconds(
-    fn: Callable[..., jax.Array], x: np.ndarray, w: np.ndarray, calls: int = 5
-) -> float:
-    """Mean seconds that the kernel in `fn` spends building its compressed form per call,
-    timed inside the kernel on XLA's thread pool (`_ffi.build_profile`)."""
-    xd, wd = jnp.asarray(x), jnp.asarray(w)
-    _ffi.build_profile(True)
-    try:
-        for _ in range(calls):
-            jax.block_until_ready(fn(xd, wd))
-    finally:
-        builds, seconds = _ffi.build_profile(False)
-    return seconds / max(builds, 1)
 
 
 def xla_conv_path(fn: Callable[..., jax.Array], *example: Any) -> str:

@@ -111,8 +111,8 @@ def case_record(
     """Everything measured and derived for one case (without %peak, see `finish_report`).
 
     `xla_paths` says which XLA CPU path ("ynn", "eigen") ran each XLA contender; `uniform`
-    whether zeros were placed uniformly (else clustered); `build_seconds` the mean time each
-    kernel in `SPARSE` spent building its compressed form per call.
+    whether zeros were placed uniformly (else clustered); `build_seconds` the median time each
+    kernel in `SPARSE` spent building its compressed form in its timed calls.
     """
     layer = case.layer
     flops = {"useful": useful_flops(case, x), "dense": dense_flops(case, outputs["xla"].shape)}
