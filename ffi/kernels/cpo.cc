@@ -152,8 +152,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
         continue;
       }
       if (prepared != nullptr) {
-        CopyPreparedRows(g, prepared + PreparedTileOffset(g, grp, ob), c_first, count,
-                         act.tap_rows, o_pad, packed.data() + worker * weight_floats);
+        CopyPreparedRows(g, prepared + PreparedTileOffset(g, grp, ob), c_first, count, act.tap_rows,
+                         o_pad, packed.data() + worker * weight_floats);
       } else if (PackWeightRows(g, w, c_first, count, act.tap_rows, o_first, ob.length, o_pad,
                                 /*live=*/nullptr, packed.data() + worker * weight_floats)) {
         nonfinite.store(true, std::memory_order_relaxed);

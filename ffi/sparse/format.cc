@@ -149,8 +149,7 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
     const int64_t base = s * w * c;
     build_row(x + base, w, c, c / groups, out->block_size, out->tap_rows, out->blocks_per_group,
-              groups,
-              out->values.data() + base, out->index.data() + base,
+              groups, out->values.data() + base, out->index.data() + base,
               out->ptr.data() + s * blocks * (w + 1));
   });
   return {};

@@ -657,8 +657,8 @@ inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base
     const __mmask16 head = static_cast<__mmask16>((1u << found) - 1);
     _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
     const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
-    _mm256_mask_storeu_epi16(index + k, head,
-                             _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
+    _mm256_mask_storeu_epi16(
+        index + k, head, _mm512_maskz_cvtepi32_epi16(head, _mm512_maskz_compress_epi32(nz, idx)));
     k += found;
   }
 #elif JAXCPS_TILE_AVX2
@@ -670,9 +670,9 @@ inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base
     const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
     const __m128i lanes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kLeftPack8.lanes[nz]));
     _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, _mm256_cvtepu8_epi32(lanes)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(index + k),
-                     _mm_add_epi16(_mm_cvtepu8_epi16(lanes),
-                                   _mm_set1_epi16(static_cast<int16_t>(base + ch))));
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(index + k),
+        _mm_add_epi16(_mm_cvtepu8_epi16(lanes), _mm_set1_epi16(static_cast<int16_t>(base + ch))));
     k += static_cast<uint32_t>(__builtin_popcount(static_cast<unsigned>(nz)));
   }
   if (ch + 4 <= count) {  // block sizes are multiples of 4: this is usually the whole tail
@@ -714,7 +714,8 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
   const int64_t chunk_blocks = block_size < kCpoBuildChunk ? kCpoBuildChunk / block_size : 1;
   for (int64_t grp = 0; grp < groups; ++grp) {
     for (int64_t b0 = 0; b0 < blocks_per_group; b0 += chunk_blocks) {
-      const int64_t b1 = b0 + chunk_blocks < blocks_per_group ? b0 + chunk_blocks : blocks_per_group;
+      const int64_t b1 =
+          b0 + chunk_blocks < blocks_per_group ? b0 + chunk_blocks : blocks_per_group;
       uint32_t* chunk_ptr = ptr + (grp * blocks_per_group + b0) * ptr_stride;
       for (int64_t b = b0; b < b1; ++b) {
         chunk_ptr[(b - b0) * ptr_stride] =
