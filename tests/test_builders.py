@@ -1,9 +1,9 @@
 """The builders of every instruction set agree with each other and with lax.
 
 The AVX-512 CPS builder reads runs off 64-column bitmasks, the CPO builder compresses 16
-channels at a time and the sparse-direct masks cover 64 channels, 16 at a time, so widths and
-channel counts around those sizes, and runs that cross a 64-column word, are where a per-ISA
-builder could go wrong.
+channels at a time (AVX2: 8, then 4) in chunks of up to 256 channels, and the sparse-direct
+masks cover 64 channels, 16 at a time, so widths and channel counts around those sizes, and
+runs that cross a 64-column word, are where a per-ISA builder could go wrong.
 """
 
 from __future__ import annotations
