@@ -64,8 +64,8 @@ int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width) 
   int64_t block = std::clamp<int64_t>(static_cast<int64_t>(std::lround(wanted / 4.0)) * 4,
                                       kCpoMinChannelBlock, kCpoMaxChannelBlock);
   // A last block of less than half the others costs a pass over every pixel for few
-  // non-zeros: spread it over the others where that grows them by at most a quarter (e.g. 512
-  // channels at 90% zeros: 8 blocks of 64, not 8 of 60 and one of 32).
+  // non-zeros: spread it over the others where that grows them by at most a quarter (e.g. 128
+  // channels at 90% zeros: 2 blocks of 64, not 2 of 60 and one of 8).
   const int64_t rest = channels_per_group % block;
   if (rest != 0 && rest < block / 2 && channels_per_group > block) {
     const int64_t blocks = channels_per_group / block;
