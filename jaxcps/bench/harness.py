@@ -139,6 +139,8 @@ def time_case(
     bar.advance(0, case.id)
     for call in contenders.values():  # compile outside the timed rounds
         jax.block_until_ready(call())
+    if warmup:  # untimed rounds, run apart so that their builds are not counted below
+        time_interleaved(contenders, repeats=warmup, warmup=0)
     bar.advance(warmup, case.id)
     builds: dict[str, list[float]] = {}
 
@@ -147,12 +149,12 @@ def time_case(
         if count:
             builds.setdefault(name, []).append(seconds / count)
 
-    _ffi.build_profile(True)
+    _ffi.build_profile(True)  # on, and its totals reset, for the timed rounds only
     try:
         times = time_interleaved(
             contenders,
             repeats=repeats,
-            warmup=warmup,
+            warmup=0,
             on_round=lambda _: bar.advance(1, case.id),
             after_call=record_build,
         )
