@@ -61,7 +61,8 @@ bool WithVecs(int64_t vecs, F&& f) {
 // two of the four rows they read), through different kernel rows. Where the registers hold
 // both pixels' accumulators (kPairVecs), the band runs two output rows at a time and walks
 // each shared row's non-zeros once for both pixels: fewer loops (whose exits the branch
-// predictor misses) and fewer index and value loads per multiply-add.
+// predictor misses) and fewer index and value loads per multiply-add. Elsewhere an output row
+// runs one kernel row at a time (GatherRowByKernelRows).
 
 #ifndef JAXCPS_CPO_PAIR_MAX_O_VECS
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 0
@@ -127,24 +128,84 @@ inline int64_t RowTaps(const CpoJob& job, int64_t oh, int pair, RowTap* taps) {
   return count;
 }
 
-// Output pixels (oh, ow) (and (oh + 1, ow) if kPair) for every ow; out_a/out_b point to the
-// first pixel of each output row; taps has room for 2 * kh_count entries.
-template <int NV, bool kPair>
-void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* out_b,
-                RowTap* taps) {
+// The entries of one compressed input row (slot) that output pixel ow gathers through one
+// kernel row's weights w: when DW = 1 the kernel's columns are one range of the row.
+template <int V>
+inline void GatherTapRow(Vec (&acc)[V], const CpoJob& job, const uint32_t* p, const float* values,
+                         const uint16_t* index, const float* w, int64_t ow) {
+  // Entries of column q have index q*tap_rows + c, and tap kw's weight rows start at
+  // kw*tap_rows: entries of column q through tap kw shift by (q - kw) columns.
+  const int64_t q0 = ow * job.sw - job.pad_left;  // input column under kernel column 0
+  if (job.dw == 1) {
+    const int64_t lo = q0 < 0 ? 0 : q0;
+    const int64_t hi = q0 + job.kw_count < job.w ? q0 + job.kw_count : job.w;
+    if (lo < hi) GatherRange<V>(acc, values, index, p[lo], p[hi], w, q0 * job.tap_rows);
+    return;
+  }
+  for (int64_t kw = 0; kw < job.kw_count; ++kw) {
+    const int64_t iw = q0 + kw * job.dw;
+    if (iw >= 0 && iw < job.w) {
+      GatherRange<V>(acc, values, index, p[iw], p[iw + 1], w, (iw - kw) * job.tap_rows);
+    }
+  }
+}
+
+// Output row oh of image n (out: its first pixel), one kernel row at a time: a pass over the
+// whole output row per input row it reads, so a pass touches one kernel row's weights (a third
+// of a 3x3 block's), and consecutive pixels find them in L1. The accumulators are loaded and
+// stored per pass; still 5-12% faster than all of a pixel's taps at once (docs/design.md).
+// taps has room for kh_count entries.
+template <int NV>
+void GatherRowByKernelRows(const CpoJob& job, int64_t n, int64_t oh, float* out, RowTap* taps) {
   constexpr int V = NV * kRegsPerVector;
   constexpr int64_t kO = V * kLanes;
   const int64_t ptr_row = job.blocks * (job.w + 1);
   const int64_t kh_floats = job.kw_count * job.tap_rows * kO;
-  const int64_t tap_count = RowTaps(job, oh, kPair ? 1 : 0, taps);
+  const int64_t tap_count = RowTaps(job, oh, 0, taps);
+  if (tap_count == 0 && !job.accumulate) {  // every input row it would read is padding
+    for (int64_t ow = 0; ow < job.ow; ++ow) {
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) StoreVec(out + ow * job.out_stride + i * kLanes, Vec{});
+    }
+  }
+  for (int64_t t = 0; t < tap_count; ++t) {
+    const int64_t slot = n * job.h + taps[t].ih;
+    const uint32_t* p = job.ptr + slot * ptr_row + job.block * (job.w + 1);
+    const float* values = job.values + slot * job.slot_capacity;
+    const uint16_t* index = job.index + slot * job.slot_capacity;
+    const float* w = job.weights + taps[t].kh_a * kh_floats;
+    const bool first = t == 0 && !job.accumulate;
+    for (int64_t ow = 0; ow < job.ow; ++ow) {
+      float* pixel = out + ow * job.out_stride;
+      Vec acc[V];
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) acc[i] = first ? Vec{} : LoadVec(pixel + i * kLanes);
+      GatherTapRow<V>(acc, job, p, values, index, w, ow);
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) StoreVec(pixel + i * kLanes, acc[i]);
+    }
+  }
+}
+
+// Output pixels (oh, ow) and (oh + 1, ow) of image n for every ow, all their taps at once;
+// out_a/out_b point to the first pixel of each output row; taps has room for 2 * kh_count
+// entries.
+template <int NV>
+void GatherRowPair(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* out_b,
+                   RowTap* taps) {
+  constexpr int V = NV * kRegsPerVector;
+  constexpr int64_t kO = V * kLanes;
+  const int64_t ptr_row = job.blocks * (job.w + 1);
+  const int64_t kh_floats = job.kw_count * job.tap_rows * kO;
+  const int64_t tap_count = RowTaps(job, oh, 1, taps);
   for (int64_t ow = 0; ow < job.ow; ++ow) {
     Vec acc_a[V], acc_b[V];
     float* pixel_a = out_a + ow * job.out_stride;
-    float* pixel_b = kPair ? out_b + ow * job.out_stride : nullptr;
+    float* pixel_b = out_b + ow * job.out_stride;
 #pragma GCC unroll 16
     for (int i = 0; i < V; ++i) {
       acc_a[i] = job.accumulate ? LoadVec(pixel_a + i * kLanes) : Vec{};
-      if (kPair) acc_b[i] = job.accumulate ? LoadVec(pixel_b + i * kLanes) : Vec{};
+      acc_b[i] = job.accumulate ? LoadVec(pixel_b + i * kLanes) : Vec{};
     }
     const int64_t q0 = ow * job.sw - job.pad_left;  // input column under kernel column 0
     for (int64_t t = 0; t < tap_count; ++t) {
@@ -155,32 +216,30 @@ void GatherRows(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* o
       const uint16_t* index = job.index + slot * job.slot_capacity;
       const float* w_a = job.weights + tap.kh_a * kh_floats;
       const float* w_b = job.weights + tap.kh_b * kh_floats;
-      // Entries of column q have index q*tap_rows + c, and tap kw's weight rows start at
-      // kw*tap_rows: entries of column q through tap kw shift by (q - kw) columns.
-      auto gather = [&](uint32_t begin, uint32_t end, int64_t shift) {
-        if (kPair && tap.kh_a >= 0 && tap.kh_b >= 0) {
-          GatherRange2<V>(acc_a, acc_b, values, index, begin, end, w_a, w_b, shift);
-        } else if (tap.kh_a >= 0) {
-          GatherRange<V>(acc_a, values, index, begin, end, w_a, shift);
-        } else if (kPair) {
-          GatherRange<V>(acc_b, values, index, begin, end, w_b, shift);
-        }
-      };
-      if (job.dw == 1) {  // the kernel's columns are consecutive pixels: one range
+      if (tap.kh_a < 0) {
+        GatherTapRow<V>(acc_b, job, p, values, index, w_b, ow);
+      } else if (tap.kh_b < 0) {
+        GatherTapRow<V>(acc_a, job, p, values, index, w_a, ow);
+      } else if (job.dw == 1) {  // a row both read: walked once for both
         const int64_t lo = q0 < 0 ? 0 : q0;
         const int64_t hi = q0 + job.kw_count < job.w ? q0 + job.kw_count : job.w;
-        if (lo < hi) gather(p[lo], p[hi], q0 * job.tap_rows);
-        continue;
-      }
-      for (int64_t kw = 0; kw < job.kw_count; ++kw) {
-        const int64_t iw = q0 + kw * job.dw;
-        if (iw >= 0 && iw < job.w) gather(p[iw], p[iw + 1], (iw - kw) * job.tap_rows);
+        if (lo < hi) {
+          GatherRange2<V>(acc_a, acc_b, values, index, p[lo], p[hi], w_a, w_b, q0 * job.tap_rows);
+        }
+      } else {
+        for (int64_t kw = 0; kw < job.kw_count; ++kw) {
+          const int64_t iw = q0 + kw * job.dw;
+          if (iw >= 0 && iw < job.w) {
+            GatherRange2<V>(acc_a, acc_b, values, index, p[iw], p[iw + 1], w_a, w_b,
+                            (iw - kw) * job.tap_rows);
+          }
+        }
       }
     }
 #pragma GCC unroll 16
     for (int i = 0; i < V; ++i) {
       StoreVec(pixel_a + i * kLanes, acc_a[i]);
-      if (kPair) StoreVec(pixel_b + i * kLanes, acc_b[i]);
+      StoreVec(pixel_b + i * kLanes, acc_b[i]);
     }
   }
 }
@@ -193,10 +252,10 @@ void CpoBandWith(const CpoJob& job_ref) {
     const int64_t n = row / job.oh, oh = row % job.oh;
     float* out = job.out + (row - job.row_begin) * job.ow * job.out_stride;
     if (NV <= kPairVecs && row + 1 < job.row_end && oh + 1 < job.oh) {
-      GatherRows<NV, true>(job, n, oh, out, out + job.ow * job.out_stride, taps.get());
+      GatherRowPair<NV>(job, n, oh, out, out + job.ow * job.out_stride, taps.get());
       row += 2;
     } else {
-      GatherRows<NV, false>(job, n, oh, out, nullptr, taps.get());
+      GatherRowByKernelRows<NV>(job, n, oh, out, taps.get());
       row += 1;
     }
   }
