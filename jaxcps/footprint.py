@@ -103,4 +103,5 @@ def footprint(
     if algorithm in _LOWERED_BYTES:
         return _LOWERED_BYTES[algorithm](x.shape, kernel_shape, spec)
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    return int(_ffi.compressed_bytes(algorithm, x32, spec.feature_group_count))
+    kernel_cols = int(kernel_shape[1])  # HWIO: CPO sizes its channel blocks to the kernel's width
+    return int(_ffi.compressed_bytes(algorithm, x32, spec.feature_group_count, kernel_cols))

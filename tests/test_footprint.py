@@ -36,9 +36,11 @@ def fp(
     return jaxcps.footprint(x, kernel, strides, padding, algorithm, **kw)
 
 
-def cpo_blocks(x: np.ndarray, groups: int = 1) -> int:
-    """Channel blocks per row of CPO's compressed form of x."""
-    block = _targets._ffi.cpo_channel_block(np.ascontiguousarray(x, np.float32), groups)
+def cpo_blocks(x: np.ndarray, groups: int = 1, kernel_cols: int = 3) -> int:
+    """Channel blocks per row of CPO's compressed form of x, for a kernel `kernel_cols` wide."""
+    block = _targets._ffi.cpo_channel_block(
+        np.ascontiguousarray(x, np.float32), groups, kernel_cols
+    )
     return groups * -(-(x.shape[3] // groups) // block)
 
 

@@ -104,19 +104,23 @@ nb::object PrepareWeights(const std::string& algorithm, HwioWeights w, int64_t g
 
 using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
 
-// The channel block size CPO chooses for x (NHWC) in a convolution with `groups` groups.
-int64_t CpoChannelBlock(Activation x, int64_t groups) {
+// The channel block size CPO chooses for x (NHWC) in a convolution with `groups` groups and a
+// kernel `kernel_cols` columns wide.
+int64_t CpoChannelBlock(Activation x, int64_t groups, int64_t kernel_cols) {
   if (groups < 1 || x.shape(3) % groups != 0) {
     throw nb::value_error("groups must be >= 1 and divide the channels");
   }
+  if (kernel_cols < 1) throw nb::value_error("kernel_cols must be >= 1");
   const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
   const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
-  return CpoBlockSize(EstimateDensity(x.data(), n, h, w, c), c / groups, w);
+  return CpoBlockSize(EstimateDensity(x.data(), n, h, w, c), c / groups, w, kernel_cols);
 }
 
 // Bytes of the compressed form that kernel `algorithm` builds of x (NHWC) in a convolution with
-// `groups` feature groups, built by the kernel's own builder.
-uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups) {
+// `groups` feature groups and a kernel `kernel_cols` columns wide, built by the kernel's own
+// builder.
+uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t groups,
+                         int64_t kernel_cols) {
   const Kernel* kernel = FindKernel(algorithm);
   if (kernel == nullptr || kernel->compressed_bytes == nullptr) {
     throw nb::value_error(("kernel '" + algorithm + "' builds no compressed form").c_str());
@@ -126,8 +130,9 @@ uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t gro
   if (groups < 1 || c % groups != 0) {
     throw nb::value_error("groups must be >= 1 and divide the channels");
   }
+  if (kernel_cols < 1) throw nb::value_error("kernel_cols must be >= 1");
   std::string err;
-  const uint64_t bytes = kernel->compressed_bytes(x.data(), n, h, w, c, groups, &err);
+  const uint64_t bytes = kernel->compressed_bytes(x.data(), n, h, w, c, groups, kernel_cols, &err);
   if (!err.empty()) throw nb::value_error(err.c_str());
   return bytes;
 }
@@ -158,11 +163,15 @@ NB_MODULE(_ffi, m) {
         "Kernel `algorithm`'s prepared weights of w (float32 HWIO) with `groups` feature "
         "groups: (1-D float32 array, layout), or None if a weight is NaN or infinite.");
   m.def("compressed_bytes", &jaxcps::CompressedBytes, nb::arg("algorithm"), nb::arg("x"),
-        nb::arg("groups") = 1,
+        nb::arg("groups"), nb::arg("kernel_cols"),
         "Bytes (values, indices, pointers) of the compressed form that kernel `algorithm` "
-        "builds of x (float32 NHWC); ValueError for a kernel that builds none.");
-  m.def("cpo_channel_block", &jaxcps::CpoChannelBlock, nb::arg("x"), nb::arg("groups") = 1,
-        "Channels per block of the CPO form of x (float32 NHWC): chosen from x's density.");
+        "builds of x (float32 NHWC) for a convolution with `groups` feature groups and a "
+        "kernel `kernel_cols` columns wide; ValueError for a kernel that builds none.");
+  m.def("cpo_channel_block", &jaxcps::CpoChannelBlock, nb::arg("x"), nb::arg("groups"),
+        nb::arg("kernel_cols"),
+        "Channels per block of the CPO form of x (float32 NHWC) for a convolution with "
+        "`groups` feature groups and a kernel `kernel_cols` columns wide: chosen from x's "
+        "density.");
   m.def(
       "build_profile",
       [](bool enable) {

@@ -62,7 +62,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   std::string err;
   {
     BuildProfileScope profile;
-    const int64_t block_size = CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w);
+    const int64_t block_size =
+        CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w, g.kw);
     err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, parallel, &act);
   }
   if (!err.empty()) return err;
@@ -187,10 +188,11 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 using Prepared = PreparedTiles<&SparseKernelSet::cpo_max_o_vecs, RunWith>;
 
 uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
-                         std::string* err) {
+                         int64_t kernel_cols, std::string* err) {
   SerialParallel serial;
   CpoActivation act;
-  const int64_t block_size = CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w);
+  const int64_t block_size =
+      CpoBlockSize(EstimateDensity(x, n, h, w, c), c / groups, w, kernel_cols);
   *err = BuildCpo(x, n, h, w, c, groups, block_size, serial, &act);
   return err->empty() ? act.FootprintBytes() : 0;
 }

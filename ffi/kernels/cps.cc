@@ -160,7 +160,7 @@ std::string Run(const ConvGeometry& g, const float* x, const float* w, float* y,
 }
 
 uint64_t CompressedBytes(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t,
-                         std::string* err) {
+                         int64_t, std::string* err) {
   SerialParallel serial;
   CpsActivation act;
   *err = BuildCps(x, n, h, w, c, serial, &act);

@@ -61,10 +61,11 @@ struct Kernel {
                      Parallel& parallel);
   KernelSizes (*sizes)();
   // Kernels that build a compressed form of the activation: its bytes for x (NHWC, n*h*w*c,
-  // `groups` feature groups), built by the kernel's own builder; on failure, the reason in
-  // *err (left empty on success). nullptr for the others.
+  // `groups` feature groups) in a convolution whose kernel is `kernel_cols` columns wide,
+  // built by the kernel's own builder; on failure, the reason in *err (left empty on success).
+  // nullptr for the others.
   uint64_t (*compressed_bytes)(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
-                               int64_t groups, std::string* err);
+                               int64_t groups, int64_t kernel_cols, std::string* err);
   const PreparedWeights* prepared;  // nullptr: the kernel packs its weights itself, per call
 };
 

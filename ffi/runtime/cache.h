@@ -10,6 +10,10 @@ namespace jaxcps {
 // where it reports none.
 int64_t L2CacheBytes();
 
+// Bytes of the level-1 data cache of one core, as the system reports it (read once), or 32 KiB
+// where it reports none.
+int64_t L1DataCacheBytes();
+
 }  // namespace jaxcps
 
 #endif  // JAXCPS_RUNTIME_CACHE_H_

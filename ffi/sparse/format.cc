@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "runtime/cache.h"
 #include "runtime/isa.h"
 
 namespace jaxcps {
@@ -49,9 +50,16 @@ void ForEachSlot(int64_t slots, int64_t slot_elems, Parallel& parallel, BuildSlo
 }  // namespace
 
 namespace {
-// Non-zeros per pixel that a CPO channel block aims for (measured on VGG-16/ResNet-50 layers:
-// fewer make the per-pixel cost dominate, more push the block's weights out of L1/L2).
-constexpr double kCpoTargetNonZeros = 6.0;
+// Non-zeros per pixel that a CPO channel block holds at least (fewer make the per-pixel cost
+// dominate), and at most where a larger block would still keep a kernel row's weights in L1.
+// Measured on Zen 2 with the kernel-row order (docs/design.md section 3.1): at 50% zeros
+// blocks of 32-40 channels beat 12 by 11-15%, at 70% 40-48 beat 20-24 by 5-12%, at 90% 60
+// beat 32-48.
+constexpr double kCpoMinNonZeros = 6.0;
+constexpr double kCpoMaxNonZeros = 16.0;
+// Bytes of a packed weight row that the L1 bound assumes: 64 output channels, AVX2's block
+// (AVX-512's is twice as wide; it keeps this bound, so the form is the same on every ISA).
+constexpr int64_t kCpoNominalRowBytes = 64 * sizeof(float);
 // EstimateDensity reads kDensityRuns runs of kDensityRun floats spread evenly over x: many
 // places, so clustered zeros average out, but few floats (reading 64K whole rows was 10% of
 // the build at 90% zeros).
@@ -59,8 +67,15 @@ constexpr int64_t kDensityRuns = 512;
 constexpr int64_t kDensityRun = 32;
 }  // namespace
 
-int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width) {
-  const double wanted = kCpoTargetNonZeros / std::max(density, 1e-3);
+int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width,
+                     int64_t kernel_cols) {
+  const double d = std::max(density, 1e-3);
+  // A kernel row's weights are kernel_cols * (block | 1) rows.
+  const double l1_rows =
+      static_cast<double>(L1DataCacheBytes()) /
+          static_cast<double>(std::max<int64_t>(1, kernel_cols) * kCpoNominalRowBytes) -
+      1.0;
+  const double wanted = std::max(kCpoMinNonZeros / d, std::min(kCpoMaxNonZeros / d, l1_rows));
   int64_t block = std::clamp<int64_t>(static_cast<int64_t>(std::lround(wanted / 4.0)) * 4,
                                       kCpoMinChannelBlock, kCpoMaxChannelBlock);
   // A last block of less than half the others costs a pass over every pixel for few

@@ -82,12 +82,14 @@ struct ChannelMasks {
 // "" if CPO/CPS can index an input of this width and channel count, else the reason.
 std::string CheckSparseShape(int64_t w, int64_t c);
 
-// Channel block size for CPO: enough channels that a block holds about kCpoTargetNonZeros
-// non-zeros per pixel at the non-zero fraction `density` (so the work per pixel and block
-// outweighs its fixed cost), within [kCpoMinChannelBlock, kCpoMaxChannelBlock], at most the
-// channels of a group, and small enough that every index (column * tap rows + channel) of a
-// row of `width` columns fits 16 bits.
-int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width);
+// Channel block size for CPO at the non-zero fraction `density`, for a kernel `kernel_cols`
+// columns wide: enough channels that a block holds a few non-zeros per pixel (so the work per
+// pixel and block outweighs its fixed cost), and more while one kernel row's packed weights
+// still fit L1 (the kernel gathers a kernel row at a time), within [kCpoMinChannelBlock,
+// kCpoMaxChannelBlock], at most the channels of a group, and small enough that every index
+// (column * tap rows + channel) of a row of `width` columns fits 16 bits.
+int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width,
+                     int64_t kernel_cols);
 // Fraction of non-zeros in x (n*h*w*c floats), estimated from at most 16K of them spread
 // evenly over x; deterministic.
 double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
