@@ -13,8 +13,9 @@
 // contiguous run per tap (read in place, they were 5-15% slower: docs/design.md).
 //
 // Refinements of the paper's CPO, each measured (docs/design.md): channel blocks sized from the
-// activation's density, so a block holds a few non-zeros per pixel at any sparsity; per-block
-// packed weights; one gather loop per kernel row (its columns are one range of the row).
+// activation's density and the L1 cache, so a block holds a few non-zeros per pixel at any
+// sparsity; per-block packed weights; one gather loop per kernel row (its columns are one range
+// of the row), run a kernel row at a time over an output row.
 #include <algorithm>
 #include <atomic>
 #include <cstring>

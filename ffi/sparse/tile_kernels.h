@@ -14,8 +14,9 @@ namespace jaxcps {
 
 // CPO: one channel block x one output-channel block over a band of output rows, gathered pixel
 // by pixel: the accumulators of an output pixel (o_vecs vectors of 16 output channels) stay in
-// registers while, for each kernel row, the non-zeros of the input pixels under the kernel
-// (one contiguous range of the compressed row) are multiplied with their weight rows. The
+// registers while, for a kernel row, the non-zeros of the input pixels under the kernel (one
+// contiguous range of the compressed row) are multiplied with their weight rows; an output row
+// runs a kernel row at a time, or two output rows all kernel rows at once (pairs). The
 // weights of the block are packed by the driver as [kh][kw][tap_rows][o_vecs * 16] (channels
 // of the block first, zero-padded), so a non-zero's weight row for output column q0 is
 //   weights + kh * kw_count * tap_rows * O + (index - q0 * tap_rows) * O,  O = o_vecs * 16,
