@@ -43,7 +43,9 @@ def test_builders_agree_across_isas(
             use_isa(isa)
             for algorithm in SPARSE:
                 if algorithm in COMPRESSING:
-                    sizes[isa, algorithm] = _targets._ffi.compressed_bytes(algorithm, x, 1, 3)
+                    sizes[isa, algorithm] = _targets._ffi.compressed_bytes(
+                        algorithm, x, groups=1, kernel_cols=3
+                    )
                 got = jaxcps.conv_general_dilated(
                     x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm=algorithm
                 )
@@ -67,5 +69,7 @@ def test_builders_count_nan_and_signed_zeros_alike_across_isas(
     sizes = {}
     for isa in _targets._ffi.supported_isas():
         use_isa(isa)
-        sizes[isa] = {a: _targets._ffi.compressed_bytes(a, x, 1, 3) for a in COMPRESSING}
+        sizes[isa] = {
+            a: _targets._ffi.compressed_bytes(a, x, groups=1, kernel_cols=3) for a in COMPRESSING
+        }
     assert len({tuple(s.items()) for s in sizes.values()}) == 1, sizes

@@ -104,16 +104,27 @@ nb::object PrepareWeights(const std::string& algorithm, HwioWeights w, int64_t g
 
 using Activation = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
 
-// The channel block size CPO chooses for x (NHWC) in a convolution with `groups` groups and a
-// kernel `kernel_cols` columns wide.
-int64_t CpoChannelBlock(Activation x, int64_t groups, int64_t kernel_cols) {
-  if (groups < 1 || x.shape(3) % groups != 0) {
+// x's NHWC dimensions, after checking the convolution's `groups` and `kernel_cols` against it
+// (ValueError naming the parameter).
+struct ActivationDims {
+  int64_t n, h, w, c;
+};
+ActivationDims CheckActivation(const Activation& x, int64_t groups, int64_t kernel_cols) {
+  const ActivationDims d = {static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)),
+                            static_cast<int64_t>(x.shape(2)), static_cast<int64_t>(x.shape(3))};
+  if (groups < 1 || d.c % groups != 0) {
     throw nb::value_error("groups must be >= 1 and divide the channels");
   }
   if (kernel_cols < 1) throw nb::value_error("kernel_cols must be >= 1");
-  const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
-  const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
-  return CpoBlockSize(EstimateDensity(x.data(), n, h, w, c), c / groups, w, kernel_cols);
+  return d;
+}
+
+// The channel block size CPO chooses for x (NHWC) in a convolution with `groups` groups and a
+// kernel `kernel_cols` columns wide.
+int64_t CpoChannelBlock(Activation x, int64_t groups, int64_t kernel_cols) {
+  const ActivationDims d = CheckActivation(x, groups, kernel_cols);
+  return CpoBlockSize(EstimateDensity(x.data(), d.n, d.h, d.w, d.c), d.c / groups, d.w,
+                      kernel_cols);
 }
 
 // Bytes of the compressed form that kernel `algorithm` builds of x (NHWC) in a convolution with
@@ -125,14 +136,10 @@ uint64_t CompressedBytes(const std::string& algorithm, Activation x, int64_t gro
   if (kernel == nullptr || kernel->compressed_bytes == nullptr) {
     throw nb::value_error(("kernel '" + algorithm + "' builds no compressed form").c_str());
   }
-  const int64_t n = static_cast<int64_t>(x.shape(0)), h = static_cast<int64_t>(x.shape(1));
-  const int64_t w = static_cast<int64_t>(x.shape(2)), c = static_cast<int64_t>(x.shape(3));
-  if (groups < 1 || c % groups != 0) {
-    throw nb::value_error("groups must be >= 1 and divide the channels");
-  }
-  if (kernel_cols < 1) throw nb::value_error("kernel_cols must be >= 1");
+  const ActivationDims d = CheckActivation(x, groups, kernel_cols);
   std::string err;
-  const uint64_t bytes = kernel->compressed_bytes(x.data(), n, h, w, c, groups, kernel_cols, &err);
+  const uint64_t bytes =
+      kernel->compressed_bytes(x.data(), d.n, d.h, d.w, d.c, groups, kernel_cols, &err);
   if (!err.empty()) throw nb::value_error(err.c_str());
   return bytes;
 }
