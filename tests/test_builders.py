@@ -73,3 +73,26 @@ def test_builders_count_nan_and_signed_zeros_alike_across_isas(
             a: _targets._ffi.compressed_bytes(a, x, groups=1, kernel_cols=3) for a in COMPRESSING
         }
     assert len({tuple(s.items()) for s in sizes.values()}) == 1, sizes
+
+
+@pytest.mark.parametrize("channels", [5, 17, 64, 65, 300])
+def test_channels_live_at_one_pixel_each_across_isas(
+    channels: int, rng: np.random.Generator, restore_isa: None
+) -> None:
+    """CPO packs only the weight rows of channels its builder saw non-zero: with every channel
+    non-zero at one pixel of its own (and every fifth at none), a channel wrongly left out
+    would multiply stale or unwritten rows. Two 4x4 images and 8 outputs: the weights outweigh
+    the activation, so the builders mark single channels. Fresh weights per call, so rows left
+    from an earlier call cannot pass for the right ones."""
+    x = np.zeros((2, 4, 4, channels), np.float32)
+    for c in range(channels):
+        if c % 5 != 4:
+            x[c % 2, (c // 2) % 4, (c * 7) % 4, c] = 1.0 + c
+    for isa in _targets._ffi.supported_isas():
+        use_isa(isa)
+        w = rng.standard_normal((3, 3, channels, 8)).astype(np.float32)
+        expected = lax_conv(x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN)
+        got = jaxcps.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm="cpo"
+        )
+        assert_close(got, expected, f"cpo/{isa}, {channels} channels")

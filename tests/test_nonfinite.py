@@ -181,8 +181,8 @@ def _assert_two_groups_like_lax(
 
 #: (kh, kw, channel, output) of one non-finite weight, for a layer of two groups of 70 input
 #: and 75 output channels. CPO and sparse_direct check their weights while they pack them, in
-#: pieces (per group, output tile, band of rows; sparse_direct packs live channels only and
-#: checks dead channels' rows apart), so every kind of place is tried: each corner of the
+#: pieces (per group, output tile, band of rows; both pack live channels only and check dead
+#: channels' rows apart), so every kind of place is tried: each corner of the
 #: weights, the first and last column of an output tile (64 wide for sparse_direct with
 #: AVX-512), of each group, channels in the second 64-channel mask block, and channels dead
 #: in one group only.
@@ -230,7 +230,7 @@ def test_nonfinite_weight_of_a_dead_block_beside_live_ones(
 ) -> None:
     # Channels 0-63 of group 0 are zero everywhere: whatever CPO's channel block (4 to 64
     # channels) the first blocks are dead and the last is live. 40x40 outputs: CPO splits the
-    # rows into bands, and only band 0 checks dead blocks.
+    # rows into bands, and each piece of a group checks its share of the dead rows.
     x = sparse_activation(rng, (1, 40, 40, 140), 0.5)
     x[..., :64] = 0.0
     _assert_two_groups_like_lax(x, spot, np.inf, algorithm, rng)

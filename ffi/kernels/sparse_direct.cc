@@ -23,7 +23,6 @@
 #include "kernels/tile_driver.h"
 #include "runtime/build_profile.h"
 #include "runtime/cache.h"
-#include "runtime/finite.h"
 #include "runtime/isa.h"
 #include "runtime/workspace.h"
 #include "sparse/format.h"
@@ -82,20 +81,6 @@ Plan MakePlan(const ConvGeometry& g, const SparseKernelSet& kernels, int64_t thr
 }
 
 std::string Supports(const ConvGeometry&) { return {}; }
-
-// True if a weight of a dead channel of group grp (bit clear in `live`) is NaN or infinite,
-// among the weight rows (tap, channel) of share `share` of `shares`: each row whole (all of the
-// group's outputs), in order.
-bool DeadRowsNonFinite(const ConvGeometry& g, const float* w, const uint64_t* live, int64_t grp,
-                       int64_t share, int64_t shares) {
-  const int64_t rows = g.kh * g.kw * g.ci, og = g.OutPerGroup();
-  for (int64_t r = share * rows / shares; r < (share + 1) * rows / shares; ++r) {
-    if (!ChannelLive(live, r % g.ci) && RowsNonFinite(w + r * g.o + grp * og, 1, g.o, og)) {
-      return true;
-    }
-  }
-  return false;
-}
 
 // Runs with HWIO weights w, packed per piece, or with weights prepared by Prepare for the tiles
 // of `kernels` (w nullptr).
@@ -156,7 +141,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       // (group, tile), which band 0 (never empty) does; those of dead channels, which no tile
       // packs, as whole rows in order, each piece of the group taking its share.
       const uint64_t* live = masks.live.data() + grp * bpg;
-      if (DeadRowsNonFinite(g, w, live, grp, piece % per_group, per_group) ||
+      if (DeadRowsNonFinite(g, w, grp, piece % per_group, per_group,
+                            [live](int64_t c) { return ChannelLive(live, c); }) ||
           (job.row_begin < job.row_end && PackTile(g, w, grp, tile, live, own))) {
         nonfinite.store(true, std::memory_order_relaxed);
         return;

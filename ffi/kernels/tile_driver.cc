@@ -38,7 +38,9 @@ bool PackWeightRowsCloned(const ConvGeometry& g, const float* w, int64_t c_first
   for (int64_t tap = 0; tap < taps; ++tap) {
     for (int64_t c = 0; c < count; ++c) {
       if (ahead_tap < taps) {
-        PrefetchBytes(w + (ahead_tap * g.ci + c_first + ahead_c) * g.o + o_first, o_len);
+        if (live == nullptr || ChannelLive(live, ahead_c)) {
+          PrefetchBytes(w + (ahead_tap * g.ci + c_first + ahead_c) * g.o + o_first, o_len);
+        }
         if (++ahead_c == count) ahead_c = 0, ++ahead_tap;
       }
       if (live != nullptr && !ChannelLive(live, c)) continue;

@@ -13,6 +13,7 @@
 
 #include "geometry.h"
 #include "kernels/kernel.h"
+#include "runtime/finite.h"
 #include "runtime/isa.h"
 #include "runtime/parallel.h"
 #include "sparse/tile_kernels.h"
@@ -48,6 +49,20 @@ inline bool ChannelLive(const uint64_t* live, int64_t c) {
 [[nodiscard]] bool PackWeightRows(const ConvGeometry& g, const float* w, int64_t c_first,
                                   int64_t count, int64_t rows_per_tap, int64_t o_first,
                                   int64_t o_len, int64_t o_pad, const uint64_t* live, float* dst);
+
+// True if a weight of a dead channel of group grp (live(c) false for channel c of the group)
+// is NaN or infinite, among the weight rows (tap, channel) of share `share` of `shares`: each
+// row whole (all of the group's outputs), in order. The pieces of a group that pack only live
+// channels' rows check the others with this, each its share, so each row is read once.
+template <typename Live>
+bool DeadRowsNonFinite(const ConvGeometry& g, const float* w, int64_t grp, int64_t share,
+                       int64_t shares, Live&& live) {
+  const int64_t rows = g.kh * g.kw * g.ci, og = g.OutPerGroup();
+  for (int64_t r = share * rows / shares; r < (share + 1) * rows / shares; ++r) {
+    if (!live(r % g.ci) && RowsNonFinite(w + r * g.o + grp * og, 1, g.o, og)) return true;
+  }
+  return false;
+}
 
 // Packs output block `block` of group grp of HWIO w into dst ([kh][kw][ci][block width]; with
 // `live`, only the rows of live channels). Returns true if a packed weight is NaN or infinite.

@@ -9,8 +9,6 @@
 
 namespace jaxcps {
 
-namespace {}  // namespace
-
 std::string CheckSparseShape(int64_t w, int64_t c) {
   if (w > kMaxSparseWidth) {
     return "input width " + std::to_string(w) + " exceeds " + std::to_string(kMaxSparseWidth) +
@@ -140,7 +138,8 @@ uint64_t CpsActivation::FootprintBytes() const {
 }
 
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
-                     int64_t block_size, Parallel& parallel, CpoActivation* out) {
+                     int64_t block_size, bool live_channels, Parallel& parallel,
+                     CpoActivation* out) {
   std::string err = CheckSparseShape(w, c);
   if (!err.empty()) return err;
   groups = std::max<int64_t>(1, groups);
@@ -154,19 +153,44 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   out->tap_rows = out->block_size | 1;
   const int64_t blocks = out->Blocks();
   const uint64_t slots = static_cast<uint64_t>(n * h);
+  const int64_t workers = live_channels ? parallel.NumThreads() : 0;
+  Workspace<uint64_t> partial;  // per worker: the live channels of the rows it built
   err = out->values.Allocate(CheckedBytes(slots, w * c), "the CPO values");
   if (err.empty()) err = out->index.Allocate(CheckedBytes(slots, w * c), "the CPO indices");
   if (err.empty()) {
     err = out->ptr.Allocate(CheckedBytes(slots, blocks * (w + 1)), "the CPO pointers");
   }
+  if (err.empty()) err = out->live.Allocate(blocks, "the CPO live channels");
+  if (err.empty()) err = partial.Allocate(CheckedBytes(workers, blocks), "the CPO live channels");
   if (!err.empty()) return err;
+  std::fill_n(partial.data(), workers * blocks, uint64_t{0});
   const CpoRowBuilder build_row = ActiveSparseKernels().build_cpo_row;
-  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t) {
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
     const int64_t base = s * w * c;
     build_row(x + base, w, c, c / groups, out->block_size, out->tap_rows, out->blocks_per_group,
               groups, out->values.data() + base, out->index.data() + base,
-              out->ptr.data() + s * blocks * (w + 1));
+              out->ptr.data() + s * blocks * (w + 1),
+              live_channels ? partial.data() + worker * blocks : nullptr);
   });
+  uint64_t* live = out->live.data();
+  std::fill_n(live, blocks, uint64_t{0});
+  if (live_channels) {
+    for (int64_t worker = 0; worker < workers; ++worker) {
+      for (int64_t b = 0; b < blocks; ++b) live[b] |= partial.data()[worker * blocks + b];
+    }
+    return {};
+  }
+  // A block with a non-zero in some slot: all its channels count as live.
+  const int64_t channels_per_group = c / groups;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = (b % out->blocks_per_group) * out->block_size;
+    const int64_t count = std::min(out->block_size, channels_per_group - first);
+    const uint64_t all = count >= 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
+    for (int64_t s = 0; s < n * h && live[b] == 0; ++s) {
+      const uint32_t* p = out->ptr.data() + (s * blocks + b) * (w + 1);
+      if (p[w] != p[0]) live[b] = all;
+    }
+  }
   return {};
 }
 

@@ -49,6 +49,9 @@ struct CpoActivation {
   Workspace<float> values;
   Workspace<uint16_t> index;  // q * tap_rows + channel within the block (< 65536)
   Workspace<uint32_t> ptr;    // per slot and block: w + 1 offsets into the slot
+  // Per block: bit i set if its channel i is non-zero somewhere in the batch or, if built
+  // without per-channel liveness, for every channel of a block with a non-zero.
+  Workspace<uint64_t> live;
 
   int64_t Blocks() const { return groups * blocks_per_group; }
   int64_t SlotCapacity() const { return w * c; }
@@ -96,8 +99,11 @@ double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t 
 
 // Build the compressed forms (or the masks) of x (NHWC, shape n,h,w,c). Return an error
 // message or "".
+// BuildCpo finds the live channels of each block with live_channels, else only the live
+// blocks (a cheaper build).
 std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
-                     int64_t block_size, Parallel& parallel, CpoActivation* out);
+                     int64_t block_size, bool live_channels, Parallel& parallel,
+                     CpoActivation* out);
 std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
                        Parallel& parallel, ChannelMasks* out);
 std::string BuildCps(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, Parallel& parallel,

@@ -129,10 +129,13 @@ constexpr int64_t kMaskChannels = 64;
 
 // Builders of one row slot of the compressed forms (layouts in sparse/format.h).
 // CPO: row = W pixels x C channels, channels_per_group = C / groups; writes values/index and
-// groups * blocks_per_group * (W+1) pointers.
+// groups * blocks_per_group * (W+1) pointers and, unless live is null, ORs into live[block]
+// (one word per block) bit i for each channel i of the block that is non-zero in some pixel
+// (NaN counts as non-zero).
 using CpoRowBuilder = void (*)(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
                                int64_t block_size, int64_t tap_rows, int64_t blocks_per_group,
-                               int64_t groups, float* values, uint16_t* index, uint32_t* ptr);
+                               int64_t groups, float* values, uint16_t* index, uint32_t* ptr,
+                               uint64_t* live);
 // CPS: writes values/run_start/run_len and C+1 run and value pointers; counts is scratch for
 // 2*C counters.
 using CpsRowBuilder = void (*)(const float* row, int64_t w, int64_t c, float* values,

@@ -695,13 +695,16 @@ bool DirectBand(const DirectJob& job) {
 // ---------------------------------------------------------------------------------------------
 // Builders (one pass over a row slot; layouts in sparse/format.h).
 
-// CPO: one pixel's channels [0, count) of one block (from px), compressed at values/index + k
-// with indices base + channel. Branch-free: every value is stored and the cursor advances only
-// past non-zeros, so a zero is overwritten by the next non-zero. Returns the new cursor, which
-// never passes the element being read: writes stay within the elements of the block read so far.
+// CPO: one pixel's channels [0, count) of one block (from px, count <= 64), compressed at
+// values/index + k with indices base + channel; bit i of `live` is set for each non-zero
+// channel i. Branch-free: every value is stored and the cursor advances only past non-zeros,
+// so a zero is overwritten by the next non-zero. Returns the new cursor, which never passes the
+// element being read: writes stay within the elements of the block read so far.
+template <bool kTrackLive>
 inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base, float* values,
-                                   uint16_t* index, uint32_t k) {
+                                   uint16_t* index, uint32_t k, uint64_t& live) {
   int64_t ch = 0;
+  uint64_t bits = 0;  // a local: `live` in memory would chain every step through a store
 #if JAXCPS_TILE_AVX512
   // 16 channels at a time: compress the non-zeros (NaN counts as non-zero) and their indices
   // in registers, then store them with a length mask. (A compressing store to memory is
@@ -713,6 +716,7 @@ inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base
     const __m512 v = _mm512_maskz_loadu_ps(valid, px + ch);
     const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
     const unsigned found = static_cast<unsigned>(__builtin_popcount(nz));
+    if (kTrackLive) bits |= static_cast<uint64_t>(nz) << ch;
     const __mmask16 head = static_cast<__mmask16>((1u << found) - 1);
     _mm512_mask_storeu_ps(values + k, head, _mm512_maskz_compress_ps(nz, v));
     const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(base + ch)));
@@ -727,6 +731,7 @@ inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base
   for (; ch + 8 <= count; ch += 8) {
     const __m256 v = _mm256_loadu_ps(px + ch);
     const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    if (kTrackLive) bits |= static_cast<uint64_t>(nz) << ch;
     const __m128i lanes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kLeftPack8.lanes[nz]));
     _mm256_storeu_ps(values + k, _mm256_permutevar8x32_ps(v, _mm256_cvtepu8_epi32(lanes)));
     _mm_storeu_si128(
@@ -737,6 +742,7 @@ inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base
   if (ch + 4 <= count) {  // block sizes are multiples of 4: this is usually the whole tail
     const __m128 v = _mm_loadu_ps(px + ch);
     const int nz = _mm_movemask_ps(_mm_cmp_ps(v, _mm_setzero_ps(), _CMP_NEQ_UQ));
+    if (kTrackLive) bits |= static_cast<uint64_t>(nz) << ch;
     int32_t lanes4;
     __builtin_memcpy(&lanes4, kLeftPack8.lanes[nz], sizeof(lanes4));
     const __m128i perm = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(lanes4));
@@ -753,8 +759,10 @@ inline uint32_t CompressPixelBlock(const float* px, int64_t count, uint32_t base
     values[k] = v;
     index[k] = static_cast<uint16_t>(base + static_cast<uint32_t>(ch));
     k += v != 0.0f;
+    if (kTrackLive) bits |= static_cast<uint64_t>(v != 0.0f) << ch;
   }
 #endif
+  if (kTrackLive) live |= bits;
   return k;
 }
 
@@ -765,9 +773,10 @@ constexpr int64_t kCpoBuildChunk = 256;
 // CPO: each block's non-zeros, pixel by pixel, in the block's own region of the slot (w times
 // its channels, starting at w times its first channel), so the row is read once, in order.
 // The pointers double as the blocks' cursors: ptr[q + 1] is written as pixel q ends.
-void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
-                 int64_t block_size, int64_t tap_rows, int64_t blocks_per_group, int64_t groups,
-                 float* values, uint16_t* index, uint32_t* ptr) {
+template <bool kTrackLive>
+void BuildCpoRowWith(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                     int64_t block_size, int64_t tap_rows, int64_t blocks_per_group, int64_t groups,
+                     float* values, uint16_t* index, uint32_t* ptr, uint64_t* live) {
   const int64_t ptr_stride = w + 1;
   // A chunk of blocks is built pixel by pixel: its channels are one run of the pixel.
   const int64_t chunk_blocks = block_size < kCpoBuildChunk ? kCpoBuildChunk / block_size : 1;
@@ -780,6 +789,10 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
         chunk_ptr[(b - b0) * ptr_stride] =
             static_cast<uint32_t>(w * (grp * channels_per_group + b * block_size));
       }
+      // The chunk's live bits (chunk_blocks <= kCpoBuildChunk), on the stack while its pixels
+      // are built.
+      uint64_t chunk_live[kCpoBuildChunk];
+      for (int64_t b = b0; b < b1; ++b) chunk_live[b - b0] = 0;
       for (int64_t q = 0; q < w; ++q) {
         const float* px = row + q * c + grp * channels_per_group;
         const uint32_t base = static_cast<uint32_t>(q * tap_rows);
@@ -788,10 +801,26 @@ void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_gr
           const int64_t first = b * block_size;
           const int64_t count =
               channels_per_group - first < block_size ? channels_per_group - first : block_size;
-          p[1] = CompressPixelBlock(px + first, count, base, values, index, p[0]);
+          p[1] = CompressPixelBlock<kTrackLive>(px + first, count, base, values, index, p[0],
+                                                chunk_live[b - b0]);
         }
       }
+      if (kTrackLive) {
+        for (int64_t b = b0; b < b1; ++b) live[grp * blocks_per_group + b] |= chunk_live[b - b0];
+      }
     }
+  }
+}
+
+void BuildCpoRow(const float* row, int64_t w, int64_t c, int64_t channels_per_group,
+                 int64_t block_size, int64_t tap_rows, int64_t blocks_per_group, int64_t groups,
+                 float* values, uint16_t* index, uint32_t* ptr, uint64_t* live) {
+  if (live != nullptr) {
+    BuildCpoRowWith<true>(row, w, c, channels_per_group, block_size, tap_rows, blocks_per_group,
+                          groups, values, index, ptr, live);
+  } else {
+    BuildCpoRowWith<false>(row, w, c, channels_per_group, block_size, tap_rows, blocks_per_group,
+                           groups, values, index, ptr, live);
   }
 }
 
