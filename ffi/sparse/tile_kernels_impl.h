@@ -792,7 +792,7 @@ void BuildCpoRowWith(const float* row, int64_t w, int64_t c, int64_t channels_pe
       // The chunk's live bits (chunk_blocks <= kCpoBuildChunk), on the stack while its pixels
       // are built.
       uint64_t chunk_live[kCpoBuildChunk];
-      for (int64_t b = b0; b < b1; ++b) chunk_live[b - b0] = 0;
+      for (int64_t b = b0; kTrackLive && b < b1; ++b) chunk_live[b - b0] = 0;
       for (int64_t q = 0; q < w; ++q) {
         const float* px = row + q * c + grp * channels_per_group;
         const uint32_t base = static_cast<uint32_t>(q * tap_rows);
