@@ -75,9 +75,11 @@ def test_builders_count_nan_and_signed_zeros_alike_across_isas(
     assert len({tuple(s.items()) for s in sizes.values()}) == 1, sizes
 
 
-@pytest.mark.parametrize("channels", [5, 17, 64, 65, 300])
+@pytest.mark.parametrize(
+    ("channels", "groups"), [(5, 1), (17, 1), (64, 1), (65, 1), (300, 1), (34, 2), (130, 2)]
+)
 def test_channels_live_at_one_pixel_each_across_isas(
-    channels: int, rng: np.random.Generator, restore_isa: None
+    channels: int, groups: int, rng: np.random.Generator, restore_isa: None
 ) -> None:
     """CPO packs only the weight rows of channels its builder saw non-zero: with every channel
     non-zero at one pixel of its own (and every fifth at none), a channel wrongly left out
@@ -90,9 +92,17 @@ def test_channels_live_at_one_pixel_each_across_isas(
             x[c % 2, (c // 2) % 4, (c * 7) % 4, c] = 1.0 + c
     for isa in _targets._ffi.supported_isas():
         use_isa(isa)
-        w = rng.standard_normal((3, 3, channels, 8)).astype(np.float32)
-        expected = lax_conv(x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN)
-        got = jaxcps.conv_general_dilated(
-            x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN, algorithm="cpo"
+        w = rng.standard_normal((3, 3, channels // groups, 8)).astype(np.float32)
+        expected = lax_conv(
+            x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN, feature_group_count=groups
         )
-        assert_close(got, expected, f"cpo/{isa}, {channels} channels")
+        got = jaxcps.conv_general_dilated(
+            x,
+            w,
+            (1, 1),
+            "SAME",
+            dimension_numbers=NATIVE_DN,
+            feature_group_count=groups,
+            algorithm="cpo",
+        )
+        assert_close(got, expected, f"cpo/{isa}, {channels} channels, {groups} groups")

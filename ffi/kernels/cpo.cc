@@ -108,11 +108,12 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   if (err.empty()) err = tiles.Allocate(CheckedBytes(workers, tile_floats), "the CPO tiles");
   if (!err.empty()) return err;
 
-  // Channels with no non-zero anywhere in the batch (dead channels) are never packed or
-  // multiplied, and blocks of only dead channels are skipped.
+  // Channels with no non-zero anywhere in the batch (dead channels) are never multiplied, and
+  // never packed where the build found them (live_channels; otherwise only blocks of dead
+  // channels are left out). Channel c of group grp is bit c % block_size of its block's word.
   const uint64_t* live = act.live.data();
   const auto channel_live = [&](int64_t grp, int64_t c) {
-    return (live[grp * act.blocks_per_group + c / act.block_size] >> (c % act.block_size) & 1) != 0;
+    return ChannelLive(live + grp * act.blocks_per_group + c / act.block_size, c % act.block_size);
   };
 
   std::atomic<bool> failed{false}, nonfinite{false};

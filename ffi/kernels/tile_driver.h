@@ -45,7 +45,7 @@ inline bool ChannelLive(const uint64_t* live, int64_t c) {
 // (one bit per channel from c_first), the rows of channels whose bit is clear are skipped:
 // left unwritten, for a kernel that never reads them. Returns true if any packed weight is NaN
 // or infinite: kernels that skip zeros check their weights where they read them anyway
-// (Kernel::checks_weights), and the weights they do not pack with RowsNonFinite.
+// (Kernel::checks_weights), and the weights they do not pack with DeadRowsNonFinite.
 [[nodiscard]] bool PackWeightRows(const ConvGeometry& g, const float* w, int64_t c_first,
                                   int64_t count, int64_t rows_per_tap, int64_t o_first,
                                   int64_t o_len, int64_t o_pad, const uint64_t* live, float* dst);

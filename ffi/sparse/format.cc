@@ -144,7 +144,8 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   if (!err.empty()) return err;
   groups = std::max<int64_t>(1, groups);
   out->n = n, out->h = h, out->w = w, out->c = c, out->groups = groups;
-  out->block_size = std::max<int64_t>(1, block_size);
+  // At most 64 channels, so a block's live channels are one word.
+  out->block_size = std::clamp<int64_t>(block_size, 1, kCpoMaxChannelBlock);
   out->blocks_per_group = (c / groups + out->block_size - 1) / out->block_size;
   // A block's packed weights hold tap_rows rows per tap. An odd count puts the rows of one
   // channel under consecutive taps an odd multiple of a row apart, so a 3x3 kernel's nine

@@ -214,8 +214,9 @@ void GatherRowPair(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float
       const uint32_t* p = job.ptr + slot * ptr_row + job.block * (job.w + 1);
       const float* values = job.values + slot * job.slot_capacity;
       const uint16_t* index = job.index + slot * job.slot_capacity;
-      const float* w_a = job.weights + tap.kh_a * kh_floats;
-      const float* w_b = job.weights + tap.kh_b * kh_floats;
+      // A kernel row of -1: the row is not read through that side (no pointer before weights).
+      const float* w_a = tap.kh_a < 0 ? nullptr : job.weights + tap.kh_a * kh_floats;
+      const float* w_b = tap.kh_b < 0 ? nullptr : job.weights + tap.kh_b * kh_floats;
       if (tap.kh_a < 0) {
         GatherTapRow<V>(acc_b, job, p, values, index, w_b, ow);
       } else if (tap.kh_b < 0) {
