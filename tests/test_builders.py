@@ -90,19 +90,10 @@ def test_channels_live_at_one_pixel_each_across_isas(
     for c in range(channels):
         if c % 5 != 4:
             x[c % 2, (c // 2) % 4, (c * 7) % 4, c] = 1.0 + c
+    layout = {"dimension_numbers": NATIVE_DN, "feature_group_count": groups}
     for isa in _targets._ffi.supported_isas():
         use_isa(isa)
         w = rng.standard_normal((3, 3, channels // groups, 8)).astype(np.float32)
-        expected = lax_conv(
-            x, w, (1, 1), "SAME", dimension_numbers=NATIVE_DN, feature_group_count=groups
-        )
-        got = jaxcps.conv_general_dilated(
-            x,
-            w,
-            (1, 1),
-            "SAME",
-            dimension_numbers=NATIVE_DN,
-            feature_group_count=groups,
-            algorithm="cpo",
-        )
+        expected = lax_conv(x, w, (1, 1), "SAME", **layout)
+        got = jaxcps.conv_general_dilated(x, w, (1, 1), "SAME", algorithm="cpo", **layout)
         assert_close(got, expected, f"cpo/{isa}, {channels} channels, {groups} groups")
