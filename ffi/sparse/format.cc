@@ -45,6 +45,31 @@ void ForEachSlot(int64_t slots, int64_t slot_elems, Parallel& parallel, BuildSlo
   });
 }
 
+// Words that each worker ORs what it builds into, so workers never write the same word, then
+// ORed together.
+class WorkerUnion {
+ public:
+  // Room for `words` words per worker, zeroed.
+  std::string Allocate(int64_t workers, int64_t words) {
+    workers_ = workers, words_ = words;
+    std::string err = partial_.Allocate(CheckedBytes(workers, words), "the live channels");
+    if (err.empty()) std::fill_n(partial_.data(), workers * words, uint64_t{0});
+    return err;
+  }
+  uint64_t* For(int64_t worker) { return partial_.data() + worker * words_; }
+  // out[i] = the OR of every worker's word i.
+  void Reduce(uint64_t* out) const {
+    std::fill_n(out, words_, uint64_t{0});
+    for (int64_t worker = 0; worker < workers_; ++worker) {
+      for (int64_t i = 0; i < words_; ++i) out[i] |= partial_.data()[worker * words_ + i];
+    }
+  }
+
+ private:
+  Workspace<uint64_t> partial_;
+  int64_t workers_ = 0, words_ = 0;
+};
+
 }  // namespace
 
 namespace {
@@ -154,34 +179,30 @@ std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
   out->tap_rows = out->block_size | 1;
   const int64_t blocks = out->Blocks();
   const uint64_t slots = static_cast<uint64_t>(n * h);
-  const int64_t workers = live_channels ? parallel.NumThreads() : 0;
-  Workspace<uint64_t> partial;  // per worker: the live channels of the rows it built
+  WorkerUnion partial;  // per worker: the live channels of the rows it built
   err = out->values.Allocate(CheckedBytes(slots, w * c), "the CPO values");
   if (err.empty()) err = out->index.Allocate(CheckedBytes(slots, w * c), "the CPO indices");
   if (err.empty()) {
     err = out->ptr.Allocate(CheckedBytes(slots, blocks * (w + 1)), "the CPO pointers");
   }
   if (err.empty()) err = out->live.Allocate(blocks, "the CPO live channels");
-  if (err.empty()) err = partial.Allocate(CheckedBytes(workers, blocks), "the CPO live channels");
+  if (err.empty() && live_channels) err = partial.Allocate(parallel.NumThreads(), blocks);
   if (!err.empty()) return err;
-  std::fill_n(partial.data(), workers * blocks, uint64_t{0});
   const CpoRowBuilder build_row = ActiveSparseKernels().build_cpo_row;
   ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
     const int64_t base = s * w * c;
     build_row(x + base, w, c, c / groups, out->block_size, out->tap_rows, out->blocks_per_group,
               groups, out->values.data() + base, out->index.data() + base,
               out->ptr.data() + s * blocks * (w + 1),
-              live_channels ? partial.data() + worker * blocks : nullptr);
+              live_channels ? partial.For(worker) : nullptr);
   });
   uint64_t* live = out->live.data();
-  std::fill_n(live, blocks, uint64_t{0});
   if (live_channels) {
-    for (int64_t worker = 0; worker < workers; ++worker) {
-      for (int64_t b = 0; b < blocks; ++b) live[b] |= partial.data()[worker * blocks + b];
-    }
+    partial.Reduce(live);
     return {};
   }
   // A block with a non-zero in some slot: all its channels count as live.
+  std::fill_n(live, blocks, uint64_t{0});
   const int64_t channels_per_group = c / groups;
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = (b % out->blocks_per_group) * out->block_size;
@@ -201,27 +222,22 @@ std::string BuildMasks(const float* x, int64_t n, int64_t h, int64_t w, int64_t 
   out->groups = groups;
   out->blocks_per_group = (c / groups + kMaskChannels - 1) / kMaskChannels;
   const int64_t stride = out->PixelStride(), per_row = w * stride;
-  const int64_t workers = parallel.NumThreads();
-  Workspace<uint64_t> partial;  // per worker: the union of the rows it built
+  WorkerUnion partial;  // per worker: the union of the rows it built
   std::string err =
       out->masks.Allocate(CheckedBytes(static_cast<uint64_t>(n * h), per_row), "the channel masks");
   if (err.empty()) err = out->live.Allocate(stride, "the live channels");
-  if (err.empty()) err = partial.Allocate(CheckedBytes(workers, stride), "the live channels");
+  if (err.empty()) err = partial.Allocate(parallel.NumThreads(), stride);
   if (!err.empty()) return err;
-  std::fill_n(partial.data(), workers * stride, uint64_t{0});
   const MaskRowBuilder build_row = ActiveSparseKernels().build_mask_row;
   ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
     uint64_t* row = out->masks.data() + s * per_row;
     build_row(x + s * w * c, w, c, c / groups, out->blocks_per_group, groups, row);
-    uint64_t* live = partial.data() + worker * stride;
+    uint64_t* live = partial.For(worker);
     for (int64_t q = 0; q < w; ++q) {
       for (int64_t b = 0; b < stride; ++b) live[b] |= row[q * stride + b];
     }
   });
-  std::fill_n(out->live.data(), stride, uint64_t{0});
-  for (int64_t worker = 0; worker < workers; ++worker) {
-    for (int64_t b = 0; b < stride; ++b) out->live.data()[b] |= partial.data()[worker * stride + b];
-  }
+  partial.Reduce(out->live.data());
   return {};
 }
 
