@@ -14,6 +14,9 @@ namespace avx2 {
 // CPO keeps 64 output channels (4 vectors of 16, 8 ymm registers) per pixel.
 #define JAXCPS_CPO_PAIR_MAX_O_VECS 2  // two pixels: 8 ymm of accumulators
 #define JAXCPS_CPO_MAX_O_VECS 4
+// 64 channels: two non-zeros per step (3-5% faster at 50-70% zeros on Zen 2; with fewer
+// registers equal, or 2-3% slower on the pairs' one-sided rows at 90% zeros).
+#define JAXCPS_CPO_SUM_TWO_MIN_REGS 8
 // Sparse direct: 3x2 pixels x 1 vector of output channels: 12 ymm of accumulators, 2 of
 // weights, 1 broadcast input (2x2 took 18-34% more time at 0, 50 and 90% zeros on Zen 2).
 // Tiles of 4 such vectors share each block's channel lists (on Zen 2, one thread, against

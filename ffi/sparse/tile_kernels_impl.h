@@ -69,12 +69,32 @@ bool WithVecs(int64_t vecs, F&& f) {
 #endif
 constexpr int kPairVecs = JAXCPS_CPO_PAIR_MAX_O_VECS;
 
+// Where set, GatherRange with at least this many accumulator registers takes two non-zeros per
+// step and adds the sum of their products to each accumulator: one dependent add per two
+// non-zeros instead of two dependent multiply-adds (docs/design.md, section 3.2).
+#ifndef JAXCPS_CPO_SUM_TWO_MIN_REGS
+#define JAXCPS_CPO_SUM_TWO_MIN_REGS 0
+#endif
+constexpr int kSumTwoMinRegs = JAXCPS_CPO_SUM_TWO_MIN_REGS;
+
 // Adds the non-zeros [begin, end) of a compressed row to acc (V registers): entry e's weight
 // row is w + (index[e] - shift) * V * kLanes.
 template <int V>
 inline void GatherRange(Vec (&acc)[V], const float* values, const uint16_t* index, uint32_t begin,
                         uint32_t end, const float* w, int64_t shift) {
-  for (uint32_t e = begin; e < end; ++e) {
+  uint32_t e = begin;
+  if constexpr (kSumTwoMinRegs > 0 && V >= kSumTwoMinRegs) {
+    for (; e + 2 <= end; e += 2) {
+      const float v0 = values[e], v1 = values[e + 1];
+      const float* row0 = w + (static_cast<int64_t>(index[e]) - shift) * (V * kLanes);
+      const float* row1 = w + (static_cast<int64_t>(index[e + 1]) - shift) * (V * kLanes);
+#pragma GCC unroll 16
+      for (int i = 0; i < V; ++i) {
+        acc[i] += v0 * LoadVec(row0 + i * kLanes) + v1 * LoadVec(row1 + i * kLanes);
+      }
+    }
+  }
+  for (; e < end; ++e) {
     const float v = values[e];
     const float* row = w + (static_cast<int64_t>(index[e]) - shift) * (V * kLanes);
 #pragma GCC unroll 16
