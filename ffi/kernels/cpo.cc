@@ -7,7 +7,8 @@
 // batch) that write disjoint outputs, so threads never conflict. Inside a piece, channel blocks
 // run outermost: the piece packs one block's weights ([kh][kw][channel][output], zero-padded to
 // whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
-// pixel of the band gathers from them, its accumulators held in registers. Prepared weights
+// pixel of the band gathers from them, its accumulators held in registers and kept between
+// channel blocks in the worker's own output tile, copied to y when the piece ends. Prepared weights
 // (PreparedWeights, the layout of kernels/tile_driver.h) hold every channel of an output block
 // in that layout, packed and checked once: a piece then copies a channel block's rows, one
 // contiguous run per tap (read in place, they were 5-15% slower: docs/design.md).
@@ -95,14 +96,14 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   const int64_t pieces = per_band * bands, per_group = pieces / g.groups;
   const int64_t workers = WorkerCount(parallel, pieces);
 
-  // Per worker: one block's packed weights and, for a block narrower than its vectors, an
-  // output tile that the kernel accumulates into before the valid channels are copied out.
+  // Per worker: one block's packed weights and an output tile (the band's pixels, the output
+  // block's vectors each) that the kernel accumulates into before the valid channels are
+  // copied to y. Pieces running at once are often output blocks of the same pixels; two
+  // threads accumulating side by side in y, each block's 256 bytes next to the other's, ran
+  // 4-20% slower than in tiles of their own (docs/design.md, section 3.2).
   const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
   const int64_t weight_floats = g.kh * g.kw * act.tap_rows * max_o;
-  const bool narrow = std::any_of(o_blocks.begin(), o_blocks.end(), [](const OutputBlock& b) {
-    return b.length % kVectorLanes != 0;
-  });
-  const int64_t tile_floats = narrow ? band_rows * g.ow * max_o : 0;
+  const int64_t tile_floats = band_rows * g.ow * max_o;
   Workspace<float> packed, tiles;
   err = packed.Allocate(CheckedBytes(workers, weight_floats), "the CPO packed weights");
   if (err.empty()) err = tiles.Allocate(CheckedBytes(workers, tile_floats), "the CPO tiles");
@@ -124,7 +125,6 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     const int64_t grp = piece / (bands * o_blocks.size());
     const int64_t o_first = grp * g.OutPerGroup() + ob.offset;
     const int64_t o_pad = ob.vecs * kVectorLanes;
-    const bool to_tile = ob.length != o_pad;
 
     CpoJob job;
     job.values = act.values.data();
@@ -139,9 +139,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     SetJobWindow(g, &job);
     job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
-    job.out =
-        to_tile ? tiles.data() + worker * tile_floats : y + job.row_begin * g.ow * g.o + o_first;
-    job.out_stride = to_tile ? o_pad : g.o;
+    job.out = tiles.data() + worker * tile_floats;
+    job.out_stride = o_pad;
     job.o_vecs = ob.vecs;
     // Every weight is checked for NaN/Inf: a live channel's rows as they are packed by each
     // (group, output block), which band 0 (never empty) does; a dead channel's, which no piece
@@ -171,15 +170,14 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       if (!kernels.cpo_band(job)) failed.store(true, std::memory_order_relaxed);
       job.accumulate = true;
     }
-    if (!job.accumulate) {  // no live block in this group: every output is an empty sum
-      for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
-        std::fill_n(job.out + p * job.out_stride, ob.length, 0.0f);
-      }
-    }
-    if (to_tile) {
-      for (int64_t p = 0; p < (job.row_end - job.row_begin) * g.ow; ++p) {
-        std::memcpy(y + (job.row_begin * g.ow + p) * g.o + o_first, job.out + p * o_pad,
+    const int64_t band_pixels = (job.row_end - job.row_begin) * g.ow;
+    float* y_band = y + job.row_begin * g.ow * g.o + o_first;
+    for (int64_t p = 0; p < band_pixels; ++p) {
+      if (job.accumulate) {
+        std::memcpy(y_band + p * g.o, job.out + p * o_pad,
                     static_cast<size_t>(ob.length) * sizeof(float));
+      } else {  // no live block in this group: every output is an empty sum
+        std::fill_n(y_band + p * g.o, ob.length, 0.0f);
       }
     }
   });
