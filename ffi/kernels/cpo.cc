@@ -34,11 +34,9 @@ namespace jaxcps {
 
 namespace {
 
-// A band's output tile (its pixels times an output block's floats), read and written once per
-// channel block. Every band packs the weights again, so bands are as large as this allows:
-// 1 MiB (4096 pixels of 64 channels) was 1-4% faster than 256 KiB, which stays in L2
-// (docs/design.md, section 3.2).
-constexpr int64_t kMaxBandTileBytes = int64_t{1} << 20;
+// Output pixels of one band: their accumulated outputs (up to 128 floats each, 512 KiB) are
+// read and written once per channel block and should stay in L2.
+constexpr int64_t kMaxBandPixels = 1024;
 
 std::string Supports(const ConvGeometry& g) { return CheckSparseShape(g.w, g.c); }
 
@@ -89,12 +87,10 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_vecs);
   const int64_t per_band = g.groups * static_cast<int64_t>(o_blocks.size());
   // Every band packs the weights again, so bands only where output blocks alone leave threads
-  // idle, or where a band's output tile would outgrow kMaxBandTileBytes.
-  const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
-  const int64_t band_pixels_max = kMaxBandTileBytes / (max_o * static_cast<int64_t>(sizeof(float)));
+  // idle, or where a band's accumulated outputs would no longer fit in L2.
   const int64_t rows = g.n * g.oh;
   const int64_t for_threads = (parallel.NumThreads() + per_band - 1) / per_band;
-  const int64_t for_cache = (rows * g.ow + band_pixels_max - 1) / band_pixels_max;
+  const int64_t for_cache = (rows * g.ow + kMaxBandPixels - 1) / kMaxBandPixels;
   const int64_t bands = std::clamp<int64_t>(std::max(for_threads, for_cache), 1, rows);
   const int64_t band_rows = (rows + bands - 1) / bands;
   const int64_t pieces = per_band * bands, per_group = pieces / g.groups;
@@ -105,6 +101,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   // copied to y. Pieces running at once are often output blocks of the same pixels; two
   // threads accumulating side by side in y, each block's 256 bytes next to the other's, ran
   // 4-20% slower than in tiles of their own (docs/design.md, section 3.2).
+  const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
   const int64_t weight_floats = g.kh * g.kw * act.tap_rows * max_o;
   const int64_t tile_floats = band_rows * g.ow * max_o;
   Workspace<float> packed, tiles;
