@@ -8,7 +8,8 @@
 // run outermost: the piece packs one block's weights ([kh][kw][channel][output], zero-padded to
 // whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
 // pixel of the band gathers from them, its accumulators held in registers and kept between
-// channel blocks in the worker's own output tile, copied to y when the piece ends. Prepared weights
+// channel blocks in the worker's own output tile, copied to y when the piece ends (or in y
+// itself for one group whose channels are one block of whole vectors). Prepared weights
 // (PreparedWeights, the layout of kernels/tile_driver.h) hold every channel of an output block
 // in that layout, packed and checked once: a piece then copies a channel block's rows, one
 // contiguous run per tap (read in place, they were 5-15% slower: docs/design.md).
@@ -141,11 +142,8 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     job.tap_rows = act.tap_rows;
     job.weights = packed.data() + worker * weight_floats;
     SetJobWindow(g, &job);
-    job.row_begin = std::min(rows, band * band_rows);  // an empty band starts at the end
+    job.row_begin = band * band_rows;
     job.row_end = std::min(rows, job.row_begin + band_rows);
-    float* y_band = y + job.row_begin * g.ow * g.o + o_first;
-    job.out = in_y ? y_band : tiles.data() + worker * tile_floats;
-    job.out_stride = in_y ? g.o : o_pad;
     job.o_vecs = ob.vecs;
     // Every weight is checked for NaN/Inf: a live channel's rows as they are packed by each
     // (group, output block), which band 0 (never empty) does; a dead channel's, which no piece
@@ -157,6 +155,9 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       return;
     }
     if (job.row_begin >= job.row_end) return;
+    float* y_band = y + job.row_begin * g.ow * g.o + o_first;
+    job.out = in_y ? y_band : tiles.data() + worker * tile_floats;
+    job.out_stride = in_y ? g.o : o_pad;
 
     job.accumulate = false;
     for (int64_t b = 0; b < act.blocks_per_group; ++b) {
