@@ -177,10 +177,10 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
       job.accumulate = true;
     }
     const int64_t band_pixels = (job.row_end - job.row_begin) * g.ow;
-    for (int64_t p = 0; p < band_pixels; ++p) {
-      if (!job.accumulate) {  // no live block in this group: every output is an empty sum
-        std::fill_n(y_band + p * g.o, ob.length, 0.0f);
-      } else if (!in_y) {
+    if (!job.accumulate) {  // no live block in this group: every output is an empty sum
+      for (int64_t p = 0; p < band_pixels; ++p) std::fill_n(y_band + p * g.o, ob.length, 0.0f);
+    } else if (!in_y) {  // the tile's valid channels into y
+      for (int64_t p = 0; p < band_pixels; ++p) {
         std::memcpy(y_band + p * g.o, job.out + p * o_pad,
                     static_cast<size_t>(ob.length) * sizeof(float));
       }
