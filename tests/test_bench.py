@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,6 +78,7 @@ def test_smoke_run_verifies_every_contender(smoke_run) -> None:
     peak = report["peak"]
     assert peak["achievable_gflops"] == max(peak["sgemm_gflops"], peak["dense_engine_gflops"])
     assert report["settings"]["peers"] is None
+    assert report["settings"]["jax_dispatch"] in ("synchronous", "asynchronous")
     for key in ("date", "git_commit", "isa", "jax", "jaxlib", "threads", "cpu"):
         assert report["machine"][key] not in (None, "")
 
@@ -92,6 +95,29 @@ def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
     assert all(f"CR {a}/im2col" in format_summary(report) for a in COMPRESSING)
     for name in ("ratio_vs_zeros.png", "compression.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+DISPATCH = """
+import sys
+import jax, jax.numpy as jnp
+from jaxcps.timing import dispatch_synchronously
+if sys.argv[1] == "late":
+    jnp.ones(2).block_until_ready()  # JAX's CPU client exists: the mode is fixed
+first, again = dispatch_synchronously(), dispatch_synchronously()
+print(first, again, float(jax.jit(lambda x: 2 * x)(jnp.ones(())).block_until_ready()))
+"""
+
+
+@pytest.mark.parametrize(("when", "mode"), [("first", "synchronous"), ("late", "asynchronous")])
+def test_dispatch_synchronously_only_before_jax_starts(tmp_path, when: str, mode: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", DISPATCH, when],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert run.stdout.split() == [mode, mode, "2.0"]
 
 
 def test_constant_weights_are_closed_over_and_prepared() -> None:

@@ -2,7 +2,8 @@
 
 Per case (a layer at one input zero fraction and batch size) XLA's default convolution and
 every jaxcps kernel run in one process, jitted, interleaved round by round after warm-up,
-reported as medians (`jaxcps.bench.harness`). With `--peers`, the dense convolutions of ONNX
+reported as medians (`jaxcps.bench.harness`); JAX runs them synchronously, on the calling
+thread, as the dense engines run theirs (`jaxcps.timing.dispatch_synchronously`). With `--peers`, the dense convolutions of ONNX
 Runtime, OpenVINO and oneDNN (through PyTorch) that are installed join the same rounds
 (`jaxcps.bench.peers`), with as many threads as XLA's pool. Each result is checked against
 XLA's after timing. With `--eigen`, XLA's Eigen convolution runs in a second process (YNNPACK
@@ -32,6 +33,7 @@ import numpy as np
 from jaxcps._progress import ProgressBar
 from jaxcps.bench import harness, machine, peers, report, tables
 from jaxcps.bench.layers import SUITES, Case, select_cases
+from jaxcps.timing import dispatch_synchronously
 
 #: The contender timed in the second process by `--eigen`.
 EIGEN = "xla_eigen"
@@ -138,12 +140,13 @@ def run(args: argparse.Namespace) -> int:
         cases = select_cases(args.suite, args.layers, args.zeros, args.batch)
     except ValueError as error:
         raise SystemExit(f"jaxcps bench: {error}") from None
+    dispatch = dispatch_synchronously()  # before any JAX computation, as in the Eigen worker
     if args.eigen_worker is not None:
         return _run_eigen_worker(args, cases)
     engines = _peer_engines() if args.peers else None
     with tempfile.TemporaryDirectory(prefix="jaxcps-eigen-") as eigen_dir:
         eigen = _spawn_eigen_worker(args, Path(eigen_dir)) if args.eigen else None
-        result = _run_main(args, cases, engines, eigen, Path(eigen_dir))
+        result = _run_main(args, cases, engines, eigen, Path(eigen_dir), dispatch)
     paths = write_all(result, args.out, plots=not args.no_plots)
     print(tables.format_table(result))
     print("\nwrote " + ", ".join(str(p) for p in paths))
@@ -214,6 +217,7 @@ def _run_main(
     engines: _Engines | None,
     eigen: dict | None,
     eigen_dir: Path,
+    dispatch: str,
 ) -> dict[str, Any]:
     peak_before = machine.measure_peak(args.peak_size)
     bar = ProgressBar(len(cases) * (args.warmup + args.repeats), label="bench")
@@ -244,6 +248,7 @@ def _run_main(
     bar.close()
     peak_after = machine.measure_peak(args.peak_size)
     settings = _settings(args)
+    settings["jax_dispatch"] = dispatch
     if engines:
         settings["peers"] = {
             "engines": descriptions,
