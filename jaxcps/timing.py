@@ -50,20 +50,20 @@ def time_interleaved(
     return times
 
 
-def dispatch_synchronously() -> str:
-    """Makes JAX run this process's CPU computations on the calling thread, as the dense
-    engines' `run` calls do, and returns how JAX dispatches them: "synchronous", or
-    "asynchronous" if JAX had created its CPU client before (the mode is fixed then).
+def jax_dispatch(*, synchronous: bool = False) -> str:
+    """How JAX dispatches this process's CPU computations: "synchronous" or "asynchronous".
 
-    JAX's default hands each call to a thread of XLA's and wakes the caller when it is done:
-    on the 2-core machine of the recorded results that added 0.02-0.15 ms to every timed
-    call (a call of an empty convolution: 0.12-0.16 ms, against 0.015-0.03 ms synchronous),
-    which the dense engines do not pay. A compiled network pays it once, not per layer.
+    With `synchronous`, first makes JAX run them on the calling thread, as the dense engines'
+    `run` calls do, where it still can: JAX fixes the mode when it creates its CPU client, at
+    the process's first computation. JAX's default hands each call to a thread of XLA's and
+    wakes the caller when it is done; on the 2-core machine of the recorded results that added
+    0.02-0.15 ms to every timed call (a call of an empty convolution: 0.12-0.16 ms, against
+    0.015-0.03 ms synchronous), which a compiled network pays once, not per layer.
     """
     from jax._src import xla_bridge  # whether the client exists: no public API says
 
     flag = "jax_cpu_enable_async_dispatch"
-    if not xla_bridge.backends_are_initialized():
+    if synchronous and not xla_bridge.backends_are_initialized():
         jax.config.update(flag, False)
     return "asynchronous" if jax.config.values[flag] else "synchronous"
 

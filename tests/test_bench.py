@@ -100,16 +100,16 @@ def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
 DISPATCH = """
 import sys
 import jax, jax.numpy as jnp
-from jaxcps.timing import dispatch_synchronously
+from jaxcps.timing import jax_dispatch
 if sys.argv[1] == "late":
     jnp.ones(2).block_until_ready()  # JAX's CPU client exists: the mode is fixed
-first, again = dispatch_synchronously(), dispatch_synchronously()
+first, again = jax_dispatch(synchronous=True), jax_dispatch()
 print(first, again, float(jax.jit(lambda x: 2 * x)(jnp.ones(())).block_until_ready()))
 """
 
 
 @pytest.mark.parametrize(("when", "mode"), [("first", "synchronous"), ("late", "asynchronous")])
-def test_dispatch_synchronously_only_before_jax_starts(tmp_path, when: str, mode: str) -> None:
+def test_synchronous_dispatch_only_before_jax_starts(tmp_path, when: str, mode: str) -> None:
     run = subprocess.run(
         [sys.executable, "-c", DISPATCH, when],
         capture_output=True,

@@ -3,9 +3,8 @@
 // their weight rows (the ISA kernel CpoBand). Each non-zero is stored once; the taps it feeds
 // follow from its position and are never stored.
 //
-// The build's tasks (rows of the input) and then the pieces run in one parallel region. Work is
-// split into pieces (group, block of output channels, band of output rows across the batch)
-// that write disjoint outputs, so threads never conflict. Inside a piece, channel blocks
+// Work is split into pieces (group, block of output channels, band of output rows across the
+// batch) that write disjoint outputs, so threads never conflict. Inside a piece, channel blocks
 // run outermost: the piece packs one block's weights ([kh][kw][channel][output], zero-padded to
 // whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
 // pixel of the band gathers from them, its accumulators held in registers and kept between
@@ -22,7 +21,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <optional>
 #include <vector>
 
 #include "kernels/kernel.h"
@@ -73,6 +71,19 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     std::fill(y, y + g.n * g.oh * g.ow * g.o, 0.0f);
     return {};
   }
+  CpoActivation act;
+  std::string err;
+  {
+    BuildProfileScope profile;
+    const int64_t block_size =
+        CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w, g.kw);
+    // Finding the live channels costs 12-14% more build time; it pays where the weights that
+    // dead channels would spare packing outweigh the activation (few pixels, many weights).
+    const bool live_channels = g.kh * g.kw * g.ci * g.o >= g.n * g.h * g.w * g.c;
+    err = BuildCpo(x, g.n, g.h, g.w, g.c, g.groups, block_size, live_channels, parallel, &act);
+  }
+  if (!err.empty()) return err;
+
   const std::vector<OutputBlock> o_blocks =
       SplitOutputChannels(g.OutPerGroup(), kernels.cpo_max_o_vecs);
   const int64_t per_band = g.groups * static_cast<int64_t>(o_blocks.size());
@@ -84,21 +95,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   const int64_t bands = std::clamp<int64_t>(std::max(for_threads, for_cache), 1, rows);
   const int64_t band_rows = (rows + bands - 1) / bands;
   const int64_t pieces = per_band * bands, per_group = pieces / g.groups;
-
-  // The build: sized and allocated here, its tasks run in the pieces' parallel region (below).
-  // Its time, for the benchmark, runs from here until its last task has returned.
-  std::optional<BuildProfileScope> build_profile(std::in_place);
-  CpoActivation act;
-  CpoBuild build;
-  const int64_t block_size = CpoBlockSize(EstimateDensity(x, g.n, g.h, g.w, g.c), g.ci, g.w, g.kw);
-  // Finding the live channels costs 12-14% more build time; it pays where the weights that
-  // dead channels would spare packing outweigh the activation (few pixels, many weights).
-  const bool live_channels = g.kh * g.kw * g.ci * g.o >= g.n * g.h * g.w * g.c;
-  const int64_t threads = parallel.NumThreads();
-  std::string err =
-      build.Start(x, g.n, g.h, g.w, g.c, g.groups, block_size, live_channels, threads, &act);
-  if (!err.empty()) return err;
-  const int64_t workers = WorkerCount(parallel, std::max(build.Tasks(), pieces));
+  const int64_t workers = WorkerCount(parallel, pieces);
 
   // Per worker: one block's packed weights and an output tile (the band's pixels, the output
   // block's vectors each) that the kernel accumulates into before the valid channels are
@@ -126,7 +123,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   };
 
   std::atomic<bool> failed{false}, nonfinite{false};
-  const auto run_piece = [&](int64_t piece, int64_t worker) {
+  ForEachChunk(parallel, pieces, workers, [&](int64_t piece, int64_t worker) {
     if (nonfinite.load(std::memory_order_relaxed)) return;  // the caller will run a dense kernel
     const int64_t band = piece % bands;
     const OutputBlock& ob = o_blocks[(piece / bands) % o_blocks.size()];
@@ -188,14 +185,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
                     static_cast<size_t>(ob.length) * sizeof(float));
       }
     }
-  };
-  // One parallel region: the build's tasks, then the pieces.
-  const auto build_task = [&](int64_t task, int64_t worker) { build.Task(task, worker); };
-  const auto built = [&] {
-    build.Finish();
-    build_profile.reset();
-  };
-  ForEachChunkAfter(parallel, build.Tasks(), build_task, built, pieces, workers, run_piece);
+  });
   if (nonfinite.load()) return kNonFiniteWeights;
   if (failed.load()) return "internal error: an output-channel block wider than the registers";
   return {};

@@ -45,6 +45,31 @@ void ForEachSlot(int64_t slots, int64_t slot_elems, Parallel& parallel, BuildSlo
   });
 }
 
+// Words that each worker ORs what it builds into, so workers never write the same word, then
+// ORed together.
+class WorkerUnion {
+ public:
+  // Room for `words` words per worker, zeroed.
+  std::string Allocate(int64_t workers, int64_t words) {
+    workers_ = workers, words_ = words;
+    std::string err = partial_.Allocate(CheckedBytes(workers, words), "the live channels");
+    if (err.empty()) std::fill_n(partial_.data(), workers * words, uint64_t{0});
+    return err;
+  }
+  uint64_t* For(int64_t worker) { return partial_.data() + worker * words_; }
+  // out[i] = the OR of every worker's word i.
+  void Reduce(uint64_t* out) const {
+    std::fill_n(out, words_, uint64_t{0});
+    for (int64_t worker = 0; worker < workers_; ++worker) {
+      for (int64_t i = 0; i < words_; ++i) out[i] |= partial_.data()[worker * words_ + i];
+    }
+  }
+
+ private:
+  Workspace<uint64_t> partial_;
+  int64_t workers_ = 0, words_ = 0;
+};
+
 }  // namespace
 
 namespace {
@@ -137,12 +162,11 @@ uint64_t CpsActivation::FootprintBytes() const {
          pointers * 2 * sizeof(uint32_t);
 }
 
-std::string CpoBuild::Start(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
-                            int64_t groups, int64_t block_size, bool live_channels, int64_t workers,
-                            CpoActivation* out) {
+std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
+                     int64_t block_size, bool live_channels, Parallel& parallel,
+                     CpoActivation* out) {
   std::string err = CheckSparseShape(w, c);
   if (!err.empty()) return err;
-  x_ = x, out_ = out, live_channels_ = live_channels;
   groups = std::max<int64_t>(1, groups);
   out->n = n, out->h = h, out->w = w, out->c = c, out->groups = groups;
   // At most 64 channels, so a block's live channels are one word.
@@ -155,64 +179,40 @@ std::string CpoBuild::Start(const float* x, int64_t n, int64_t h, int64_t w, int
   out->tap_rows = out->block_size | 1;
   const int64_t blocks = out->Blocks();
   const uint64_t slots = static_cast<uint64_t>(n * h);
-  slots_per_task_ = SlotsPerTask(n * h, w * c, workers);
-  tasks_ = (n * h + slots_per_task_ - 1) / slots_per_task_;
+  WorkerUnion partial;  // per worker: the live channels of the rows it built
   err = out->values.Allocate(CheckedBytes(slots, w * c), "the CPO values");
   if (err.empty()) err = out->index.Allocate(CheckedBytes(slots, w * c), "the CPO indices");
   if (err.empty()) {
     err = out->ptr.Allocate(CheckedBytes(slots, blocks * (w + 1)), "the CPO pointers");
   }
   if (err.empty()) err = out->live.Allocate(blocks, "the CPO live channels");
-  if (err.empty() && live_channels) err = partial_.Allocate(workers, blocks);
-  build_row_ = ActiveSparseKernels().build_cpo_row;
-  return err;
-}
-
-void CpoBuild::Task(int64_t task, int64_t worker) {
-  CpoActivation* out = out_;
-  const int64_t w = out->w, c = out->c, blocks = out->Blocks();
-  const int64_t end = std::min(out->n * out->h, (task + 1) * slots_per_task_);
-  for (int64_t s = task * slots_per_task_; s < end; ++s) {
+  if (err.empty() && live_channels) err = partial.Allocate(parallel.NumThreads(), blocks);
+  if (!err.empty()) return err;
+  const CpoRowBuilder build_row = ActiveSparseKernels().build_cpo_row;
+  ForEachSlot(n * h, w * c, parallel, [&](int64_t s, int64_t worker) {
     const int64_t base = s * w * c;
-    build_row_(x_ + base, w, c, c / out->groups, out->block_size, out->tap_rows,
-               out->blocks_per_group, out->groups, out->values.data() + base,
-               out->index.data() + base, out->ptr.data() + s * blocks * (w + 1),
-               live_channels_ ? partial_.For(worker) : nullptr);
-  }
-}
-
-void CpoBuild::Finish() {
-  CpoActivation* out = out_;
+    build_row(x + base, w, c, c / groups, out->block_size, out->tap_rows, out->blocks_per_group,
+              groups, out->values.data() + base, out->index.data() + base,
+              out->ptr.data() + s * blocks * (w + 1),
+              live_channels ? partial.For(worker) : nullptr);
+  });
   uint64_t* live = out->live.data();
-  if (live_channels_) {
-    partial_.Reduce(live);
-    return;
+  if (live_channels) {
+    partial.Reduce(live);
+    return {};
   }
   // A block with a non-zero in some slot: all its channels count as live.
-  const int64_t blocks = out->Blocks(), slots = out->n * out->h, w = out->w;
   std::fill_n(live, blocks, uint64_t{0});
-  const int64_t channels_per_group = out->c / out->groups;
+  const int64_t channels_per_group = c / groups;
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = (b % out->blocks_per_group) * out->block_size;
     const int64_t count = std::min(out->block_size, channels_per_group - first);
     const uint64_t all = count >= 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
-    for (int64_t s = 0; s < slots && live[b] == 0; ++s) {
+    for (int64_t s = 0; s < n * h && live[b] == 0; ++s) {
       const uint32_t* p = out->ptr.data() + (s * blocks + b) * (w + 1);
       if (p[w] != p[0]) live[b] = all;
     }
   }
-}
-
-std::string BuildCpo(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
-                     int64_t block_size, bool live_channels, Parallel& parallel,
-                     CpoActivation* out) {
-  CpoBuild build;
-  const std::string err =
-      build.Start(x, n, h, w, c, groups, block_size, live_channels, parallel.NumThreads(), out);
-  if (!err.empty()) return err;
-  ForEachChunk(parallel, build.Tasks(), WorkerCount(parallel, build.Tasks()),
-               [&](int64_t task, int64_t worker) { build.Task(task, worker); });
-  build.Finish();
   return {};
 }
 

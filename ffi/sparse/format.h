@@ -26,13 +26,11 @@
 #ifndef JAXCPS_SPARSE_FORMAT_H_
 #define JAXCPS_SPARSE_FORMAT_H_
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "runtime/parallel.h"
 #include "runtime/workspace.h"
-#include "sparse/tile_kernels.h"
 
 namespace jaxcps {
 
@@ -98,53 +96,6 @@ int64_t CpoBlockSize(double density, int64_t channels_per_group, int64_t width,
 // Fraction of non-zeros in x (n*h*w*c floats), estimated from at most 16K of them spread
 // evenly over x; deterministic.
 double EstimateDensity(const float* x, int64_t n, int64_t h, int64_t w, int64_t c);
-
-// Words that each worker ORs what it builds into, so workers never write the same word, then
-// ORed together.
-class WorkerUnion {
- public:
-  // Room for `words` words per worker, zeroed.
-  std::string Allocate(int64_t workers, int64_t words) {
-    workers_ = workers, words_ = words;
-    std::string err = partial_.Allocate(CheckedBytes(workers, words), "the live channels");
-    if (err.empty()) std::fill_n(partial_.data(), workers * words, uint64_t{0});
-    return err;
-  }
-  uint64_t* For(int64_t worker) { return partial_.data() + worker * words_; }
-  // out[i] = the OR of every worker's word i.
-  void Reduce(uint64_t* out) const {
-    std::fill_n(out, words_, uint64_t{0});
-    for (int64_t worker = 0; worker < workers_; ++worker) {
-      for (int64_t i = 0; i < words_; ++i) out[i] |= partial_.data()[worker * words_ + i];
-    }
-  }
-
- private:
-  Workspace<uint64_t> partial_;
-  int64_t workers_ = 0, words_ = 0;
-};
-
-// BuildCpo in steps, for a kernel that runs the build's tasks inside its own parallel work
-// (CPO builds and multiplies in one parallel region: docs/design.md, section 5). Start checks
-// the shape, sizes and allocates *out (an error message or ""); Task(t, worker) builds the
-// rows of task t in [0, Tasks()) on any thread, worker < the `workers` given to Start; Finish,
-// after every task, sets out->live. *out and x must outlive the build.
-class CpoBuild {
- public:
-  std::string Start(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t groups,
-                    int64_t block_size, bool live_channels, int64_t workers, CpoActivation* out);
-  int64_t Tasks() const { return tasks_; }
-  void Task(int64_t task, int64_t worker);
-  void Finish();
-
- private:
-  const float* x_ = nullptr;
-  CpoActivation* out_ = nullptr;
-  bool live_channels_ = false;
-  int64_t slots_per_task_ = 1, tasks_ = 0;
-  WorkerUnion partial_;  // per worker: the live channels of the rows it built
-  CpoRowBuilder build_row_ = nullptr;
-};
 
 // Build the compressed forms (or the masks) of x (NHWC, shape n,h,w,c). Return an error
 // message or "".

@@ -2,9 +2,10 @@
 
 Per case (a layer at one input zero fraction and batch size) XLA's default convolution and
 every jaxcps kernel run in one process, jitted, interleaved round by round after warm-up,
-reported as medians (`jaxcps.bench.harness`); JAX runs them synchronously, on the calling
-thread, as the dense engines run theirs (`jaxcps.timing.dispatch_synchronously`). With `--peers`, the dense convolutions of ONNX
-Runtime, OpenVINO and oneDNN (through PyTorch) that are installed join the same rounds
+reported as medians (`jaxcps.bench.harness`); with `--synchronous` JAX runs them on the
+calling thread, as the dense engines run theirs (`jaxcps.timing.jax_dispatch`). With
+`--peers`, the dense convolutions of ONNX Runtime, OpenVINO and oneDNN (through PyTorch) that
+are installed join the same rounds
 (`jaxcps.bench.peers`), with as many threads as XLA's pool. Each result is checked against
 XLA's after timing. With `--eigen`, XLA's Eigen convolution runs in a second process (YNNPACK
 switched off by XLA_FLAGS) on the same activations and joins as the contender "xla_eigen".
@@ -33,7 +34,7 @@ import numpy as np
 from jaxcps._progress import ProgressBar
 from jaxcps.bench import harness, machine, peers, report, tables
 from jaxcps.bench.layers import SUITES, Case, select_cases
-from jaxcps.timing import dispatch_synchronously
+from jaxcps.timing import jax_dispatch
 
 #: The contender timed in the second process by `--eigen`.
 EIGEN = "xla_eigen"
@@ -123,6 +124,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: weights are arguments, packed on every call)",
     )
     parser.add_argument(
+        "--synchronous",
+        action="store_true",
+        help="run JAX's calls on the calling thread, as the dense engines run theirs (default: "
+        "JAX's asynchronous dispatch, which adds a hand-off to XLA's thread to every call)",
+    )
+    parser.add_argument(
         "--eigen", action="store_true", help="also time XLA's Eigen convolution in a second process"
     )
     parser.add_argument("--eigen-worker", type=Path, help=argparse.SUPPRESS)
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         cases = select_cases(args.suite, args.layers, args.zeros, args.batch)
     except ValueError as error:
         raise SystemExit(f"jaxcps bench: {error}") from None
-    dispatch = dispatch_synchronously()  # before any JAX computation, as in the Eigen worker
+    dispatch = jax_dispatch(synchronous=args.synchronous)  # before any JAX computation
     if args.eigen_worker is not None:
         return _run_eigen_worker(args, cases)
     engines = _peer_engines() if args.peers else None
@@ -321,6 +328,8 @@ def _forwarded_args(args: argparse.Namespace) -> list[str]:
         words.append("--uniform")
     if args.constant_weights:
         words.append("--constant-weights")
+    if args.synchronous:
+        words.append("--synchronous")
     return words
 
 

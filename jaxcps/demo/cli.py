@@ -7,8 +7,7 @@ against the plan (interleaved medians), checks that both give the same outputs, 
 plan.json, summary.json and PNG plots into the output folder. When onnxruntime (and onnx) are
 installed, the same network with the same weights runs in ONNX Runtime too
 (`jaxcps.demo.onnx_models`), timed in the same rounds on an input converted to NCHW
-beforehand, its output checked against the Flax model's. JAX runs synchronously, as ONNX
-Runtime does (`jaxcps.timing.dispatch_synchronously`).
+beforehand, its output checked against the Flax model's.
 
 Flax is imported when the demo runs, not with this module: the `jaxcps` command imports
 every subcommand's module, and Flax is an optional dependency.
@@ -31,7 +30,7 @@ import numpy as np
 
 from jaxcps.bench import peers
 from jaxcps.plan import Plan
-from jaxcps.timing import dispatch_synchronously, medians, time_interleaved
+from jaxcps.timing import medians, time_interleaved
 
 #: Model name (a key of `jaxcps.demo.models.MODELS`) -> smallest image it accepts (all halve
 #: the size five times).
@@ -132,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
-    dispatch = dispatch_synchronously()  # before any JAX computation
 
     model = models.MODELS[args.model][0](width=args.width)
     key_x, key_p = jax.random.split(jax.random.key(args.seed, impl="rbg"))
@@ -152,11 +150,7 @@ def run(args: argparse.Namespace) -> int:
     onnxruntime = _onnxruntime(args.model, variables, x)
     e2e = _end_to_end(model, variables, x, plan, onnxruntime, repeats=4 * args.repeats)
     plan.meta.update(
-        model=args.model,
-        profile=args.profile,
-        image_size=args.image_size,
-        width=args.width,
-        jax_dispatch=dispatch,
+        model=args.model, profile=args.profile, image_size=args.image_size, width=args.width
     )
     plan.save(os.path.join(args.out, "plan.json"))
     with open(os.path.join(args.out, "summary.json"), "w") as f:
