@@ -2,7 +2,7 @@
 # Runs the test suite against jaxcps built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (CMake option JAXCPS_SANITIZE), in a venv of its own so the normal install is untouched.
 #
-#   tools/asan_tests.sh [pytest args...]     default: tests/, but for the files named below
+#   tools/asan_tests.sh [pytest args...]     default: tests/ but the files named below
 #   tools/asan_tests.sh -x test_parity.py    (test paths are relative to tests/)
 #
 # JAXCPS_ASAN_VENV picks the venv (default: <repo>/.venv-asan, created on first use).
@@ -35,11 +35,10 @@ export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 cd "$root/tests"
 # Left out by default: test_memory.py (under ASan, RSS measures ASan's quarantine of freed
 # blocks: it grew 12-80 MiB over 600 calls, not jaxcps) and test_peers.py (other engines;
-# OpenVINO's TBB is loaded with RTLD_DEEPBIND, which the ASan runtime refuses).
-# By default every test but those that measure memory (the sanitizer's own use skews them),
-# time the dense engines, or run whole models through other front ends (Keras, Equinox, Haiku,
-# the demo, the example scripts: the same kernel calls as the tests that stay, at 3-4 minutes
-# under the sanitizers).
+# OpenVINO's TBB is loaded with RTLD_DEEPBIND, which the ASan runtime refuses), and the
+# whole-model tests through other front ends, test_frameworks.py, test_demo.py and
+# test_examples.py (Keras, Equinox, Haiku, the demo and the example scripts make the same
+# kernel calls as the tests that stay, and took 3-4 minutes under the sanitizers).
 if [ $# -eq 0 ]; then
   set -- "$root/tests" --ignore="$root/tests/test_memory.py" --ignore="$root/tests/test_peers.py" \
     --ignore="$root/tests/test_frameworks.py" --ignore="$root/tests/test_demo.py" \
