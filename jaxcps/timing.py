@@ -53,12 +53,13 @@ def time_interleaved(
 def jax_dispatch(*, synchronous: bool = False) -> str:
     """How JAX dispatches this process's CPU computations: "synchronous" or "asynchronous".
 
-    With `synchronous`, first makes JAX run them on the calling thread, as the dense engines'
-    `run` calls do, where it still can: JAX fixes the mode when it creates its CPU client, at
-    the process's first computation. JAX's default hands each call to a thread of XLA's and
-    wakes the caller when it is done; on the 2-core machine of the recorded results that added
-    0.02-0.15 ms to every timed call (a call of an empty convolution: 0.12-0.16 ms, against
-    0.015-0.03 ms synchronous), which a compiled network pays once, not per layer.
+    With `synchronous`, first makes JAX run them on the calling thread, as ONNX Runtime's and
+    OpenVINO's `run` do, if JAX has not yet created its CPU client (it does when it first needs
+    a device: a computation, `jax.devices()`, `device_put`), which fixes the mode. JAX's
+    default hands each call to a thread of XLA's client and wakes the caller when it is done:
+    a hand-off per timed call that a compiled network pays once, not per layer (measured in
+    the README's results). The answer reads JAX's flag, which a client created before it was
+    last changed does not follow.
     """
     from jax._src import xla_bridge  # whether the client exists: no public API says
 

@@ -1,4 +1,5 @@
-"""`jaxcps bench` on the tiny `smoke` suite, its layer selection, and the activation generator.
+"""`jaxcps bench` on the tiny `smoke` suite, its layer selection, JAX's dispatch mode
+(`jaxcps.timing.jax_dispatch`), and the activation generator.
 
 No timed assertions: timings on a shared machine are noise. The harness must run, verify
 every contender against XLA, and write well-formed JSON, CSV, markdown and PNG files.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -78,7 +80,7 @@ def test_smoke_run_verifies_every_contender(smoke_run) -> None:
     peak = report["peak"]
     assert peak["achievable_gflops"] == max(peak["sgemm_gflops"], peak["dense_engine_gflops"])
     assert report["settings"]["peers"] is None
-    assert report["settings"]["jax_dispatch"] in ("synchronous", "asynchronous")
+    assert report["settings"]["jax_dispatch"] == "asynchronous"  # JAX's default
     for key in ("date", "git_commit", "isa", "jax", "jaxlib", "threads", "cpu"):
         assert report["machine"][key] not in (None, "")
 
@@ -97,9 +99,10 @@ def test_smoke_run_writes_csv_markdown_and_png(smoke_run) -> None:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-DISPATCH = """
+_DISPATCH_SCRIPT = """
 import sys
-import jax, jax.numpy as jnp
+import jax
+import jax.numpy as jnp
 from jaxcps.timing import jax_dispatch
 if sys.argv[1] == "late":
     jnp.ones(2).block_until_ready()  # JAX's CPU client exists: the mode is fixed
@@ -110,14 +113,25 @@ print(first, again, float(jax.jit(lambda x: 2 * x)(jnp.ones(())).block_until_rea
 
 @pytest.mark.parametrize(("when", "mode"), [("first", "synchronous"), ("late", "asynchronous")])
 def test_synchronous_dispatch_only_before_jax_starts(tmp_path, when: str, mode: str) -> None:
-    run = subprocess.run(
-        [sys.executable, "-c", DISPATCH, when],
+    env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"}
+    run = subprocess.run(  # outside the repo, so the installed jaxcps is imported
+        [sys.executable, "-c", _DISPATCH_SCRIPT, when],
+        check=False,
         capture_output=True,
         text=True,
-        check=True,
         cwd=tmp_path,
+        env=env,
+        timeout=300,
     )
+    assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [mode, mode, "2.0"]
+
+
+def test_synchronous_is_forwarded_and_recorded() -> None:
+    args = _parse("--synchronous", "--suite", "smoke")
+    assert "--synchronous" in cli._forwarded_args(args)
+    assert "--synchronous" in cli._settings(args)["command"].split()
+    assert "--synchronous" not in cli._forwarded_args(_parse("--suite", "smoke"))
 
 
 def test_constant_weights_are_closed_over_and_prepared() -> None:

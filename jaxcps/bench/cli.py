@@ -2,12 +2,11 @@
 
 Per case (a layer at one input zero fraction and batch size) XLA's default convolution and
 every jaxcps kernel run in one process, jitted, interleaved round by round after warm-up,
-reported as medians (`jaxcps.bench.harness`); with `--synchronous` JAX runs them on the
-calling thread, as the dense engines run theirs (`jaxcps.timing.jax_dispatch`). With
-`--peers`, the dense convolutions of ONNX Runtime, OpenVINO and oneDNN (through PyTorch) that
-are installed join the same rounds
-(`jaxcps.bench.peers`), with as many threads as XLA's pool. Each result is checked against
-XLA's after timing. With `--eigen`, XLA's Eigen convolution runs in a second process (YNNPACK
+reported as medians (`jaxcps.bench.harness`). With `--peers`, the dense convolutions of ONNX
+Runtime, OpenVINO and oneDNN (through PyTorch) that are installed join the same rounds
+(`jaxcps.bench.peers`), with as many threads as XLA's pool; with `--synchronous` JAX runs its
+calls on the calling thread too, as those engines run theirs (`jaxcps.timing.jax_dispatch`).
+Each result is checked against XLA's after timing. With `--eigen`, XLA's Eigen convolution runs in a second process (YNNPACK
 switched off by XLA_FLAGS) on the same activations and joins as the contender "xla_eigen".
 
 Derived figures, JSON and CSV are in `jaxcps.bench.report`, the table and markdown in
@@ -148,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise SystemExit(f"jaxcps bench: {error}") from None
     dispatch = jax_dispatch(synchronous=args.synchronous)  # before any JAX computation
+    if args.synchronous and dispatch != "synchronous":
+        print("jaxcps bench: JAX had started, so its dispatch stays asynchronous", file=sys.stderr)
+    args.synchronous = dispatch == "synchronous"  # what the results and the Eigen worker get
     if args.eigen_worker is not None:
         return _run_eigen_worker(args, cases)
     engines = _peer_engines() if args.peers else None
@@ -305,7 +307,8 @@ def _file_id(case: Case) -> str:
 
 
 def _forwarded_args(args: argparse.Namespace) -> list[str]:
-    """The options that fix the cases and their inputs, as command-line words."""
+    """The options that the `--eigen` worker shares with the main process, as command-line
+    words (also recorded as the run's command)."""
     words = [
         "--suite",
         args.suite,

@@ -60,6 +60,7 @@ def _header(report: dict[str, Any]) -> list[str]:
             f"dead_channels={s['dead_channels']} repeats={s['repeats']} (median), "
             f"seed={s['seed']}, weights "
             + ("closed over (constant)" if s.get("constant_weights") else "passed per call")
+            + f", JAX dispatch {s.get('jax_dispatch', 'asynchronous')}"
         ),
         (
             f"machine: {m['cpu']}, {m['threads']} threads, ISA {m['isa']}, jax {m['jax']} / "
