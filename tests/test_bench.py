@@ -131,6 +131,7 @@ def test_synchronous_is_forwarded_and_recorded() -> None:
     args = _parse("--synchronous", "--suite", "smoke")
     assert "--synchronous" in cli._forwarded_args(args)
     assert "--synchronous" in cli._settings(args)["command"].split()
+    assert cli._settings(args)["jax_dispatch"] == "synchronous"
     assert "--synchronous" not in cli._forwarded_args(_parse("--suite", "smoke"))
 
 

@@ -6,8 +6,9 @@ reported as medians (`jaxcps.bench.harness`). With `--peers`, the dense convolut
 Runtime, OpenVINO and oneDNN (through PyTorch) that are installed join the same rounds
 (`jaxcps.bench.peers`), with as many threads as XLA's pool; with `--synchronous` JAX runs its
 calls on the calling thread too, as those engines run theirs (`jaxcps.timing.jax_dispatch`).
-Each result is checked against XLA's after timing. With `--eigen`, XLA's Eigen convolution runs in a second process (YNNPACK
-switched off by XLA_FLAGS) on the same activations and joins as the contender "xla_eigen".
+Each result is checked against XLA's after timing. With `--eigen`, XLA's Eigen convolution
+runs in a second process (YNNPACK switched off by XLA_FLAGS) on the same activations and joins
+as the contender "xla_eigen".
 
 Derived figures, JSON and CSV are in `jaxcps.bench.report`, the table and markdown in
 `jaxcps.bench.tables`, the plots in `jaxcps.bench.plots`; the layers and suites in
@@ -149,13 +150,13 @@ def run(args: argparse.Namespace) -> int:
     dispatch = jax_dispatch(synchronous=args.synchronous)  # before any JAX computation
     if args.synchronous and dispatch != "synchronous":
         print("jaxcps bench: JAX had started, so its dispatch stays asynchronous", file=sys.stderr)
-    args.synchronous = dispatch == "synchronous"  # what the results and the Eigen worker get
+    args.synchronous = dispatch == "synchronous"  # what is recorded and given the Eigen worker
     if args.eigen_worker is not None:
         return _run_eigen_worker(args, cases)
     engines = _peer_engines() if args.peers else None
     with tempfile.TemporaryDirectory(prefix="jaxcps-eigen-") as eigen_dir:
         eigen = _spawn_eigen_worker(args, Path(eigen_dir)) if args.eigen else None
-        result = _run_main(args, cases, engines, eigen, Path(eigen_dir), dispatch)
+        result = _run_main(args, cases, engines, eigen, Path(eigen_dir))
     paths = write_all(result, args.out, plots=not args.no_plots)
     print(tables.format_table(result))
     print("\nwrote " + ", ".join(str(p) for p in paths))
@@ -226,7 +227,6 @@ def _run_main(
     engines: _Engines | None,
     eigen: dict | None,
     eigen_dir: Path,
-    dispatch: str,
 ) -> dict[str, Any]:
     peak_before = machine.measure_peak(args.peak_size)
     bar = ProgressBar(len(cases) * (args.warmup + args.repeats), label="bench")
@@ -257,7 +257,6 @@ def _run_main(
     bar.close()
     peak_after = machine.measure_peak(args.peak_size)
     settings = _settings(args)
-    settings["jax_dispatch"] = dispatch
     if engines:
         settings["peers"] = {
             "engines": descriptions,
@@ -287,6 +286,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "constant_weights": args.constant_weights,
         "eigen": args.eigen,
+        "jax_dispatch": "synchronous" if args.synchronous else "asynchronous",
         "command": " ".join(
             [
                 "jaxcps bench",
