@@ -9,7 +9,7 @@
 # a quiet machine: every engine uses all the CPUs this process may run on.
 # Extra arguments go to both runs and win over the defaults here, e.g. `--repeats 15`.
 # PEERS_OUT names the pair of directories (default peers: results/peers and
-# results/peers-holdout), e.g. PEERS_OUT=peers-avx2 for a machine of another instruction set.
+# results/peers-holdout), e.g. PEERS_OUT=peers-avx2 for another machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=benchmarks/results
