@@ -40,8 +40,9 @@ cd "$root/tests"
 # test_examples.py: they make the same kernel calls as the tests that stay, at 100 s of the
 # plain suite.
 if [ $# -eq 0 ]; then
-  set -- "$root/tests" --ignore="$root/tests/test_memory.py" --ignore="$root/tests/test_peers.py" \
-    --ignore="$root/tests/test_frameworks.py" --ignore="$root/tests/test_demo.py" \
-    --ignore="$root/tests/test_examples.py"
+  set -- "$root/tests"
+  for left_out in test_memory test_peers test_frameworks test_demo test_examples; do
+    set -- "$@" --ignore="$root/tests/$left_out.py"
+  done
 fi
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
