@@ -15,7 +15,8 @@ import pathlib
 import subprocess
 import sys
 
-from conftest import SPARSE
+import pytest
+from conftest import SPARSE, assert_close, lax_conv
 
 from jaxcps.algorithms import FFI_ALGORITHMS
 
@@ -74,3 +75,34 @@ def test_workspace_cache_reuses_large_blocks_within_its_cap() -> None:
             ).block_until_ready()
             cached, _ = _targets._ffi.workspace_cache()
             assert 0 < cached <= cap
+
+
+def test_a_fresh_large_output_is_advised_huge_pages_and_computed_unchanged() -> None:
+    """An output over glibc's 32 MiB mapping threshold is memory fresh from the OS on every call
+    (XLA allocates each result anew), which faults in a 4 KiB page at a time as the kernel
+    writes it. The handlers ask Linux to back it with 2 MiB pages (ffi/runtime/pages.h): every
+    kernel's call here gets the advice, and its result is unchanged."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxcps
+    from jaxcps import _targets
+
+    if sys.platform != "linux" or not pathlib.Path("/sys/kernel/mm/transparent_hugepage").is_dir():
+        pytest.skip("no transparent huge pages on this system")  # the OS's, allowed in CI
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(np.maximum(rng.standard_normal((1, 136, 136, 8)), 0), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 8, 512)), jnp.float32)  # output: 36 MiB
+    conv = {"window_strides": (1, 1), "padding": "SAME"}
+    dn = ("NHWC", "HWIO", "NHWC")
+    expected = lax_conv(x, w, dimension_numbers=dn, **conv)
+    for algorithm in FFI_ALGORITHMS:
+        before = _targets._ffi.huge_page_advice()
+        y = jaxcps.conv_general_dilated(x, w, dimension_numbers=dn, algorithm=algorithm, **conv)
+        y.block_until_ready()
+        assert _targets._ffi.huge_page_advice() > before, (
+            f"{algorithm}: a 36 MiB output was not fresh memory; if XLA now reuses its output "
+            "buffers, the advice (ffi/runtime/pages.h) no longer pays"
+        )
+        assert_close(y, expected, f"{algorithm}, 136x136x8 -> 512", rtol=1e-4)
+        del y

@@ -15,6 +15,7 @@
 #include "runtime/blas.h"
 #include "runtime/build_profile.h"
 #include "runtime/isa.h"
+#include "runtime/pages.h"
 #include "runtime/workspace.h"
 #include "sparse/format.h"
 
@@ -196,6 +197,9 @@ NB_MODULE(_ffi, m) {
       "workspace_cache",
       [] { return nb::make_tuple(jaxcps::CachedBytes(), jaxcps::MaxCachedBytes()); },
       "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
+  m.def(
+      "huge_page_advice", [] { return jaxcps::HugePageAdviceCount(); },
+      "How many fresh output buffers the handlers have asked Linux to back with huge pages.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
   m.def(
