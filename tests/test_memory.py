@@ -3,8 +3,8 @@
 The long version (10,000 calls per algorithm) is `tools/memory_soak.py`; this runs the same
 soak, shorter, in a fresh process so that RSS reflects only the calls. Each call's workspace
 (ffi/runtime/workspace.h) is freed or kept in a capped cache before the call returns, so a
-leaked workspace per call would grow
-RSS by over a GiB here.
+leaked workspace per call would grow RSS by over a GiB here. A large output fresh from the OS
+gets huge pages, and the same result.
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ def test_workspace_cache_reuses_large_blocks_within_its_cap() -> None:
 
 
 def test_a_fresh_large_output_is_advised_huge_pages_and_computed_unchanged() -> None:
-    """An output over glibc's 32 MiB mapping threshold is memory fresh from the OS on every call
-    (XLA allocates each result anew), which faults in a 4 KiB page at a time as the kernel
-    writes it. The handlers ask Linux to back it with 2 MiB pages (ffi/runtime/pages.h): every
-    kernel's call here gets the advice, and its result is unchanged."""
+    """An output over 32 MiB is memory fresh from the OS on every call (XLA allocates each
+    result anew, glibc maps it afresh): the handlers ask Linux to back it with huge pages
+    (ffi/runtime/pages.h). Every kernel's call here gets the advice, and its result is
+    unchanged."""
     import jax.numpy as jnp
     import numpy as np
 
@@ -93,13 +93,13 @@ def test_a_fresh_large_output_is_advised_huge_pages_and_computed_unchanged() -> 
     rng = np.random.default_rng(3)
     x = jnp.asarray(np.maximum(rng.standard_normal((1, 136, 136, 8)), 0), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, 8, 512)), jnp.float32)  # output: 36 MiB
-    conv = {"window_strides": (1, 1), "padding": "SAME"}
     dn = ("NHWC", "HWIO", "NHWC")
-    expected = lax_conv(x, w, dimension_numbers=dn, **conv)
+    expected = lax_conv(x, w, (1, 1), "SAME", dimension_numbers=dn)
     for algorithm in FFI_ALGORITHMS:
         before = _targets._ffi.huge_page_advice()
-        y = jaxcps.conv_general_dilated(x, w, dimension_numbers=dn, algorithm=algorithm, **conv)
-        y.block_until_ready()
+        y = jaxcps.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=dn, algorithm=algorithm
+        ).block_until_ready()
         assert _targets._ffi.huge_page_advice() > before, (
             f"{algorithm}: a 36 MiB output was not fresh memory; if XLA now reuses its output "
             "buffers, the advice (ffi/runtime/pages.h) no longer pays"

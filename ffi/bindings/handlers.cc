@@ -167,10 +167,8 @@ ffi::Error Guarded(const Kernel& kernel, Body body) {
   return ffi::Error::Success();
 }
 
-// A large output fresh from the OS (XLA allocates every result anew) faults in a page at a
-// time as the kernel writes it: in 2 MiB pages where Linux can (runtime/pages.h). On a 51 MiB
-// output (VGG-16 conv2_2, batch 8) the 4 KiB faults took about a third of CPO's CPU time at 90%
-// zeros (docs/design.md, section 1.5).
+// XLA allocates every result anew: a large one is often fresh memory, which the kernel's first
+// writes would fault in a 4 KiB page at a time (runtime/pages.h).
 void AdviseOutputPages(F32Rank4Result& y) {
   AdviseHugePagesIfFresh(y->typed_data(),
                          static_cast<uint64_t>(y->element_count()) * sizeof(float));

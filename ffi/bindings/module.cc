@@ -199,7 +199,7 @@ NB_MODULE(_ffi, m) {
       "(bytes, cap): large workspace blocks kept between calls, and the most it keeps.");
   m.def(
       "huge_page_advice", [] { return jaxcps::HugePageAdviceCount(); },
-      "How many fresh output buffers the handlers have asked Linux to back with huge pages.");
+      "How many times the handlers have asked Linux to back a fresh output with huge pages.");
   m.def("supported_isas", &jaxcps::SupportedIsas,
         "Instruction sets for the sparse kernels that this CPU supports.");
   m.def(

@@ -13,28 +13,27 @@ namespace {
 std::atomic<uint64_t> advice_count{0};
 }  // namespace
 
-bool AdviseHugePagesIfFresh(void* data, uint64_t bytes) {
+void AdviseHugePagesIfFresh(void* data, uint64_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHugePage = uintptr_t{1} << 21;
+  if (data == nullptr || bytes < kMinHugePageAdviceBytes) return;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
   const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
   const uintptr_t end = (begin + bytes) & ~(kHugePage - 1);
-  if (data == nullptr || end <= first) return false;
   // One small page tells fresh memory from memory in use (mincore reports anonymous pages).
   unsigned char resident = 0;
   const long page = sysconf(_SC_PAGESIZE);
-  if (page <= 0 ||
+  if (end <= first || page <= 0 ||
       mincore(reinterpret_cast<void*>(first), static_cast<size_t>(page), &resident) != 0 ||
       (resident & 1) != 0) {
-    return false;
+    return;
   }
-  if (madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE) != 0) return false;
-  advice_count.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  if (madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE) == 0) {
+    advice_count.fetch_add(1, std::memory_order_relaxed);
+  }
 #else
   (void)data;
   (void)bytes;
-  return false;
 #endif
 }
 

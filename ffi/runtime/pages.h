@@ -1,7 +1,5 @@
-// Output buffers fresh from the operating system. XLA allocates a call's result anew, and
-// glibc maps every block over 32 MiB afresh (and unmaps it when freed), so a large output is
-// often memory that no one has touched: each 4 KiB page then faults when a kernel first
-// writes it, one exception, zeroing and accounting at a time.
+// Huge pages for an output that is fresh from the operating system (docs/design.md, section
+// 1.5): its first writes would otherwise fault in one 4 KiB page at a time.
 #ifndef JAXCPS_RUNTIME_PAGES_H_
 #define JAXCPS_RUNTIME_PAGES_H_
 
@@ -9,13 +7,18 @@
 
 namespace jaxcps {
 
-// If [data, data + bytes) spans a whole 2 MiB page whose memory is not yet backed (its first
-// 4 KiB page is not resident), asks Linux to back the whole 2 MiB pages of the range with
-// transparent huge pages as they are written (madvise MADV_HUGEPAGE): one fault per 2 MiB
-// instead of 512. A hint only: contents are unchanged and refusals are ignored. Memory
-// already in use (a reused heap block) is left alone. Does nothing on other systems.
-// Returns true if the advice was given.
-bool AdviseHugePagesIfFresh(void* data, uint64_t bytes);
+// Buffers at least this large are asked about: glibc maps every block over 32 MiB afresh and
+// unmaps it when freed, so such a buffer is a mapping of its own, not heap memory shared with
+// other allocations.
+constexpr uint64_t kMinHugePageAdviceBytes = uint64_t{32} << 20;
+
+// If [data, data + bytes) is at least kMinHugePageAdviceBytes and not yet backed (the first
+// 4 KiB page of its first whole 2 MiB page is not resident), asks Linux to back its whole
+// 2 MiB pages with transparent huge pages as they are written (madvise MADV_HUGEPAGE): one
+// fault per 2 MiB instead of 512. A hint only: no value changes, a refusal is ignored, and
+// memory already written is left alone. 2 MiB is the huge page of x86-64 and of 4 KiB-page
+// AArch64; elsewhere the hint only costs a system call. Does nothing on other systems.
+void AdviseHugePagesIfFresh(void* data, uint64_t bytes);
 
 // How many times AdviseHugePagesIfFresh has given its advice in this process (for tests).
 uint64_t HugePageAdviceCount();
