@@ -180,6 +180,23 @@ EDGE_CASES = [
     # Padding larger than the kernel: whole output rows and columns see only padding.
     Case(2, 3, 5, 4, (1, 1), 9, padding=((5, 0), (0, 6)), zero_fraction=0.0, tags=("padding",)),
     Case(1, 4, 4, 3, (2, 4), 9, strides=(3, 2), padding=((9, 9), (9, 9)), tags=("padding",)),
+    # The same with several channel blocks and whole-vector output blocks, whose last block
+    # stores its sums to the output directly: rows of padding only copy the earlier blocks'.
+    *(
+        Case(
+            2,
+            4,
+            6,
+            40,
+            (3, 3),
+            o,
+            strides=s,
+            padding=((5, 4), (1, 6)),
+            zero_fraction=0.3,
+            tags=("padding", "channel-blocks"),
+        )
+        for o, s in [(32, (1, 1)), (128, (1, 1)), (48, (2, 1))]
+    ),
     # Negative padding: crop both sides, or crop so far that one output remains.
     Case(2, 6, 9, 3, (3, 3), 16, padding=((-2, 0), (1, -3)), tags=("negative-padding",)),
     Case(
@@ -420,9 +437,15 @@ def test_set_isa_rejects_unknown(restore_isa: None) -> None:
 
 
 #: Edge cases that also run under every instruction set, by tag: the tiles, strides that skip
-#: inputs, dead channels (which the builders skip) and clustered runs (which the AVX-512 CPS
-#: builder reads off bitmasks).
-ISA_TAGS = ("tile-edges", "stride-skips-inputs", "dead-channels", "clustered-runs")
+#: inputs, dead channels (which the builders skip), clustered runs (which the AVX-512 CPS
+#: builder reads off bitmasks) and several channel blocks (whose last stores to the output).
+ISA_TAGS = (
+    "tile-edges",
+    "stride-skips-inputs",
+    "dead-channels",
+    "clustered-runs",
+    "channel-blocks",
+)
 #: Cases run under every instruction set: the tagged edges and every 8th/6th case of the grids.
 ISA_CASES = [c for c in EDGE_CASES if set(c.tags) & set(ISA_TAGS)] + GRID[::8] + DILATION_GRID[::6]
 

@@ -8,8 +8,9 @@
 // run outermost: the piece packs one block's weights ([kh][kw][channel][output], zero-padded to
 // whole vectors) into its worker's buffer, small enough to stay in L1/L2 while every output
 // pixel of the band gathers from them, its accumulators held in registers and kept between
-// channel blocks in the worker's own output tile, copied to y when the piece ends (or in y
-// itself for one group whose channels are one block of whole vectors). Prepared weights
+// channel blocks in the worker's own output tile; the last block stores the sums to y (or the
+// tile's valid channels are copied there where the output block is not whole vectors), and
+// one group whose channels are one block of whole vectors accumulates in y itself. Prepared weights
 // (PreparedWeights, the layout of kernels/tile_driver.h) hold every channel of an output block
 // in that layout, packed and checked once: a piece then copies a channel block's rows, one
 // contiguous run per tap (read in place, they were 5-15% slower: docs/design.md).
@@ -98,12 +99,12 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   const int64_t workers = WorkerCount(parallel, pieces);
 
   // Per worker: one block's packed weights and an output tile (the band's pixels, the output
-  // block's vectors each) that the kernel accumulates into before the valid channels are
-  // copied to y. Pieces running at once are often output blocks of the same pixels; two
+  // block's vectors each) that the kernel accumulates into until the last block stores to y.
+  // Pieces running at once are often output blocks of the same pixels; two
   // threads accumulating side by side in y, each block's 256 bytes next to the other's, ran
   // 4-20% slower than in tiles of their own (docs/design.md, section 3.2). With one group of
   // one whole-vector output block the pieces are bands, disjoint pixels: they accumulate in y,
-  // sparing the copy (2-4% of the time).
+  // sparing the tile.
   const bool in_y = g.groups == 1 && o_blocks.size() == 1 &&
                     o_blocks[0].length == o_blocks[0].vecs * kVectorLanes;
   const int64_t max_o = kernels.cpo_max_o_vecs * kVectorLanes;
@@ -158,13 +159,23 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     float* y_band = y + job.row_begin * g.ow * g.o + o_first;
     job.out = in_y ? y_band : tiles.data() + worker * tile_floats;
     job.out_stride = in_y ? g.o : o_pad;
+    // The last live block stores its sums to y itself where the output block is whole vectors
+    // (no channels to leave out), sparing the tile's copy.
+    const bool final_in_y = !in_y && ob.length == o_pad;
+    int64_t last_live = -1;
+    for (int64_t b = 0; b < act.blocks_per_group; ++b) {
+      if (live[grp * act.blocks_per_group + b] != 0) last_live = b;
+    }
 
     job.accumulate = false;
+    job.final_out = nullptr;
+    job.final_stride = g.o;
     for (int64_t b = 0; b < act.blocks_per_group; ++b) {
       job.block = grp * act.blocks_per_group + b;
       const int64_t c_first = b * act.block_size;
       const int64_t count = std::min(act.block_size, g.ci - c_first);
       if (live[job.block] == 0) continue;
+      if (b == last_live && final_in_y) job.final_out = y_band;
       if (prepared != nullptr) {
         CopyPreparedRows(g, prepared + PreparedTileOffset(g, grp, ob), c_first, count, act.tap_rows,
                          o_pad, &live[job.block], packed.data() + worker * weight_floats);
@@ -179,7 +190,7 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
     const int64_t band_pixels = (job.row_end - job.row_begin) * g.ow;
     if (!job.accumulate) {  // no live block in this group: every output is an empty sum
       for (int64_t p = 0; p < band_pixels; ++p) std::fill_n(y_band + p * g.o, ob.length, 0.0f);
-    } else if (!in_y) {  // the tile's valid channels into y
+    } else if (!in_y && job.final_out == nullptr) {  // the tile's valid channels into y
       for (int64_t p = 0; p < band_pixels; ++p) {
         std::memcpy(y_band + p * g.o, job.out + p * o_pad,
                     static_cast<size_t>(ob.length) * sizeof(float));

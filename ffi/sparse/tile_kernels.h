@@ -41,7 +41,11 @@ struct CpoJob {
   float* out;          // output pixel (row_begin, 0), first channel of the block
   int64_t out_stride;  // floats between consecutive output pixels
   bool accumulate;     // add to out (false: the first channel block starts from zero)
-  int64_t o_vecs;      // vectors of 16 output channels, 1..cpo_max_o_vecs
+  // Where not null (the last channel block), each pixel's finished sums go here instead of to
+  // out: output pixel (row_begin, 0) like out, final_stride floats between pixels.
+  float* final_out;
+  int64_t final_stride;
+  int64_t o_vecs;  // vectors of 16 output channels, 1..cpo_max_o_vecs
 };
 
 // Floats per vector of the tile kernels (a Vec; CPO and sparse_direct tile output channels in

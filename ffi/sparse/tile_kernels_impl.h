@@ -174,18 +174,26 @@ inline void GatherTapRow(Vec (&acc)[V], const CpoJob& job, const uint32_t* p, co
 // whole output row per input row it reads, so a pass touches one kernel row's weights (a third
 // of a 3x3 block's), and consecutive pixels find them in L1. The accumulators are loaded and
 // stored per pass; still 5-12% faster than all of a pixel's taps at once (docs/design.md).
+// The last pass stores to final (if not null, the row's first pixel there) instead of out.
 // taps has room for kh_count entries.
 template <int NV>
-void GatherRowByKernelRows(const CpoJob& job, int64_t n, int64_t oh, float* out, RowTap* taps) {
+void GatherRowByKernelRows(const CpoJob& job, int64_t n, int64_t oh, float* out, float* final,
+                           RowTap* taps) {
   constexpr int V = NV * kRegsPerVector;
   constexpr int64_t kO = V * kLanes;
   const int64_t ptr_row = job.blocks * (job.w + 1);
   const int64_t kh_floats = job.kw_count * job.tap_rows * kO;
   const int64_t tap_count = RowTaps(job, oh, 0, taps);
-  if (tap_count == 0 && !job.accumulate) {  // every input row it would read is padding
+  if (tap_count == 0 && (!job.accumulate || final != nullptr)) {
+    // Every input row it would read is padding: the sums are zero, or what out holds.
+    float* dst = final != nullptr ? final : out;
+    const int64_t dst_stride = final != nullptr ? job.final_stride : job.out_stride;
     for (int64_t ow = 0; ow < job.ow; ++ow) {
 #pragma GCC unroll 16
-      for (int i = 0; i < V; ++i) StoreVec(out + ow * job.out_stride + i * kLanes, Vec{});
+      for (int i = 0; i < V; ++i) {
+        StoreVec(dst + ow * dst_stride + i * kLanes,
+                 job.accumulate ? LoadVec(out + ow * job.out_stride + i * kLanes) : Vec{});
+      }
     }
   }
   for (int64_t t = 0; t < tap_count; ++t) {
@@ -195,24 +203,29 @@ void GatherRowByKernelRows(const CpoJob& job, int64_t n, int64_t oh, float* out,
     const uint16_t* index = job.index + slot * job.slot_capacity;
     const float* w = job.weights + taps[t].kh_a * kh_floats;
     const bool first = t == 0 && !job.accumulate;
+    const bool last = t + 1 == tap_count && final != nullptr;
+    float* dst = last ? final : out;
+    const int64_t dst_stride = last ? job.final_stride : job.out_stride;
     for (int64_t ow = 0; ow < job.ow; ++ow) {
-      float* pixel = out + ow * job.out_stride;
       Vec acc[V];
 #pragma GCC unroll 16
-      for (int i = 0; i < V; ++i) acc[i] = first ? Vec{} : LoadVec(pixel + i * kLanes);
+      for (int i = 0; i < V; ++i) {
+        acc[i] = first ? Vec{} : LoadVec(out + ow * job.out_stride + i * kLanes);
+      }
       GatherTapRow<V>(acc, job, p, values, index, w, ow);
 #pragma GCC unroll 16
-      for (int i = 0; i < V; ++i) StoreVec(pixel + i * kLanes, acc[i]);
+      for (int i = 0; i < V; ++i) StoreVec(dst + ow * dst_stride + i * kLanes, acc[i]);
     }
   }
 }
 
 // Output pixels (oh, ow) and (oh + 1, ow) of image n for every ow, all their taps at once;
-// out_a/out_b point to the first pixel of each output row; taps has room for 2 * kh_count
+// out_a/out_b point to the first pixel of each output row, their sums stored to final_a/final_b
+// (the same rows in job.final_out) where that is not null; taps has room for 2 * kh_count
 // entries.
 template <int NV>
 void GatherRowPair(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float* out_b,
-                   RowTap* taps) {
+                   float* final_a, float* final_b, RowTap* taps) {
   constexpr int V = NV * kRegsPerVector;
   constexpr int64_t kO = V * kLanes;
   const int64_t ptr_row = job.blocks * (job.w + 1);
@@ -257,6 +270,10 @@ void GatherRowPair(const CpoJob& job, int64_t n, int64_t oh, float* out_a, float
         }
       }
     }
+    if (final_a != nullptr) {
+      pixel_a = final_a + ow * job.final_stride;
+      pixel_b = final_b + ow * job.final_stride;
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < V; ++i) {
       StoreVec(pixel_a + i * kLanes, acc_a[i]);
@@ -272,11 +289,15 @@ void CpoBandWith(const CpoJob& job_ref) {
   for (int64_t row = job.row_begin; row < job.row_end;) {
     const int64_t n = row / job.oh, oh = row % job.oh;
     float* out = job.out + (row - job.row_begin) * job.ow * job.out_stride;
+    float* final = job.final_out == nullptr
+                       ? nullptr
+                       : job.final_out + (row - job.row_begin) * job.ow * job.final_stride;
     if (NV <= kPairVecs && row + 1 < job.row_end && oh + 1 < job.oh) {
-      GatherRowPair<NV>(job, n, oh, out, out + job.ow * job.out_stride, taps.get());
+      GatherRowPair<NV>(job, n, oh, out, out + job.ow * job.out_stride, final,
+                        final == nullptr ? nullptr : final + job.ow * job.final_stride, taps.get());
       row += 2;
     } else {
-      GatherRowByKernelRows<NV>(job, n, oh, out, taps.get());
+      GatherRowByKernelRows<NV>(job, n, oh, out, final, taps.get());
       row += 1;
     }
   }
