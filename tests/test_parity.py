@@ -180,22 +180,24 @@ EDGE_CASES = [
     # Padding larger than the kernel: whole output rows and columns see only padding.
     Case(2, 3, 5, 4, (1, 1), 9, padding=((5, 0), (0, 6)), zero_fraction=0.0, tags=("padding",)),
     Case(1, 4, 4, 3, (2, 4), 9, strides=(3, 2), padding=((9, 9), (9, 9)), tags=("padding",)),
-    # The same with several channel blocks and whole-vector output blocks, whose last block
-    # stores its sums to the output directly: rows of padding only copy the earlier blocks'.
+    # The same with two channel blocks per group and several whole-vector output blocks (144:
+    # a last block of 16 on every instruction set) or two groups, where CPO's last channel
+    # block stores its sums to the output: rows of padding only copy the first block's.
     *(
         Case(
             2,
             4,
             6,
-            40,
+            40 * g,
             (3, 3),
             o,
             strides=s,
             padding=((5, 4), (1, 6)),
             zero_fraction=0.3,
+            groups=g,
             tags=("padding", "channel-blocks"),
         )
-        for o, s in [(32, (1, 1)), (128, (1, 1)), (48, (2, 1))]
+        for o, s, g in [(144, (1, 1), 1), (144, (2, 1), 1), (64, (1, 1), 2)]
     ),
     # Negative padding: crop both sides, or crop so far that one output remains.
     Case(2, 6, 9, 3, (3, 3), 16, padding=((-2, 0), (1, -3)), tags=("negative-padding",)),
@@ -457,3 +459,21 @@ def test_isa_parity(isa: str, restore_isa: None, rng: np.random.Generator) -> No
     use_isa(isa)
     for case in ISA_CASES:
         check_case(case, rng, SPARSE)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_cpo_trailing_channel_blocks_dead(
+    isa: str, restore_isa: None, rng: np.random.Generator
+) -> None:
+    """CPO's last live channel block, not the group's last, stores the sums to the output: the
+    trailing channels here are all zero, so several blocks are live and the last ones dead."""
+    use_isa(isa)
+    x = sparse_activation(rng, (2, 5, 7, 256), 0.3)
+    x[..., 128:] = 0.0
+    w = weights(rng, (3, 3, 256, 144))
+    for padding in ["SAME", ((4, 3), (0, 5))]:
+        expected = lax_conv(x, w, (1, 1), padding, dimension_numbers=NATIVE_DN)
+        got = jaxcps.conv_general_dilated(
+            x, w, (1, 1), padding, dimension_numbers=NATIVE_DN, algorithm="cpo"
+        )
+        assert_close(got, expected, f"cpo under {isa}, padding {padding}")

@@ -99,8 +99,9 @@ std::string RunWith(const ConvGeometry& g, const SparseKernelSet& kernels, const
   const int64_t workers = WorkerCount(parallel, pieces);
 
   // Per worker: one block's packed weights and an output tile (the band's pixels, the output
-  // block's vectors each) that the kernel accumulates into until the last block stores to y.
-  // Pieces running at once are often output blocks of the same pixels; two
+  // block's vectors each) that the kernel accumulates into until the last block stores to y
+  // (or, for an output block that is not whole vectors, the tile's valid channels are copied
+  // there). Pieces running at once are often output blocks of the same pixels; two
   // threads accumulating side by side in y, each block's 256 bytes next to the other's, ran
   // 4-20% slower than in tiles of their own (docs/design.md, section 3.2). With one group of
   // one whole-vector output block the pieces are bands, disjoint pixels: they accumulate in y,
