@@ -41,7 +41,7 @@ struct CpoJob {
   float* out;          // output pixel (row_begin, 0), first channel of the block
   int64_t out_stride;  // floats between consecutive output pixels
   bool accumulate;     // add to out (false: the first channel block starts from zero)
-  // Where not null (the last channel block), each pixel's finished sums go here instead of to
+  // Where not null (the last live channel block), each pixel's finished sums go here instead of to
   // out: output pixel (row_begin, 0) like out, final_stride floats between pixels.
   float* final_out;
   int64_t final_stride;
