@@ -5,7 +5,9 @@
 
 Prints, per run, a markdown table: each target (per batch size where it applies), the cases it
 covers, the measured figure (the worst case, or the median), where, whether it is met, and the
-size of the miss. The targets and their evaluation are `jaxcps.bench.targets`.
+size of the miss; then the speed-up medians, as measured and against each layer's fastest dense
+time in the run, and how steady the machine was (`jaxcps.bench.stability`). The targets and
+their evaluation are `jaxcps.bench.targets`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jaxcps.bench import targets
+from jaxcps.bench import stability, targets
 
 
 def _check(title: str, path: Path) -> None:
@@ -23,6 +25,7 @@ def _check(title: str, path: Path) -> None:
     if not report["settings"].get("peers"):
         print("Note: this run had no --peers; XLA is its only dense engine.\n")
     print(targets.format_verdicts(targets.evaluate(report)) + "\n")
+    print(stability.format_stability(report) + "\n")
 
 
 def main() -> None:

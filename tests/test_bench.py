@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from jaxcps._targets import PREPARED_TARGET
-from jaxcps.bench import cli, harness, targets
+from jaxcps.bench import cli, harness, stability, targets
 from jaxcps.bench.activations import relu_activation
 from jaxcps.bench.layers import (
     LAYERS,
@@ -321,3 +321,48 @@ def test_activation_rejects_bad_arguments(bad: dict) -> None:
         relu_activation((1, 4, 4, 4), **bad)
     with pytest.raises(ValueError, match="shape"):
         relu_activation((4, 4, 4), 0.5)
+
+
+def _control_case(layer: str, zeros: float, dense_ms: float, sparse_ms: float) -> dict:
+    return {
+        "id": f"{layer}@{zeros}",
+        "layer": layer,
+        "batch": 1,
+        "zeros": zeros,
+        "best_dense_ms": dense_ms,
+        "best_sparse": "cpo",
+        "sparse_vs_dense": dense_ms / sparse_ms,
+        "algorithms": {"cpo": {"median_ms": sparse_ms}},
+    }
+
+
+def test_stability_uses_the_dense_engines_as_a_control() -> None:
+    report = {
+        "cases": [
+            _control_case("a", 0.5, 10.0, 8.0),
+            _control_case("a", 0.9, 13.0, 2.6),  # dense slowed 30%: flatters the ratio
+            _control_case("b", 0.5, 4.0, 2.0),
+            _control_case("lone", 0.5, 1.0, 1.0),  # no other zero fraction: no control
+        ],
+        "peak": {
+            "sgemm_gflops_before": {"xla": 100.0, "numpy": 110.0},
+            "sgemm_gflops_after": {"xla": 95.0, "numpy": 100.0},
+        },
+    }
+    control = stability.dense_control(report)
+    assert [(c.case, round(c.excess_pct, 6)) for c in control] == [("a@0.5", 0.0), ("a@0.9", 30.0)]
+    medians = {m.zeros: m for m in stability.speedup_medians(report)}
+    assert set(medians) == {0.5, 0.9}
+    at_90 = medians[0.9]
+    assert (at_90.median, at_90.reaching) == (5.0, 1)
+    assert (at_90.strict_median, at_90.strict_reaching) == (pytest.approx(10.0 / 2.6), 0)
+    assert medians[0.5].median == 1.25 and medians[0.5].reaching == 2
+    assert stability.sgemm_drift_pct(report) == pytest.approx(-100.0 / 11)
+    reasons = stability.disturbed(report)
+    assert len(reasons) == 1 and "a@0.9" in reasons[0] and "+30%" in reasons[0]
+    text = stability.format_stability(report)
+    assert "| 90% | 4.0x | 1 | 5.00x | 1 | 3.85x | 0 |" in text
+    assert "NO: 1 of 2 cases over" in text and "| -9.1% | yes" in text
+    report["peak"]["sgemm_gflops_after"] = {"xla": 50.0}
+    assert len(stability.disturbed(report)) == 2
+    assert "| -54.5% | NO" in stability.format_stability(report)

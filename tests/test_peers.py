@@ -290,6 +290,7 @@ def test_bench_times_the_engines_in_the_same_rounds(tmp_path, monkeypatch, capsy
     printed = capsys.readouterr().out
     assert "## holdout" in printed
     assert printed.count("speed-up over the best dense engine >= 1.2x at 50% zeros") == 2
+    assert printed.count("| how steady the machine was |") == 2
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet18", "resnet50"])

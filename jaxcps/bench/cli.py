@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from jaxcps._progress import ProgressBar
-from jaxcps.bench import harness, machine, peers, report, tables
+from jaxcps.bench import harness, machine, peers, report, stability, tables
 from jaxcps.bench.layers import SUITES, Case, select_cases
 from jaxcps.timing import jax_dispatch
 
@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     paths = write_all(result, args.out, plots=not args.no_plots)
     print(tables.format_table(result))
     print("\nwrote " + ", ".join(str(p) for p in paths))
+    for reason in stability.disturbed(result):
+        print(f"jaxcps bench: the machine was disturbed: {reason}", file=sys.stderr)
     failed = [
         f"{r['id']}:{a}"
         for r in result["cases"]
