@@ -1,7 +1,7 @@
 """Checks a recorded `--peers` run against the targets set against the best dense CPU engine.
 
     python benchmarks/check_peer_targets.py benchmarks/results/peers/bench.json \
-        [--holdout benchmarks/results/peers-holdout/bench.json]
+        [--holdout benchmarks/results/peers-holdout/bench.json] [--disturbed-cases]
 
 Prints, per run, a markdown table: each target (per batch size where it applies), the cases it
 covers, the measured figure (the worst case, or the median), where, whether it is met, and the
@@ -37,7 +37,16 @@ def main() -> None:
         type=Path,
         help="bench.json of a `--suite peers-holdout` run, checked the same way",
     )
+    parser.add_argument(
+        "--disturbed-cases",
+        action="store_true",
+        help="print only how many cases of the runs were disturbed (jaxcps.bench.stability)",
+    )
     args = parser.parse_args()
+    if args.disturbed_cases:
+        paths = [args.bench_json] + ([args.holdout] if args.holdout else [])
+        print(sum(stability.disturbed_cases(json.loads(p.read_text())) for p in paths))
+        return
     _check("peers", args.bench_json)
     if args.holdout:
         _check("holdout (layers not tuned for)", args.holdout)

@@ -360,9 +360,11 @@ def test_stability_uses_the_dense_engines_as_a_control() -> None:
     assert stability.sgemm_drift_pct(report) == pytest.approx(-100.0 / 11)
     reasons = stability.disturbed(report)
     assert len(reasons) == 1 and "a@0.9" in reasons[0] and "+30%" in reasons[0]
+    assert "of 1 case lay" in reasons[0] and stability.disturbed_cases(report) == 1
     text = stability.format_stability(report)
     assert "| 90% | 4.0x | 1 | 5.00x | 1 | 3.85x | 0 |" in text
     assert "NO: 1 of 2 cases over" in text and "| -9.1% | yes" in text
     report["peak"]["sgemm_gflops_after"] = {"xla": 50.0}
     assert len(stability.disturbed(report)) == 2
+    assert stability.disturbed_cases(report) == 4  # a drifting peak disturbs every case
     assert "| -54.5% | NO" in stability.format_stability(report)

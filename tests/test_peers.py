@@ -24,7 +24,7 @@ import pytest
 from conftest import skip_unless_allowed
 from jax import lax
 
-from jaxcps.bench import cli, harness, peers
+from jaxcps.bench import cli, harness, peers, stability
 from jaxcps.bench.layers import suite_cases
 from jaxcps.bench.report import CSV_COLUMNS, DENSE_ENGINES
 
@@ -291,6 +291,13 @@ def test_bench_times_the_engines_in_the_same_rounds(tmp_path, monkeypatch, capsy
     assert "## holdout" in printed
     assert printed.count("speed-up over the best dense engine >= 1.2x at 50% zeros") == 2
     assert printed.count("| how steady the machine was |") == 2
+
+    monkeypatch.setattr(
+        sys, "argv", [str(CHECKER), str(tmp_path / "bench.json"), "--disturbed-cases"]
+    )
+    runpy.run_path(str(CHECKER), run_name="__main__")
+    count = capsys.readouterr().out.strip()
+    assert count == str(stability.disturbed_cases(report))
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet18", "resnet50"])

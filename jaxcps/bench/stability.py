@@ -134,6 +134,15 @@ def sgemm_drift_pct(report: dict[str, Any]) -> float | None:
     return 100.0 * (max(after.values()) / max(before.values()) - 1.0)
 
 
+def disturbed_cases(report: dict[str, Any]) -> int:
+    """How many of the report's cases count as disturbed: those over `DISTURBED_PCT` against
+    their layer's fastest dense time, or every case if the sgemm rate drifted more than that."""
+    drift = sgemm_drift_pct(report)
+    if drift is not None and abs(drift) > DISTURBED_PCT:
+        return len(report["cases"])
+    return sum(c.excess_pct > DISTURBED_PCT for c in dense_control(report))
+
+
 def disturbed(report: dict[str, Any]) -> list[str]:
     """What marks the run as disturbed (empty if nothing does), one sentence each."""
     reasons = []
@@ -141,7 +150,8 @@ def disturbed(report: dict[str, Any]) -> list[str]:
     if over:
         worst = max(over, key=lambda c: c.excess_pct)
         reasons.append(
-            f"the best dense time of {len(over)} cases lay more than {DISTURBED_PCT:.0f}% above "
+            f"the best dense time of {len(over)} case{'' if len(over) == 1 else 's'} lay more "
+            f"than {DISTURBED_PCT:.0f}% above "
             f"its layer's fastest in the run (worst {worst.case}: {worst.dense_ms:.3f} ms against "
             f"{worst.fastest_ms:.3f}, +{worst.excess_pct:.0f}%)"
         )
