@@ -7,7 +7,8 @@ dense time slowed) or understated (the kernels slowed). `dense_control` measures
 case; `speedup_medians` gives each speed-up target's median both as measured and against the
 layer's fastest dense time in the run, the strict reading that a slowed dense time cannot
 flatter; `format_stability` prints both, with the drift of the sgemm peak measured before and
-after the cases, for `benchmarks/check_peer_targets.py` and the end of `jaxcps bench`.
+after the cases, for `benchmarks/check_peer_targets.py`; `disturbed` says in words what marks a
+run, for the end of `jaxcps bench`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from jaxcps.bench.targets import SPEEDUP_OVER_DENSE
+from jaxcps.bench.targets import SPEEDUP_OVER_DENSE, near
 
 #: A case whose best dense time lies more than this (%) above its layer's fastest in the run
 #: counts as disturbed; so does a run whose sgemm rate moved more than this between the
@@ -44,6 +45,11 @@ class DenseControl:
     def excess_pct(self) -> float:
         """How much slower (%) the case's dense time was than its layer's fastest."""
         return 100.0 * (self.dense_ms / self.fastest_ms - 1.0)
+
+    @property
+    def disturbed(self) -> bool:
+        """Whether the case's dense time lies more than `DISTURBED_PCT` above the fastest."""
+        return self.excess_pct > DISTURBED_PCT
 
 
 @dataclass(frozen=True)
@@ -73,37 +79,31 @@ def _layer_key(case: Case) -> tuple[str, int]:
     return case["layer"], case["batch"]
 
 
-def _fastest_dense(report: dict[str, Any]) -> dict[tuple[str, int], float]:
-    """(layer, batch) -> the least best dense time over the run's cases of it."""
-    fastest: dict[tuple[str, int], float] = {}
+def _dense_times(report: dict[str, Any]) -> dict[tuple[str, int], list[float]]:
+    """(layer, batch) -> the best dense time of each of the run's cases of it."""
+    times: dict[tuple[str, int], list[float]] = {}
     for case in report["cases"]:
-        key = _layer_key(case)
-        fastest[key] = min(fastest.get(key, case["best_dense_ms"]), case["best_dense_ms"])
-    return fastest
+        times.setdefault(_layer_key(case), []).append(case["best_dense_ms"])
+    return times
 
 
 def dense_control(report: dict[str, Any]) -> list[DenseControl]:
     """Every case of a layer and batch run at more than one zero fraction, in report order."""
-    fastest = _fastest_dense(report)
-    runs: dict[tuple[str, int], int] = {}
-    for case in report["cases"]:
-        runs[_layer_key(case)] = runs.get(_layer_key(case), 0) + 1
+    times = _dense_times(report)
     return [
-        DenseControl(case["id"], case["best_dense_ms"], fastest[_layer_key(case)])
+        DenseControl(case["id"], case["best_dense_ms"], min(times[_layer_key(case)]))
         for case in report["cases"]
-        if runs[_layer_key(case)] > 1
+        if len(times[_layer_key(case)]) > 1
     ]
 
 
 def speedup_medians(report: dict[str, Any]) -> list[SpeedupMedian]:
     """One entry per speed-up target whose zero fraction the report has cases at."""
-    fastest = _fastest_dense(report)
+    fastest = {key: min(times) for key, times in _dense_times(report).items()}
     medians = []
     for zeros, goal in SPEEDUP_OVER_DENSE.items():
         cases = [
-            c
-            for c in report["cases"]
-            if abs(c["zeros"] - zeros) < 1e-9 and c["best_sparse"] is not None
+            c for c in report["cases"] if near(c["zeros"], zeros) and c["best_sparse"] is not None
         ]
         if not cases:
             continue
@@ -134,19 +134,23 @@ def sgemm_drift_pct(report: dict[str, Any]) -> float | None:
     return 100.0 * (max(after.values()) / max(before.values()) - 1.0)
 
 
+def _peak_drifted(drift: float | None) -> bool:
+    """Whether an sgemm drift (`sgemm_drift_pct`, None: not measured) disturbs the run."""
+    return drift is not None and abs(drift) > DISTURBED_PCT
+
+
 def disturbed_cases(report: dict[str, Any]) -> int:
     """How many of the report's cases count as disturbed: those over `DISTURBED_PCT` against
     their layer's fastest dense time, or every case if the sgemm rate drifted more than that."""
-    drift = sgemm_drift_pct(report)
-    if drift is not None and abs(drift) > DISTURBED_PCT:
+    if _peak_drifted(sgemm_drift_pct(report)):
         return len(report["cases"])
-    return sum(c.excess_pct > DISTURBED_PCT for c in dense_control(report))
+    return sum(c.disturbed for c in dense_control(report))
 
 
 def disturbed(report: dict[str, Any]) -> list[str]:
     """What marks the run as disturbed (empty if nothing does), one sentence each."""
     reasons = []
-    over = [c for c in dense_control(report) if c.excess_pct > DISTURBED_PCT]
+    over = [c for c in dense_control(report) if c.disturbed]
     if over:
         worst = max(over, key=lambda c: c.excess_pct)
         reasons.append(
@@ -156,7 +160,7 @@ def disturbed(report: dict[str, Any]) -> list[str]:
             f"{worst.fastest_ms:.3f}, +{worst.excess_pct:.0f}%)"
         )
     drift = sgemm_drift_pct(report)
-    if drift is not None and abs(drift) > DISTURBED_PCT:
+    if _peak_drifted(drift):
         reasons.append(f"the sgemm rate moved {drift:+.1f}% between before and after the cases")
     return reasons
 
@@ -181,7 +185,7 @@ def format_stability(report: dict[str, Any]) -> str:
     lines += ["", "| how steady the machine was | measured | steady |", "|---|---|---|"]
     if control:
         worst = max(control, key=lambda c: c.excess_pct)
-        over = sum(c.excess_pct > DISTURBED_PCT for c in control)
+        over = sum(c.disturbed for c in control)
         lines.append(
             f"| best dense time above its layer's fastest in the run (same batch, other zero "
             f"fractions) | median {statistics.median(c.excess_pct for c in control):.1f}%, "
@@ -191,7 +195,7 @@ def format_stability(report: dict[str, Any]) -> str:
         )
     drift = sgemm_drift_pct(report)
     if drift is not None:
-        steady = "yes" if abs(drift) <= DISTURBED_PCT else "NO"
+        steady = "NO" if _peak_drifted(drift) else "yes"
         lines.append(
             f"| sgemm rate after the cases against before | {drift:+.1f}% | {steady} "
             f"(limit {DISTURBED_PCT:.0f}%) |"

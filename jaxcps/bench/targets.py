@@ -53,7 +53,8 @@ class Verdict:
     miss: str
 
 
-def _near(a: float, b: float) -> bool:
+def near(a: float, b: float) -> bool:
+    """Whether two zero fractions are the same (they come from JSON as floats)."""
     return abs(a - b) < 1e-9
 
 
@@ -109,7 +110,7 @@ def evaluate(report: dict[str, Any]) -> list[Verdict]:
     verdicts = []
     for zeros, goal in SPEEDUP_OVER_DENSE.items():
         for batch in batches:
-            subset = [c for c in cases if _near(c["zeros"], zeros) and c["batch"] == batch]
+            subset = [c for c in cases if near(c["zeros"], zeros) and c["batch"] == batch]
             verdicts.append(
                 _bound(
                     f"speed-up over the best dense engine >= {goal}x at {zeros:.0%} zeros, "
@@ -123,7 +124,7 @@ def evaluate(report: dict[str, Any]) -> list[Verdict]:
             )
     for zeros, goal in PEAK_SHARE_PCT.items():
         for batch in batches:
-            subset = [c for c in cases if _near(c["zeros"], zeros) and c["batch"] == batch]
+            subset = [c for c in cases if near(c["zeros"], zeros) and c["batch"] == batch]
             verdicts.append(
                 _bound(
                     f"useful GFLOP/s >= {goal:.0f}% of the achievable peak at {zeros:.0%} zeros, "
@@ -135,7 +136,7 @@ def evaluate(report: dict[str, Any]) -> list[Verdict]:
                     unit=" points",
                 )
             )
-    dense = [c for c in report["cases"] if _near(c["zeros"], 0.0) and c["best_jaxcps"]]
+    dense = [c for c in report["cases"] if near(c["zeros"], 0.0) and c["best_jaxcps"]]
     verdicts.append(
         _bound(
             f"best jaxcps kernel (any) >= {DENSE_RATIO_TO_XLA}x XLA at 0% zeros, every layer",
