@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 import jaxcps
 from jaxcps.bench.activations import relu_activation
 from jaxcps.bench.layers import LAYERS
+from jaxcps.bench.targets import near
 
 #: The paper's two algorithms, which its targets name.
 SPARSE = ("cpo", "cps")
@@ -58,7 +59,7 @@ def _speed_rows(cases: list[dict]) -> list[tuple[str, str, float, str, bool]]:
     rows = []
     for zeros, goal in ((0.90, 2.0), (0.70, 1.2)):
         worst, where = _worst(
-            [c for c in target if abs(c["zeros"] - zeros) < 1e-9], lambda c: _best_sparse(c)[1]
+            [c for c in target if near(c["zeros"], zeros)], lambda c: _best_sparse(c)[1]
         )
         rows.append(
             (
@@ -80,7 +81,7 @@ def _speed_rows(cases: list[dict]) -> list[tuple[str, str, float, str, bool]]:
         )
     )
     worst, where = _worst(
-        [c for c in target if abs(c["zeros"] - 0.70) < 1e-9], lambda c: _best_sparse(c)[1]
+        [c for c in target if near(c["zeros"], 0.70)], lambda c: _best_sparse(c)[1]
     )
     rows.append(
         ("crossover at <= 70% zeros (ratio >= 1 at 70%)", "same", worst, where, worst >= 1.0)

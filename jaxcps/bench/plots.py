@@ -115,7 +115,9 @@ def _compression_cases(report: dict[str, Any]) -> list[dict[str, Any]]:
         by_layer[r["layer"]].append(r)
     chosen = []
     for layer, cases in by_layer.items():
-        own = [r for r in cases if layer in LAYERS and abs(r["zeros"] - LAYERS[layer].zeros) < 1e-9]
+        own = [
+            r for r in cases if layer in LAYERS and targets.near(r["zeros"], LAYERS[layer].zeros)
+        ]
         chosen += own or cases
     return chosen
 
